@@ -1,0 +1,19 @@
+//! The event store: one trait, one envelope, interchangeable backends.
+//!
+//! Every backend (embedded SQLite here; PostgreSQL and KurrentDB later) implements
+//! [`EventStore`] and proves it by running [`conformance::run`].
+
+pub mod conformance;
+mod error;
+mod event;
+pub mod sqlite;
+mod store;
+mod subscription;
+
+pub use error::StoreError;
+pub use event::{AppendOutcome, AppendedEvent, ExpectedVersion, NewEvent, RecordedEvent};
+pub use store::EventStore;
+pub use subscription::Subscription;
+
+/// The largest event (data plus metadata, serialized) a store accepts unless configured otherwise.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 2 * 1024 * 1024;
