@@ -6,7 +6,7 @@ use crate::ExpectedVersion;
 
 /// Everything a store can refuse or fail at. Callers map `Unavailable` to "retry later"
 /// (HTTP 503) and `WrongExpectedVersion` to "reload and decide again".
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum StoreError {
     #[error("stream {stream}: expected {expected}, but the stream is at {}", describe_actual(*.actual))]
     WrongExpectedVersion {

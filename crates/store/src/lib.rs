@@ -9,11 +9,14 @@ mod event;
 pub mod sqlite;
 mod store;
 mod subscription;
+mod validation;
 
 pub use error::StoreError;
 pub use event::{AppendOutcome, AppendedEvent, ExpectedVersion, NewEvent, RecordedEvent};
+pub use sqlite::{SqliteOptions, SqliteStore};
 pub use store::EventStore;
 pub use subscription::Subscription;
+pub use validation::{check_append, check_event_size};
 
 /// The largest event (data plus metadata, serialized) a store accepts unless configured otherwise.
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 2 * 1024 * 1024;

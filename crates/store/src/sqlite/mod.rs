@@ -1,0 +1,260 @@
+//! The embedded backend on SQLite: one file in the data dir, nothing to install.
+//!
+//! * One writer thread owns the only read-write connection and commits appends in groups
+//!   (see [`writer`]): one transaction and one fsync per group, each caller told its own result.
+//! * Reads run on a small pool of read-only connections (see [`reader`]); in WAL mode they
+//!   never wait for the writer.
+//! * The file is WAL with `synchronous=FULL`: when `append` returns, its events are on disk.
+
+mod errors;
+mod reader;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
+
+use self::reader::ReadPool;
+use self::writer::{AppendRequest, PreparedEvent, Writer, WriterCounters};
+use crate::validation::{check_append, check_event_size};
+use crate::{
+    AppendOutcome, DEFAULT_MAX_EVENT_BYTES, EventStore, ExpectedVersion, NewEvent, RecordedEvent,
+    StoreError,
+};
+
+/// How the embedded store behaves; `Default` is what `serve` uses.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// The largest event accepted: serialized data plus metadata, in bytes.
+    pub max_event_bytes: usize,
+    /// How long a write or read waits for a lock held by another connection (say, a second
+    /// process on the same file) before the store answers `Unavailable`.
+    pub busy_timeout: Duration,
+    /// The most appends committed in one transaction.
+    pub max_batch: usize,
+    /// Appends that may wait for the writer before `append` itself waits (back-pressure).
+    pub queue_capacity: usize,
+    /// Read-only connections kept open between reads.
+    pub read_connections: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            busy_timeout: Duration::from_secs(5),
+            max_batch: 1024,
+            queue_capacity: 4096,
+            read_connections: 4,
+        }
+    }
+}
+
+/// How appends have been grouped so far (for metrics, and for tests of group commit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Batches the writer has taken from its queue (each one transaction, committed or not).
+    pub batches: u64,
+    /// Append requests it has taken from its queue.
+    pub appends: u64,
+}
+
+/// The embedded event store. Dropping it lets the writer finish the batch at hand and closes
+/// the file.
+pub struct SqliteStore {
+    path: PathBuf,
+    options: SqliteOptions,
+    /// `None` only while dropping: closing the channel is what stops the writer.
+    requests: Option<mpsc::Sender<AppendRequest>>,
+    writer_thread: Option<JoinHandle<()>>,
+    counters: Arc<WriterCounters>,
+    readers: Arc<ReadPool>,
+    head: watch::Receiver<u64>,
+}
+
+impl SqliteStore {
+    /// Opens the store at `path`, creating it when absent. A file that is not a Switchboard
+    /// event store (not SQLite, another application's database, a newer schema) is refused
+    /// with [`StoreError::Corrupt`] naming it, and left untouched.
+    pub fn open(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let conn = schema::open_writer(path, options.busy_timeout)?;
+        let readers = Arc::new(ReadPool::new(
+            path.to_path_buf(),
+            options.busy_timeout,
+            options.read_connections.max(1),
+        ));
+        let head_position = readers.with(|conn, _| reader::head_position(conn))?;
+        let (head_tx, head_rx) = watch::channel(head_position);
+        let (requests_tx, requests_rx) = mpsc::channel(options.queue_capacity.max(1));
+        let counters = Arc::new(WriterCounters::default());
+        let writer = Writer {
+            conn,
+            path: path.to_path_buf(),
+            requests: requests_rx,
+            head: head_tx,
+            max_batch: options.max_batch.max(1),
+            counters: Arc::clone(&counters),
+        };
+        let writer_thread = std::thread::Builder::new()
+            .name("event-store-writer".to_owned())
+            .spawn(move || writer.run())
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            options,
+            requests: Some(requests_tx),
+            writer_thread: Some(writer_thread),
+            counters,
+            readers,
+            head: head_rx,
+        })
+    }
+
+    /// The store file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends waiting for the writer right now.
+    pub fn pending_appends(&self) -> usize {
+        self.requests
+            .as_ref()
+            .map_or(0, |tx| tx.max_capacity() - tx.capacity())
+    }
+
+    pub fn writer_stats(&self) -> WriterStats {
+        WriterStats {
+            batches: self.counters.batches.load(Ordering::Relaxed),
+            appends: self.counters.appends.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Runs a blocking read on a pooled read-only connection, off the async threads.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&rusqlite::Connection) -> Result<T, reader::ReadError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let readers = Arc::clone(&self.readers);
+        tokio::task::spawn_blocking(move || readers.with(|conn, _| read(conn)))
+            .await
+            .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
+    }
+
+    /// Validates and serializes on the caller's task, so oversize or malformed appends are
+    /// refused before they reach the writer and the writer does SQLite work only.
+    fn prepare(
+        &self,
+        stream: &str,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<PreparedEvent>, StoreError> {
+        check_append(stream, &events)?;
+        events
+            .into_iter()
+            .map(|event| {
+                let data = serialize(&event.data)?;
+                let metadata = serialize(&event.metadata)?;
+                check_event_size(
+                    event.event_id,
+                    data.len() + metadata.len(),
+                    self.options.max_event_bytes,
+                )?;
+                Ok(PreparedEvent {
+                    event_id: event.event_id,
+                    event_type: event.event_type,
+                    schema_version: event.schema_version,
+                    occurred_at: event.occurred_at,
+                    data,
+                    metadata,
+                })
+            })
+            .collect()
+    }
+}
+
+fn serialize(value: &serde_json::Value) -> Result<String, StoreError> {
+    // A `Value` always serializes; the error path is here only because the API has one.
+    serde_json::to_string(value).map_err(|e| StoreError::InvalidAppend(e.to_string()))
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        let events = self.prepare(stream, events)?;
+        let requests = self.requests.as_ref().ok_or(StoreError::Closed)?;
+        let (reply, outcome) = oneshot::channel();
+        requests
+            .send(AppendRequest {
+                stream: stream.to_owned(),
+                expected,
+                events,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        outcome.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let stream = stream.to_owned();
+        self.read(move |conn| reader::read_stream(conn, &stream, from_version, limit))
+            .await
+    }
+
+    async fn read_all(
+        &self,
+        from_position: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read(move |conn| reader::read_all(conn, from_position, limit))
+            .await
+    }
+
+    async fn stream_version(&self, stream: &str) -> Result<Option<u64>, StoreError> {
+        let stream = stream.to_owned();
+        self.read(move |conn| reader::stream_version(conn, &stream))
+            .await
+    }
+
+    async fn head_position(&self) -> Result<u64, StoreError> {
+        self.read(reader::head_position).await
+    }
+
+    fn watch_head(&self) -> watch::Receiver<u64> {
+        self.head.clone()
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer's loop once it has answered what it holds;
+        // joining means the file is closed (and the WAL checkpointed) when drop returns, so
+        // the same file can be opened again right away.
+        self.requests.take();
+        if let Some(thread) = self.writer_thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

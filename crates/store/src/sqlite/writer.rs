@@ -1,0 +1,273 @@
+//! The one writer: a thread that owns the read-write connection and commits appends in
+//! groups.
+//!
+//! Appends that arrive while a commit is in progress queue up in the channel; the next round
+//! drains them all into one transaction, so one fsync covers the whole group. Each append runs
+//! inside its own SAVEPOINT, so one caller's refusal (wrong expected version, partial retry,
+//! a constraint failure) is rolled back alone and never touches the others in the group.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, params};
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use super::errors::{aborts_batch, from_sqlite};
+use crate::{AppendOutcome, AppendedEvent, ExpectedVersion, StoreError};
+
+const INSERT_EVENT: &str = include_str!("sql/insert_event.sql");
+const UPSERT_STREAM: &str = include_str!("sql/upsert_stream.sql");
+const FIND_EVENT: &str = "SELECT version, position FROM events WHERE stream = ?1 AND event_id = ?2";
+const LAST_VERSION: &str = "SELECT last_version FROM streams WHERE name = ?1";
+
+/// An event ready for the writer: validated, and with its JSON already serialized by the
+/// caller's task so the writer thread spends its time on SQLite alone.
+pub(crate) struct PreparedEvent {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub occurred_at: DateTime<Utc>,
+    pub data: String,
+    pub metadata: String,
+}
+
+pub(crate) struct AppendRequest {
+    pub stream: String,
+    pub expected: ExpectedVersion,
+    pub events: Vec<PreparedEvent>,
+    pub reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+}
+
+/// Counters for metrics and for tests that need to know how appends were grouped.
+#[derive(Debug, Default)]
+pub(crate) struct WriterCounters {
+    pub batches: AtomicU64,
+    pub appends: AtomicU64,
+}
+
+pub(crate) struct Writer {
+    pub conn: Connection,
+    pub path: PathBuf,
+    pub requests: mpsc::Receiver<AppendRequest>,
+    pub head: watch::Sender<u64>,
+    pub max_batch: usize,
+    pub counters: Arc<WriterCounters>,
+}
+
+impl Writer {
+    /// Serves appends until every sender is gone. Store trouble fails the batch at hand and
+    /// nothing else: the loop goes on with the next one.
+    pub(crate) fn run(mut self) {
+        let mut batch = Vec::with_capacity(self.max_batch);
+        while let Some(first) = self.requests.blocking_recv() {
+            batch.push(first);
+            while batch.len() < self.max_batch {
+                match self.requests.try_recv() {
+                    Ok(request) => batch.push(request),
+                    Err(_) => break,
+                }
+            }
+            // Counted when taken, before the commit: a test can tell that the writer holds a
+            // request even while the commit waits on a lock.
+            self.counters.batches.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .appends
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            let results = self.commit(&batch);
+            // The head moves before anyone is told, so a caller that reads right after its
+            // append returns, or a subscriber woken by the head, sees the commit.
+            let new_head = results
+                .iter()
+                .filter_map(|r| r.as_ref().ok())
+                .flat_map(|outcome| outcome.events.iter().map(|e| e.position))
+                .max();
+            if let Some(new_head) = new_head {
+                self.head.send_if_modified(|head| {
+                    let moved = new_head > *head;
+                    if moved {
+                        *head = new_head;
+                    }
+                    moved
+                });
+            }
+            for (request, result) in batch.drain(..).zip(results) {
+                // A caller that stopped waiting is no reason to fail the others.
+                let _ = request.reply.send(result);
+            }
+        }
+    }
+
+    /// Commits a group of appends in one transaction; one result per request, in order.
+    fn commit(&mut self, batch: &[AppendRequest]) -> Vec<Result<AppendOutcome, StoreError>> {
+        match self.try_commit(batch) {
+            Ok(results) => results,
+            Err(error) => {
+                // Nothing of the batch is durable; the connection is left outside any
+                // transaction so the next batch starts clean.
+                if !self.conn.is_autocommit() {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                }
+                let error = from_sqlite(&self.path, error);
+                tracing::warn!(%error, appends = batch.len(), "event store batch failed");
+                batch.iter().map(|_| Err(error.clone())).collect()
+            }
+        }
+    }
+
+    fn try_commit(
+        &mut self,
+        batch: &[AppendRequest],
+    ) -> rusqlite::Result<Vec<Result<AppendOutcome, StoreError>>> {
+        // IMMEDIATE takes the write lock now, so waiting for another process's writer is
+        // bounded by the busy timeout here rather than failing halfway through.
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let recorded_at = Utc::now();
+        let mut results = Vec::with_capacity(batch.len());
+        for request in batch {
+            self.conn.prepare_cached("SAVEPOINT append")?.execute([])?;
+            match append_one(&self.conn, request, recorded_at) {
+                Ok(outcome) => {
+                    self.conn.prepare_cached("RELEASE append")?.execute([])?;
+                    results.push(Ok(outcome));
+                }
+                Err(refusal) => {
+                    self.conn
+                        .prepare_cached("ROLLBACK TO append")?
+                        .execute([])?;
+                    self.conn.prepare_cached("RELEASE append")?.execute([])?;
+                    match refusal {
+                        Refusal::Refused(error) => results.push(Err(error)),
+                        Refusal::Sqlite(error) if aborts_batch(&error) => return Err(error),
+                        Refusal::Sqlite(error) => {
+                            results.push(Err(from_sqlite(&self.path, error)));
+                        }
+                    }
+                }
+            }
+        }
+        self.conn.execute_batch("COMMIT")?;
+        Ok(results)
+    }
+}
+
+/// Why one append inside a batch did not go through.
+enum Refusal {
+    /// The store's rules refused it; the rest of the batch goes on.
+    Refused(StoreError),
+    /// SQLite failed; whether the batch survives depends on the error.
+    Sqlite(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for Refusal {
+    fn from(error: rusqlite::Error) -> Self {
+        Refusal::Sqlite(error)
+    }
+}
+
+/// One append inside the open transaction: idempotency first (a retry succeeds whatever it
+/// expects), then the expected version, then the inserts.
+fn append_one(
+    conn: &Connection,
+    request: &AppendRequest,
+    recorded_at: DateTime<Utc>,
+) -> Result<AppendOutcome, Refusal> {
+    let stream = request.stream.as_str();
+    if let Some(existing) = already_recorded(conn, request)? {
+        return Ok(AppendOutcome {
+            stream: stream.to_owned(),
+            events: existing,
+            already_recorded: true,
+        });
+    }
+
+    let actual: Option<u64> = {
+        let mut statement = conn.prepare_cached(LAST_VERSION)?;
+        let mut rows = statement.query(params![stream])?;
+        match rows.next()? {
+            Some(row) => Some(row.get::<_, i64>(0)? as u64),
+            None => None,
+        }
+    };
+    let matches = match request.expected {
+        ExpectedVersion::Any => true,
+        ExpectedVersion::NoStream => actual.is_none(),
+        ExpectedVersion::Exact(v) => actual == Some(v),
+    };
+    if !matches {
+        return Err(Refusal::Refused(StoreError::WrongExpectedVersion {
+            stream: stream.to_owned(),
+            expected: request.expected,
+            actual,
+        }));
+    }
+
+    let first_version = actual.map_or(0, |v| v + 1);
+    let mut insert = conn.prepare_cached(INSERT_EVENT)?;
+    let mut appended = Vec::with_capacity(request.events.len());
+    for (offset, event) in request.events.iter().enumerate() {
+        let version = first_version + offset as u64;
+        insert.execute(params![
+            stream,
+            version as i64,
+            event.event_id.as_bytes().as_slice(),
+            event.event_type,
+            event.schema_version,
+            event.occurred_at.timestamp(),
+            event.occurred_at.timestamp_subsec_nanos(),
+            recorded_at.timestamp(),
+            recorded_at.timestamp_subsec_nanos(),
+            event.data,
+            event.metadata,
+        ])?;
+        appended.push(AppendedEvent {
+            event_id: event.event_id,
+            version,
+            position: conn.last_insert_rowid() as u64,
+        });
+    }
+    let last_version = first_version + request.events.len() as u64 - 1;
+    conn.prepare_cached(UPSERT_STREAM)?
+        .execute(params![stream, last_version as i64])?;
+
+    Ok(AppendOutcome {
+        stream: stream.to_owned(),
+        events: appended,
+        already_recorded: false,
+    })
+}
+
+/// The recorded places of the request's events when all of them are already in the stream;
+/// None when none are; `PartiallyRecorded` when only some are.
+fn already_recorded(
+    conn: &Connection,
+    request: &AppendRequest,
+) -> Result<Option<Vec<AppendedEvent>>, Refusal> {
+    let mut find = conn.prepare_cached(FIND_EVENT)?;
+    let mut found = Vec::new();
+    let mut first_missing = None;
+    for event in &request.events {
+        let mut rows = find.query(params![
+            request.stream,
+            event.event_id.as_bytes().as_slice()
+        ])?;
+        match rows.next()? {
+            Some(row) => found.push(AppendedEvent {
+                event_id: event.event_id,
+                version: row.get::<_, i64>(0)? as u64,
+                position: row.get::<_, i64>(1)? as u64,
+            }),
+            None => first_missing = first_missing.or(Some(event.event_id)),
+        }
+    }
+    match (found.first(), first_missing) {
+        (None, _) => Ok(None),
+        (Some(_), None) => Ok(Some(found)),
+        (Some(recorded), Some(_)) => Err(Refusal::Refused(StoreError::PartiallyRecorded {
+            stream: request.stream.clone(),
+            event_id: recorded.event_id,
+        })),
+    }
+}
