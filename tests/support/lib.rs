@@ -1,1 +1,169 @@
-//! Helpers shared by the end-to-end tests.
+//! Helpers shared by the end-to-end tests: the real `switchboard` binary on a temp data dir,
+//! spoken to over HTTP on loopback.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const RETELL_SECRET: &str = "retell-e2e-secret";
+pub const CALCOM_SECRET: &str = "calcom-e2e-secret";
+pub const STRIPE_SECRET: &str = "whsec_e2e_secret";
+pub const ADMIN_TOKEN: &str = "admin-e2e-token";
+
+/// The `switchboard` binary cargo built for this test run.
+///
+/// `cargo test --workspace` builds it because crates/cli has integration tests; when a test
+/// of this package is run alone it may be missing, so build it then.
+pub fn switchboard_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/switchboard
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps");
+    let bin = profile_dir.join("switchboard");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "switchboard-cli", "--bin", "switchboard"])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build of switchboard failed");
+    }
+    bin
+}
+
+/// A running `switchboard serve`, killed when dropped.
+pub struct TestServer {
+    pub child: Child,
+    pub base_url: String,
+    pub data_dir: PathBuf,
+    logs: mpsc::Receiver<String>,
+}
+
+pub struct ServerOptions {
+    pub data_dir: PathBuf,
+    pub extra_args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl ServerOptions {
+    pub fn new(data_dir: &Path) -> Self {
+        ServerOptions {
+            data_dir: data_dir.to_owned(),
+            extra_args: Vec::new(),
+            env: vec![
+                ("SWITCHBOARD_RETELL_SECRETS".into(), RETELL_SECRET.into()),
+                ("SWITCHBOARD_CALCOM_SECRETS".into(), CALCOM_SECRET.into()),
+                ("SWITCHBOARD_STRIPE_SECRETS".into(), STRIPE_SECRET.into()),
+                ("SWITCHBOARD_ADMIN_TOKEN".into(), ADMIN_TOKEN.into()),
+            ],
+        }
+    }
+}
+
+impl TestServer {
+    /// Starts the server on an ephemeral port and waits until it says where it listens.
+    pub fn start(options: ServerOptions) -> TestServer {
+        let mut command = Command::new(switchboard_bin());
+        command
+            .arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(&options.data_dir)
+            .args(&options.extra_args)
+            .env_remove("SWITCHBOARD_STORE")
+            .env_remove("SWITCHBOARD_CONFIG")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in &options.env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("spawn switchboard serve");
+        let (tx, logs) = mpsc::channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let tx_err = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx_err.send(line);
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match logs.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(addr) = line.strip_prefix("switchboard listening on ") {
+                        return TestServer {
+                            child,
+                            base_url: addr.trim().to_owned(),
+                            data_dir: options.data_dir,
+                            logs,
+                        };
+                    }
+                    seen.push(line);
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!(
+                        "switchboard did not start; it printed:\n{}",
+                        seen.join("\n")
+                    );
+                }
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base_url, path)
+    }
+
+    /// Lines the server printed since the last call.
+    pub fn drain_logs(&self) -> Vec<String> {
+        self.logs.try_iter().collect()
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        self.child.wait().expect("wait for switchboard")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client that never reuses a dead connection across server restarts.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http client")
+}

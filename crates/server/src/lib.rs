@@ -1,1 +1,19 @@
-//! See the crate description.
+//! The Switchboard service: ingest, query API, metrics and health over an [`EventStore`].
+//!
+//! [`EventStore`]: switchboard_store::EventStore
+
+mod availability;
+pub mod backend;
+pub mod config;
+mod error;
+mod http;
+pub mod metrics;
+pub mod quarantine;
+mod rate_limit;
+mod serve;
+mod state;
+
+pub use error::Error;
+pub use http::router;
+pub use serve::serve;
+pub use state::AppState;

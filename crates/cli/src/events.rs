@@ -1,0 +1,93 @@
+//! `switchboard events read STREAM` / `events tail`: the store as JSON lines.
+
+use std::io::Write;
+
+use clap::Subcommand;
+use switchboard_store::{RecordedEvent, Subscription};
+
+use crate::settings::StoreArgs;
+use crate::{CliError, open_store};
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Print one stream's events with their envelope, one JSON object a line.
+    Read {
+        stream: String,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// First version to print.
+        #[arg(long, default_value_t = 0)]
+        from_version: u64,
+    },
+    /// Follow the global order (`$all`): print what is stored, then each new event.
+    Tail {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Start at this global position (default: the beginning).
+        #[arg(long, default_value_t = 0)]
+        from_position: u64,
+        /// Stop after printing what is stored instead of following new commits.
+        #[arg(long)]
+        no_follow: bool,
+    },
+}
+
+pub async fn run(command: EventsCommand) -> Result<(), CliError> {
+    match command {
+        EventsCommand::Read {
+            stream,
+            store,
+            from_version,
+        } => {
+            let store = open_store(&store)?;
+            let mut next = from_version;
+            let mut printed = 0usize;
+            loop {
+                let page = store.read_stream(&stream, next, 500).await?;
+                let Some(last) = page.last() else { break };
+                next = last.version + 1;
+                printed += page.len();
+                print_events(&page)?;
+            }
+            if printed == 0 {
+                return Err(CliError::Failed(format!("stream {stream} has no events")));
+            }
+            Ok(())
+        }
+        EventsCommand::Tail {
+            store,
+            from_position,
+            no_follow,
+        } => {
+            let store = open_store(&store)?;
+            if no_follow {
+                let mut next = from_position;
+                loop {
+                    let page = store.read_all(next, 500).await?;
+                    let Some(last) = page.last() else { break };
+                    next = last.position + 1;
+                    print_events(&page)?;
+                }
+                return Ok(());
+            }
+            let mut subscription = Subscription::new(store, from_position);
+            loop {
+                let event = subscription.next().await?;
+                print_events(std::slice::from_ref(&event))?;
+            }
+        }
+    }
+}
+
+fn print_events(events: &[RecordedEvent]) -> Result<(), CliError> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for event in events {
+        let line = serde_json::to_string(event).map_err(|e| CliError::Failed(e.to_string()))?;
+        if writeln!(out, "{line}").is_err() {
+            // A closed pipe (`| head`) ends the command quietly.
+            return Ok(());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! The one place errors become HTTP: status, `{"error": {"code", "message"}}`, and headers.
+//! Internals (SQL, file paths, secrets) never reach the body; they go to the log.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use switchboard_store::StoreError;
+
+use crate::Error;
+
+impl Error {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::Config(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::BodyUnreadable(_) | Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::NotFound { .. } => StatusCode::NOT_FOUND,
+            Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Store(e) => match e {
+                StoreError::EventTooLarge { .. } | StoreError::InvalidAppend(_) => {
+                    StatusCode::BAD_REQUEST
+                }
+                // Contention that outlasted the retries: nothing was written, try again.
+                StoreError::WrongExpectedVersion { .. }
+                | StoreError::Unavailable(_)
+                | StoreError::Closed => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Config(_) | Error::Internal(_) => "internal_error",
+            Error::BodyTooLarge { .. } => "payload_too_large",
+            Error::BodyUnreadable(_) => "malformed_payload",
+            Error::RateLimited { .. } => "rate_limited",
+            Error::Unauthorized { code, .. } | Error::BadRequest { code, .. } => code,
+            Error::Forbidden(_) => "forbidden",
+            Error::NotFound { .. } => "not_found",
+            Error::ShuttingDown => "shutting_down",
+            Error::Store(e) => match e {
+                StoreError::EventTooLarge { .. } => "payload_too_large",
+                StoreError::InvalidAppend(_) => "malformed_payload",
+                StoreError::WrongExpectedVersion { .. } => "store_contention",
+                StoreError::Unavailable(_) | StoreError::Closed => "store_unavailable",
+                _ => "internal_error",
+            },
+        }
+    }
+
+    /// What the client may read. Server-side failures say what to do, not what broke inside.
+    pub fn public_message(&self) -> String {
+        match self.status() {
+            StatusCode::INTERNAL_SERVER_ERROR => {
+                "internal error; nothing was recorded, retry later".to_owned()
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                "the event store cannot take this delivery now; nothing was recorded, retry later"
+                    .to_owned()
+            }
+            _ => self.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, code = self.code(), "request failed");
+        }
+        let body = Json(json!({
+            "error": { "code": self.code(), "message": self.public_message() }
+        }));
+        let mut response = (status, body).into_response();
+        if let Error::RateLimited { retry_after } = &self {
+            let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
+        if matches!(&self, Error::Store(e) if e.is_transient()) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
+    }
+}

@@ -1,0 +1,59 @@
+//! Liveness, readiness (with projection lag) and Prometheus metrics: no token needed.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::AppState;
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Ready when the store answers; reports how far the read models trail the streams.
+async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    match state.store.head_position().await {
+        Ok(head) => {
+            let applied = state.projected_position();
+            let lag = head.saturating_sub(applied);
+            crate::metrics::projection_lag("all", lag);
+            (
+                StatusCode::OK,
+                Json(json!({
+                    "status": "ready",
+                    "store": { "head_position": head },
+                    "projections": { "position": applied, "lag_events": lag },
+                })),
+            )
+        }
+        Err(error) => {
+            tracing::warn!(%error, "readiness check: store unavailable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "unavailable", "store": { "error": "store unavailable" } })),
+            )
+        }
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    if let Ok(head) = state.store.head_position().await {
+        crate::metrics::projection_lag("all", head.saturating_sub(state.projected_position()));
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
