@@ -1,0 +1,2 @@
+// Placeholder so the workspace manifest loads until the benchmark is written.
+fn main() {}
