@@ -1,0 +1,214 @@
+//! One event into every read model: decode the envelope, dispatch to the projection that owns
+//! the event type, and turn what cannot be applied into an anomaly instead of a stall.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{Connection, ErrorCode};
+use switchboard_domain::event::{Event, EventDecodeError};
+use switchboard_store::RecordedEvent;
+
+use crate::anomalies::{self, NewAnomaly};
+use crate::phone::PhoneBook;
+use crate::{ProjectionError, appointments, calls, tenants};
+
+/// The envelope-only event the server stores with the raw webhook body (for re-derivation);
+/// no read model is built from it.
+pub const DELIVERY_RECEIVED: &str = "DeliveryReceived";
+
+/// Read-model times: ISO-8601 UTC with fixed millisecond precision, so text order is time
+/// order (range queries and "newer wins" comparisons rely on it).
+pub fn ts(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// What a projection knows about the event it is applying.
+pub(crate) struct Cx<'a> {
+    pub conn: &'a Connection,
+    pub position: u64,
+    pub stream: &'a str,
+    pub event_type: &'a str,
+    /// `metadata.tenant` of the envelope, for anomalies.
+    pub tenant_hint: Option<&'a str>,
+    /// The event's provider time as read-model text.
+    pub at: String,
+    pub phones: &'a PhoneBook,
+}
+
+impl Cx<'_> {
+    pub(crate) fn seq(&self) -> i64 {
+        self.position as i64
+    }
+
+    pub(crate) fn anomaly(&self, reason: &str, message: String) -> NewAnomaly<'_> {
+        NewAnomaly {
+            reason: reason.to_owned(),
+            message,
+            subject_kind: None,
+            subject_id: None,
+            tenant_id: self.tenant_hint.map(str::to_owned),
+        }
+    }
+}
+
+/// Why one event did not apply.
+#[derive(Debug)]
+pub(crate) enum ApplyError {
+    /// The read models cannot take writes (disk full, I/O, locked): the batch must be retried,
+    /// never skipped.
+    Fatal(ProjectionError),
+    /// This event cannot be applied (a constraint, a value out of range): its effects are
+    /// rolled back and an anomaly is recorded in its place.
+    Event(String),
+}
+
+impl From<rusqlite::Error> for ApplyError {
+    fn from(error: rusqlite::Error) -> Self {
+        let fatal = match error.sqlite_error_code() {
+            Some(code) => matches!(
+                code,
+                ErrorCode::DatabaseBusy
+                    | ErrorCode::DatabaseLocked
+                    | ErrorCode::SystemIoFailure
+                    | ErrorCode::DiskFull
+                    | ErrorCode::CannotOpen
+                    | ErrorCode::OutOfMemory
+                    | ErrorCode::ReadOnly
+                    | ErrorCode::DatabaseCorrupt
+                    | ErrorCode::NotADatabase
+            ),
+            // Conversion errors and the like come from this event's values.
+            None => false,
+        };
+        if fatal {
+            ApplyError::Fatal(error.into())
+        } else {
+            ApplyError::Event(error.to_string())
+        }
+    }
+}
+
+impl From<serde_json::Error> for ApplyError {
+    fn from(error: serde_json::Error) -> Self {
+        ApplyError::Event(error.to_string())
+    }
+}
+
+pub(crate) type Applied = Result<(), ApplyError>;
+
+/// Folds one recorded event into the read models inside the caller's transaction. Only
+/// read-model trouble is an error; everything about the event itself ends as rows or as an
+/// anomaly.
+pub(crate) fn apply_event(
+    conn: &Connection,
+    phones: &PhoneBook,
+    recorded: RecordedEvent,
+) -> Result<(), ProjectionError> {
+    if recorded.event_type == DELIVERY_RECEIVED {
+        return Ok(());
+    }
+    let RecordedEvent {
+        stream,
+        position,
+        event_type,
+        schema_version,
+        occurred_at,
+        data,
+        metadata,
+        ..
+    } = recorded;
+    let cx = Cx {
+        conn,
+        position,
+        stream: &stream,
+        event_type: &event_type,
+        tenant_hint: metadata.get("tenant").and_then(|t| t.as_str()),
+        at: ts(occurred_at),
+        phones,
+    };
+    let event = match Event::from_parts(&event_type, schema_version, data) {
+        Ok(event) => event,
+        Err(error) => {
+            let reason = match error {
+                EventDecodeError::UnknownEventType(_) => "unknown_event_type",
+                EventDecodeError::UnsupportedSchemaVersion { .. } => "unsupported_schema_version",
+                EventDecodeError::InvalidData { .. } => "invalid_event_data",
+            };
+            return anomalies::record(&cx, cx.anomaly(reason, error.to_string()))
+                .map_err(fatal_only);
+        }
+    };
+
+    // One savepoint per event: what an event cannot apply is undone as a whole, so no read
+    // model is left half-updated by it.
+    conn.prepare_cached("SAVEPOINT apply_event")?.execute([])?;
+    match dispatch(&cx, &event) {
+        Ok(()) => {
+            conn.prepare_cached("RELEASE apply_event")?.execute([])?;
+            Ok(())
+        }
+        Err(failure) => {
+            conn.prepare_cached("ROLLBACK TO apply_event")?
+                .execute([])?;
+            conn.prepare_cached("RELEASE apply_event")?.execute([])?;
+            match failure {
+                ApplyError::Fatal(error) => Err(error),
+                ApplyError::Event(message) => {
+                    tracing::warn!(position, stream = %stream, event_type = %event_type, %message,
+                        "event could not be applied; recorded as an anomaly");
+                    anomalies::record(&cx, cx.anomaly("apply_failed", message)).map_err(fatal_only)
+                }
+            }
+        }
+    }
+}
+
+fn fatal_only(error: ApplyError) -> ProjectionError {
+    match error {
+        ApplyError::Fatal(error) => error,
+        // Recording an anomaly is a plain insert of strings; if even that fails, the read
+        // models cannot take writes.
+        ApplyError::Event(message) => ProjectionError::Task(message),
+    }
+}
+
+fn dispatch(cx: &Cx<'_>, event: &Event) -> Applied {
+    match event {
+        Event::CallStarted(e) => calls::started(cx, e),
+        Event::CallEnded(e) => calls::ended(cx, e),
+        Event::CallAnalyzed(e) => calls::analyzed(cx, e),
+        Event::AvailabilityChecked(e) => calls::availability_checked(cx, e),
+        Event::CallLinkedToBooking(e) => calls::linked_to_booking(cx, e),
+        Event::AppointmentRequested(e) => appointments::requested(cx, e),
+        Event::BookingCreated(e) => appointments::created(cx, e),
+        Event::BookingRescheduled(e) => appointments::rescheduled(cx, e),
+        Event::BookingCancelled(e) => appointments::cancelled(cx, e),
+        Event::BookingLinkedToCall(e) => appointments::linked_to_call(cx, e),
+        // Services are read from the bookings themselves; the catalogue has no read model.
+        Event::EventTypeCreated(_) => Ok(()),
+        Event::TenantRegistered(e) => tenants::registered(cx, &e.tenant_id, &e.name),
+        Event::TenantUpdated(e) => tenants::registered(cx, &e.tenant_id, &e.name),
+        Event::BranchRegistered(e) => tenants::branch(cx, &e.tenant_id, &e.branch_id, &e.profile),
+        Event::BranchUpdated(e) => tenants::branch(cx, &e.tenant_id, &e.branch_id, &e.profile),
+        Event::BranchRemoved(e) => tenants::branch_removed(cx, e),
+        Event::PhoneNumberAssigned(e) => tenants::phone_number_assigned(cx, e),
+        Event::PhoneNumberUnassigned(e) => tenants::phone_number_unassigned(cx, e),
+        Event::CalcomOrganizerLinked(e) => tenants::organizer_linked(cx, e),
+        Event::CalcomOrganizerUnlinked(e) => tenants::organizer_unlinked(cx, e),
+        Event::StripeCustomerLinked(e) => tenants::stripe_customer_linked(cx, e),
+        Event::StripeCustomerUnlinked(e) => tenants::stripe_customer_unlinked(cx, e),
+        Event::ApiTokensSet(e) => tenants::api_tokens_set(cx, e),
+        Event::SubscriptionStarted(e) => {
+            tenants::subscription(cx, &e.stripe_event_id, &e.subscription)
+        }
+        Event::SubscriptionUpdated(e) => {
+            tenants::subscription(cx, &e.stripe_event_id, &e.subscription)
+        }
+        Event::SubscriptionCancelled(e) => {
+            tenants::subscription(cx, &e.stripe_event_id, &e.subscription)
+        }
+        Event::PaymentSucceeded(e) => tenants::payment(cx, &e.stripe_event_id, &e.invoice, None),
+        Event::PaymentFailed(e) => {
+            tenants::payment(cx, &e.stripe_event_id, &e.invoice, Some(&e.failure))
+        }
+        Event::TransitionRejected(e) => anomalies::rejected(cx, e),
+    }
+}

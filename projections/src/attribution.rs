@@ -1,0 +1,290 @@
+//! Tenant attribution that rebuilds: which tenant (and branch) a call, appointment or Stripe
+//! record belongs to, decided from the registry as the fold goes, and decided again for the
+//! records still waiting whenever a mapping is registered. A record that arrived before its
+//! phone number, organizer or Stripe customer was registered is attributed by the event that
+//! registers it — never by repair SQL — and its `unattributed_*` anomaly is resolved.
+
+use rusqlite::{OptionalExtension, params};
+
+use crate::apply::{Applied, Cx};
+use crate::customers::{self, Person};
+use crate::{anomalies, tenants};
+
+struct CallRow {
+    tenant_id: Option<String>,
+    branch_id: Option<String>,
+    tenant_number: Option<String>,
+    customer_number: Option<String>,
+    customer_id: Option<String>,
+    customer_name: Option<String>,
+}
+
+/// Attributes the call if it is not yet, links its customer, and passes what changed on to
+/// the appointments that came from it. `hint` is the tenant the intake routed the delivery to;
+/// `report` records an `unattributed_call` anomaly when nothing owns the number.
+pub(crate) fn settle_call(
+    cx: &Cx<'_>,
+    call_id: &str,
+    hint: Option<(&str, Option<&str>)>,
+    report: bool,
+) -> Applied {
+    let Some(call) = cx
+        .conn
+        .prepare_cached(
+            "SELECT tenant_id, branch_id, tenant_number, customer_number, customer_id,
+                    customer_name
+             FROM calls WHERE call_id = ?1",
+        )?
+        .query_row([call_id], |r| {
+            Ok(CallRow {
+                tenant_id: r.get(0)?,
+                branch_id: r.get(1)?,
+                tenant_number: r.get(2)?,
+                customer_number: r.get(3)?,
+                customer_id: r.get(4)?,
+                customer_name: r.get(5)?,
+            })
+        })
+        .optional()?
+    else {
+        return Ok(());
+    };
+    let mut changed = false;
+    let mut owner = call.tenant_id.clone().map(|t| (t, call.branch_id.clone()));
+    if owner.is_none() {
+        owner = match hint {
+            Some((tenant, branch)) => Some((tenant.to_owned(), branch.map(str::to_owned))),
+            None => number_owner(cx, call.tenant_number.as_deref())?,
+        };
+        match &owner {
+            Some((tenant, branch)) => {
+                cx.conn
+                    .prepare_cached(
+                        "UPDATE calls SET tenant_id = ?2, branch_id = ?3 WHERE call_id = ?1",
+                    )?
+                    .execute(params![call_id, tenant, branch])?;
+                tenants::add_call(cx, tenant, branch.as_deref())?;
+                anomalies::resolve(cx, "call", call_id, tenant)?;
+                changed = true;
+            }
+            None if report => {
+                let message = match &call.tenant_number {
+                    Some(number) => format!("call {call_id}: no tenant owns {number} yet"),
+                    None => format!("call {call_id}: the call names no number a tenant could own"),
+                };
+                anomalies::unattributed(cx, "call", call_id, "unattributed_call", message)?;
+            }
+            None => {}
+        }
+    }
+    if let Some((tenant, _)) = &owner {
+        let person = Person {
+            name: call.customer_name.as_deref(),
+            email: None,
+            authoritative: false,
+        };
+        match (&call.customer_id, &call.customer_number) {
+            (None, Some(number)) => {
+                let id = customers::link(cx, tenant, number, person)?;
+                cx.conn
+                    .prepare_cached("UPDATE calls SET customer_id = ?2 WHERE call_id = ?1")?
+                    .execute(params![call_id, id])?;
+                customers::count_call(cx, &id)?;
+                changed = true;
+            }
+            (Some(id), _) if call.customer_name.is_some() => customers::update(cx, id, person)?,
+            _ => {}
+        }
+    }
+    if changed {
+        let waiting: Vec<String> = cx
+            .conn
+            .prepare_cached(
+                "SELECT appointment_id FROM appointments
+                 WHERE call_id = ?1
+                   AND (tenant_id IS NULL OR branch_id IS NULL OR customer_id IS NULL)
+                 ORDER BY seq",
+            )?
+            .query_map([call_id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for appointment_id in waiting {
+            settle_appointment(cx, &appointment_id, false)?;
+        }
+    }
+    Ok(())
+}
+
+struct AppointmentRow {
+    tenant_id: Option<String>,
+    branch_id: Option<String>,
+    call_id: Option<String>,
+    organizer_id: Option<i64>,
+    attendee_phone: Option<String>,
+    attendee_name: Option<String>,
+    attendee_email: Option<String>,
+    customer_id: Option<String>,
+    booking_uid: Option<String>,
+}
+
+/// Attributes an appointment to the tenant of its organizer, or else of its call; fills its
+/// branch from the call; links its customer (the attendee's phone, or else the call's
+/// customer). `report` records an `unattributed_booking` anomaly when no tenant is found.
+pub(crate) fn settle_appointment(cx: &Cx<'_>, appointment_id: &str, report: bool) -> Applied {
+    let Some(row) = cx
+        .conn
+        .prepare_cached(
+            "SELECT tenant_id, branch_id, call_id, organizer_id, attendee_phone, attendee_name,
+                    attendee_email, customer_id, booking_uid
+             FROM appointments WHERE appointment_id = ?1",
+        )?
+        .query_row([appointment_id], |r| {
+            Ok(AppointmentRow {
+                tenant_id: r.get(0)?,
+                branch_id: r.get(1)?,
+                call_id: r.get(2)?,
+                organizer_id: r.get(3)?,
+                attendee_phone: r.get(4)?,
+                attendee_name: r.get(5)?,
+                attendee_email: r.get(6)?,
+                customer_id: r.get(7)?,
+                booking_uid: r.get(8)?,
+            })
+        })
+        .optional()?
+    else {
+        return Ok(());
+    };
+    let call = match &row.call_id {
+        Some(call_id) => cx
+            .conn
+            .prepare_cached(
+                "SELECT tenant_id, branch_id, customer_id FROM calls
+                 WHERE call_id = ?1 AND tenant_id IS NOT NULL",
+            )?
+            .query_row([call_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            })
+            .optional()?,
+        None => None,
+    };
+
+    let mut tenant = row.tenant_id.clone();
+    let mut branch = row.branch_id.clone();
+    if tenant.is_none() {
+        tenant = match row.organizer_id {
+            Some(organizer) => cx
+                .conn
+                .prepare_cached("SELECT tenant_id FROM calcom_organizers WHERE organizer_id = ?1")?
+                .query_row([organizer], |r| r.get(0))
+                .optional()?,
+            None => None,
+        };
+        if tenant.is_none() {
+            tenant = call.as_ref().map(|(t, _, _)| t.clone());
+        }
+    }
+    if branch.is_none() {
+        // The call's branch counts only for the tenant that owns the call.
+        branch = call
+            .as_ref()
+            .filter(|(t, _, _)| Some(t) == tenant.as_ref())
+            .and_then(|(_, b, _)| b.clone());
+    }
+    let Some(tenant) = tenant else {
+        if let (true, Some(uid)) = (report, &row.booking_uid) {
+            let message = match row.organizer_id {
+                Some(organizer) => format!(
+                    "booking {uid}: no tenant has linked Cal.com organizer {organizer} and no attributed call names it"
+                ),
+                None => format!("booking {uid}: no organizer and no attributed call"),
+            };
+            anomalies::unattributed(cx, "booking", uid, "unattributed_booking", message)?;
+        }
+        return Ok(());
+    };
+    if row.tenant_id.is_none() || row.branch_id != branch {
+        cx.conn
+            .prepare_cached(
+                "UPDATE appointments SET tenant_id = ?2, branch_id = ?3 WHERE appointment_id = ?1",
+            )?
+            .execute(params![appointment_id, tenant, branch])?;
+        let new_branch = if row.branch_id.is_none() {
+            branch.as_deref()
+        } else {
+            None
+        };
+        tenants::add_appointment(cx, &tenant, row.tenant_id.is_none(), new_branch, 1)?;
+        if let Some(uid) = &row.booking_uid {
+            anomalies::resolve(cx, "booking", uid, &tenant)?;
+        }
+    }
+
+    if row.customer_id.is_none() {
+        let phone = cx.phones.normalize(row.attendee_phone.as_deref());
+        let customer = match phone {
+            Some(phone) => {
+                let person = Person {
+                    name: row.attendee_name.as_deref(),
+                    email: row.attendee_email.as_deref(),
+                    authoritative: true,
+                };
+                Some(customers::link(cx, &tenant, &phone, person)?)
+            }
+            None => call
+                .as_ref()
+                .filter(|(t, _, _)| *t == tenant)
+                .and_then(|(_, _, c)| c.clone()),
+        };
+        if let Some(id) = customer {
+            cx.conn
+                .prepare_cached(
+                    "UPDATE appointments SET customer_id = ?2 WHERE appointment_id = ?1",
+                )?
+                .execute(params![appointment_id, id])?;
+            customers::count_appointment(cx, &id, 1)?;
+            if row.attendee_phone.is_none() {
+                let person = Person {
+                    name: row.attendee_name.as_deref(),
+                    email: row.attendee_email.as_deref(),
+                    authoritative: true,
+                };
+                customers::update(cx, &id, person)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The tenant and branch a number rings at, if any.
+pub(crate) fn number_owner(
+    cx: &Cx<'_>,
+    number: Option<&str>,
+) -> Result<Option<(String, Option<String>)>, rusqlite::Error> {
+    let Some(number) = number else {
+        return Ok(None);
+    };
+    cx.conn
+        .prepare_cached("SELECT tenant_id, branch_id FROM phone_numbers WHERE phone_number = ?1")?
+        .query_row([number], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+}
+
+/// The tenant a Stripe record belongs to: the one it names (`metadata.company_id`), or else
+/// the one that linked its Stripe customer.
+pub(crate) fn stripe_owner(
+    cx: &Cx<'_>,
+    named: Option<&str>,
+    stripe_customer_id: &str,
+) -> Result<Option<String>, rusqlite::Error> {
+    if let Some(tenant) = named {
+        return Ok(Some(tenant.to_owned()));
+    }
+    cx.conn
+        .prepare_cached("SELECT tenant_id FROM stripe_customers WHERE stripe_customer_id = ?1")?
+        .query_row([stripe_customer_id], |r| r.get(0))
+        .optional()
+}

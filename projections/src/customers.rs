@@ -1,0 +1,98 @@
+//! The customers read model: one row per person per tenant, keyed by the phone number in
+//! E.164. Calls (the caller's number, the name the agent collected) and bookings (attendee
+//! name, email, phone) merge into the same row, so no repair `UPDATE … JOIN customers` is
+//! ever needed: the link is made as the facts arrive.
+
+use rusqlite::{OptionalExtension, params};
+use uuid::Uuid;
+
+use crate::apply::Cx;
+use crate::tenants;
+
+/// Fixed namespace for customer ids: the same tenant and number give the same id in every
+/// rebuild and on every machine.
+const CUSTOMER_NAMESPACE: Uuid = Uuid::from_u128(0x5b1f_0c3e_9a4d_4c1b_8e57_2f6a_d0c4_e913);
+
+pub fn customer_id(tenant_id: &str, phone_e164: &str) -> String {
+    let key = format!("{tenant_id}\u{0}{phone_e164}");
+    Uuid::new_v5(&CUSTOMER_NAMESPACE, key.as_bytes()).to_string()
+}
+
+/// Who a fact says the person is. `authoritative` details (what the person typed into a
+/// booking) replace earlier ones; the rest (what the agent understood on the phone) only fill
+/// gaps.
+pub(crate) struct Person<'a> {
+    pub name: Option<&'a str>,
+    pub email: Option<&'a str>,
+    pub authoritative: bool,
+}
+
+/// The customer for `phone_e164` at `tenant_id`, created on first sight; returns its id.
+pub(crate) fn link(
+    cx: &Cx<'_>,
+    tenant_id: &str,
+    phone_e164: &str,
+    person: Person<'_>,
+) -> Result<String, rusqlite::Error> {
+    let id = customer_id(tenant_id, phone_e164);
+    let exists: Option<i64> = cx
+        .conn
+        .prepare_cached("SELECT 1 FROM customers WHERE customer_id = ?1")?
+        .query_row([&id], |r| r.get(0))
+        .optional()?;
+    if exists.is_none() {
+        cx.conn
+            .prepare_cached(
+                "INSERT INTO customers (customer_id, seq, tenant_id, phone, name, email,
+                                        first_seen_at, last_seen_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+            )?
+            .execute(params![
+                id,
+                cx.seq(),
+                tenant_id,
+                phone_e164,
+                person.name,
+                person.email,
+                cx.at
+            ])?;
+        tenants::add_customer(cx, tenant_id)?;
+    } else {
+        update(cx, &id, person)?;
+    }
+    Ok(id)
+}
+
+/// Merges what a later fact says about a known customer.
+pub(crate) fn update(cx: &Cx<'_>, id: &str, person: Person<'_>) -> Result<(), rusqlite::Error> {
+    let sql = if person.authoritative {
+        "UPDATE customers SET name = COALESCE(?2, name), email = COALESCE(?3, email),
+             last_seen_at = max(last_seen_at, ?4) WHERE customer_id = ?1"
+    } else {
+        "UPDATE customers SET name = COALESCE(name, ?2), email = COALESCE(email, ?3),
+             last_seen_at = max(last_seen_at, ?4) WHERE customer_id = ?1"
+    };
+    cx.conn
+        .prepare_cached(sql)?
+        .execute(params![id, person.name, person.email, cx.at])?;
+    Ok(())
+}
+
+pub(crate) fn count_call(cx: &Cx<'_>, id: &str) -> Result<(), rusqlite::Error> {
+    cx.conn
+        .prepare_cached(
+            "UPDATE customers SET calls_count = calls_count + 1 WHERE customer_id = ?1",
+        )?
+        .execute([id])?;
+    Ok(())
+}
+
+pub(crate) fn count_appointment(cx: &Cx<'_>, id: &str, delta: i64) -> Result<(), rusqlite::Error> {
+    cx.conn
+        .prepare_cached(
+            "UPDATE customers SET appointments_count = appointments_count + ?2
+             WHERE customer_id = ?1",
+        )?
+        .execute(params![id, delta])?;
+    Ok(())
+}

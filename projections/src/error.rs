@@ -1,0 +1,57 @@
+//! The crate's one error type.
+
+use std::path::PathBuf;
+
+use switchboard_store::StoreError;
+
+/// Everything opening, folding, rebuilding, querying or exporting the read models can fail at.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("read models database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+
+    #[error("event store: {0}")]
+    Store(#[from] StoreError),
+
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("JSON: {0}")]
+    Json(#[from] serde_json::Error),
+
+    /// A paging cursor that this crate did not hand out (or that was damaged on the way).
+    #[error("invalid cursor `{0}`: pass the `next` value of the previous page unchanged")]
+    BadCursor(String),
+
+    #[error("invalid limit {0}: must be between 1 and {max}", max = crate::query::MAX_LIMIT)]
+    BadLimit(usize),
+
+    #[error(
+        "unknown projection `{0}`: expected one of calls, appointments, customers, tenants, anomalies"
+    )]
+    UnknownProjection(String),
+
+    #[error("unknown export format `{0}`: expected jsonl or csv")]
+    UnknownFormat(String),
+
+    #[error("{0} cannot be exported; exportable: calls, appointments, tenants")]
+    NotExportable(String),
+
+    #[error("writing the export: {0}")]
+    Export(std::io::Error),
+
+    #[error("the projection task stopped unexpectedly: {0}")]
+    Task(String),
+}
+
+impl ProjectionError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        ProjectionError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

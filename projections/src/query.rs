@@ -1,0 +1,836 @@
+//! The queries the server answers from the read models. Each returns a serde-serializable
+//! view shaped as INTERFACE.md gives it; `None` means "no such record" (the server's 404).
+//! Tenant scoping (another tenant's record answers 404) is the caller's: every view carries its
+//! `tenant_id`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use chrono::{DateTime, NaiveTime, Utc};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::Serialize;
+use switchboard_domain::event::{OpeningHours, Weekday};
+
+use crate::ProjectionError;
+use crate::apply::ts;
+use crate::db::{checkpoint, open_live, open_reader, read_models_path};
+use crate::phone;
+
+/// The most items one page may hold.
+pub const MAX_LIMIT: usize = 500;
+/// The page size when the caller gives none.
+pub const DEFAULT_LIMIT: usize = 50;
+/// The time zone of a branch that names none.
+pub const DEFAULT_TIME_ZONE: &str = "Europe/Berlin";
+
+/// Connections kept open between queries.
+const MAX_IDLE: usize = 8;
+
+/// One page of a list: `{"items": [...], "next": cursor-or-null}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `after` to get the next page; null on the last page.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AppointmentLink {
+    pub booking_uid: String,
+    pub status: Option<String>,
+}
+
+/// `GET /api/calls/{call_id}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CallView {
+    pub call_id: String,
+    pub tenant_id: Option<String>,
+    pub branch_id: Option<String>,
+    /// `started` | `ended` | `analyzed`.
+    pub status: String,
+    pub direction: Option<String>,
+    pub from_number: Option<String>,
+    pub to_number: Option<String>,
+    pub duration_s: Option<i64>,
+    pub transcript: Option<String>,
+    pub summary: Option<String>,
+    pub sentiment: Option<String>,
+    pub customer_id: Option<String>,
+    pub customer_name: Option<String>,
+    pub appointment: Option<AppointmentLink>,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub analyzed_at: Option<String>,
+    pub updated_at: String,
+}
+
+const CALL_COLUMNS: &str = "call_id, tenant_id, branch_id, status, direction, from_number, \
+    to_number, duration_s, transcript, summary, sentiment, customer_id, customer_name, \
+    booking_uid, appointment_status, started_at, ended_at, analyzed_at, updated_at, seq";
+
+fn call_view(row: &Row<'_>) -> rusqlite::Result<CallView> {
+    let booking_uid: Option<String> = row.get(13)?;
+    Ok(CallView {
+        call_id: row.get(0)?,
+        tenant_id: row.get(1)?,
+        branch_id: row.get(2)?,
+        status: row.get(3)?,
+        direction: row.get(4)?,
+        from_number: row.get(5)?,
+        to_number: row.get(6)?,
+        duration_s: row.get(7)?,
+        transcript: row.get(8)?,
+        summary: row.get(9)?,
+        sentiment: row.get(10)?,
+        customer_id: row.get(11)?,
+        customer_name: row.get(12)?,
+        appointment: match booking_uid {
+            Some(booking_uid) => Some(AppointmentLink {
+                booking_uid,
+                status: row.get(14)?,
+            }),
+            None => None,
+        },
+        started_at: row.get(15)?,
+        ended_at: row.get(16)?,
+        analyzed_at: row.get(17)?,
+        updated_at: row.get(18)?,
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Attendee {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+/// `GET /api/appointments/{booking_uid}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AppointmentView {
+    /// The booking uid, or `request-{call_id}` for a request no booking has fulfilled yet.
+    pub appointment_id: String,
+    pub booking_uid: Option<String>,
+    pub tenant_id: Option<String>,
+    pub branch_id: Option<String>,
+    pub call_id: Option<String>,
+    pub customer_id: Option<String>,
+    /// `requested` | `booked` | `rescheduled` | `cancelled`.
+    pub status: String,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub service: Option<String>,
+    pub staff: Option<String>,
+    pub attendee: Attendee,
+    pub cancel_reason: Option<String>,
+    pub rescheduled_from: Option<String>,
+    pub rescheduled_to: Option<String>,
+    /// The changes in the order they were recorded.
+    pub history: serde_json::Value,
+    pub created_at: Option<String>,
+    pub updated_at: String,
+}
+
+const APPOINTMENT_COLUMNS: &str = "appointment_id, booking_uid, tenant_id, branch_id, call_id, \
+    customer_id, status, start_at, end_at, service, staff, attendee_name, attendee_email, \
+    attendee_phone, cancel_reason, rescheduled_from, rescheduled_to, history, created_at, \
+    updated_at, seq";
+
+fn appointment_view(row: &Row<'_>) -> rusqlite::Result<AppointmentView> {
+    let history: String = row.get(17)?;
+    Ok(AppointmentView {
+        appointment_id: row.get(0)?,
+        booking_uid: row.get(1)?,
+        tenant_id: row.get(2)?,
+        branch_id: row.get(3)?,
+        call_id: row.get(4)?,
+        customer_id: row.get(5)?,
+        status: row.get(6)?,
+        start: row.get(7)?,
+        end: row.get(8)?,
+        service: row.get(9)?,
+        staff: row.get(10)?,
+        attendee: Attendee {
+            name: row.get(11)?,
+            email: row.get(12)?,
+            phone: row.get(13)?,
+        },
+        cancel_reason: row.get(14)?,
+        rescheduled_from: row.get(15)?,
+        rescheduled_to: row.get(16)?,
+        history: serde_json::from_str(&history).unwrap_or(serde_json::Value::String(history)),
+        created_at: row.get(18)?,
+        updated_at: row.get(19)?,
+    })
+}
+
+/// `GET /api/customers/…`: a person at one tenant, with their calls and appointments.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CustomerView {
+    pub customer_id: String,
+    pub tenant_id: String,
+    /// E.164.
+    pub phone: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub first_seen_at: String,
+    pub last_seen_at: String,
+    pub calls: Vec<CallView>,
+    pub appointments: Vec<AppointmentView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SubscriptionView {
+    pub subscription_id: Option<String>,
+    pub status: Option<String>,
+    pub plan: Option<String>,
+    pub updated_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PaymentView {
+    pub stripe_event_id: String,
+    pub invoice_id: String,
+    pub status: String,
+    pub amount_cents: i64,
+    pub currency: String,
+    pub plan: Option<String>,
+    pub failure_code: Option<String>,
+    pub occurred_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PaymentsView {
+    pub succeeded: i64,
+    pub failed: i64,
+    /// Sum of succeeded payments in the currencies' minor unit.
+    pub revenue_cents: i64,
+    /// The most recent payments, newest first.
+    pub recent: Vec<PaymentView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Counts {
+    pub calls: i64,
+    pub appointments: i64,
+    pub customers: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BranchView {
+    pub branch_id: String,
+    pub name: Option<String>,
+    pub time_zone: String,
+    pub opening_hours: Vec<OpeningHours>,
+    pub phone_numbers: Vec<String>,
+    pub removed_at: Option<String>,
+    pub calls: i64,
+    pub appointments: i64,
+}
+
+/// `GET /api/tenants/{tenant_id}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TenantView {
+    pub tenant_id: String,
+    pub name: Option<String>,
+    pub branches: Vec<BranchView>,
+    pub calcom_organizer_ids: Vec<i64>,
+    pub stripe_customer_ids: Vec<String>,
+    pub subscription: SubscriptionView,
+    pub payments: PaymentsView,
+    pub counts: Counts,
+    pub registered_at: Option<String>,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AnomalyView {
+    pub anomaly_id: i64,
+    pub position: i64,
+    pub stream: String,
+    pub event_type: String,
+    pub reason: String,
+    pub message: String,
+    pub subject_kind: Option<String>,
+    pub subject_id: Option<String>,
+    pub tenant_id: Option<String>,
+    pub occurred_at: String,
+    pub resolved_at: Option<String>,
+    pub resolved_by_position: Option<i64>,
+}
+
+/// Which anomalies to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AnomalyFilter {
+    pub tenant_id: Option<String>,
+    /// Only those not resolved by later attribution.
+    pub open_only: bool,
+}
+
+/// An appointment that occupies time, for `check_availability`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BusySlot {
+    pub appointment_id: String,
+    pub start: String,
+    pub end: String,
+    pub staff: Option<String>,
+    pub service: Option<String>,
+    pub status: String,
+}
+
+/// What `check_availability` needs: when the branch is open and what is already booked.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Availability {
+    pub time_zone: String,
+    pub opening_hours: Vec<OpeningHours>,
+    /// True when the branch has no opening hours of its own and the default applies.
+    pub default_hours: bool,
+    pub busy: Vec<BusySlot>,
+}
+
+/// Opening hours for a branch that has none registered: Mon–Fri 09:00–18:00, Sat 09:00–14:00.
+pub fn default_opening_hours() -> Vec<OpeningHours> {
+    let at = |h| NaiveTime::from_hms_opt(h, 0, 0).unwrap_or_default();
+    let mut hours: Vec<OpeningHours> = [
+        Weekday::Mon,
+        Weekday::Tue,
+        Weekday::Wed,
+        Weekday::Thu,
+        Weekday::Fri,
+    ]
+    .into_iter()
+    .map(|day| OpeningHours {
+        day,
+        opens: at(9),
+        closes: at(18),
+    })
+    .collect();
+    hours.push(OpeningHours {
+        day: Weekday::Sat,
+        opens: at(9),
+        closes: at(14),
+    });
+    hours
+}
+
+/// The read side of `<data_dir>/read_models.sqlite`: a small pool of read-only connections.
+/// Every method blocks; call them from `spawn_blocking`.
+pub struct ReadModels {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReadModels {
+    /// Opens the read models of `data_dir`, creating an empty file when there is none yet (so
+    /// a server can answer before its projector's first batch).
+    pub fn open(data_dir: &Path) -> Result<ReadModels, ProjectionError> {
+        Self::open_file(&read_models_path(data_dir))
+    }
+
+    /// Opens a read-models file by path (for example a time-travel file from
+    /// [`rebuild`](crate::rebuild) with `until`).
+    pub fn open_file(path: &Path) -> Result<ReadModels, ProjectionError> {
+        if !path.exists() {
+            drop(open_live(path)?);
+        }
+        let first = open_reader(path)?;
+        Ok(ReadModels {
+            path: path.to_path_buf(),
+            idle: Mutex::new(vec![first]),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn with<T>(
+        &self,
+        query: impl FnOnce(&Connection) -> Result<T, ProjectionError>,
+    ) -> Result<T, ProjectionError> {
+        let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => open_reader(&self.path)?,
+        };
+        let result = query(&conn);
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
+        result
+    }
+
+    /// The position of the last event folded into these read models.
+    pub fn checkpoint(&self) -> Result<u64, ProjectionError> {
+        self.with(checkpoint)
+    }
+
+    pub fn call(&self, call_id: &str) -> Result<Option<CallView>, ProjectionError> {
+        self.with(|conn| {
+            let sql = format!("SELECT {CALL_COLUMNS} FROM calls WHERE call_id = ?1");
+            Ok(conn
+                .prepare_cached(&sql)?
+                .query_row([call_id], call_view)
+                .optional()?)
+        })
+    }
+
+    /// Calls in the order they were first recorded; all tenants' when `tenant_id` is None.
+    pub fn calls(
+        &self,
+        tenant_id: Option<&str>,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<Page<CallView>, ProjectionError> {
+        self.page("calls", CALL_COLUMNS, tenant_id, limit, after, call_view)
+    }
+
+    /// An appointment by booking uid (or by `request-{call_id}` for an open request).
+    pub fn appointment(&self, id: &str) -> Result<Option<AppointmentView>, ProjectionError> {
+        self.with(|conn| {
+            let sql = format!(
+                "SELECT {APPOINTMENT_COLUMNS} FROM appointments
+                 WHERE appointment_id = ?1 OR booking_uid = ?1 LIMIT 1"
+            );
+            Ok(conn
+                .prepare_cached(&sql)?
+                .query_row([id], appointment_view)
+                .optional()?)
+        })
+    }
+
+    pub fn appointments(
+        &self,
+        tenant_id: Option<&str>,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<Page<AppointmentView>, ProjectionError> {
+        self.page(
+            "appointments",
+            APPOINTMENT_COLUMNS,
+            tenant_id,
+            limit,
+            after,
+            appointment_view,
+        )
+    }
+
+    fn page<T>(
+        &self,
+        table: &str,
+        columns: &str,
+        tenant_id: Option<&str>,
+        limit: usize,
+        after: Option<&str>,
+        view: fn(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Page<T>, ProjectionError> {
+        if limit == 0 || limit > MAX_LIMIT {
+            return Err(ProjectionError::BadLimit(limit));
+        }
+        let after = after.map(decode_cursor).transpose()?.unwrap_or(0);
+        // The seq column is last in every column list: it is the cursor.
+        let seq_index = columns.split(',').count() - 1;
+        self.with(|conn| {
+            // Two statements rather than `?1 IS NULL OR …`, so the tenant's index is used.
+            let filter = if tenant_id.is_some() {
+                "tenant_id = ?1 AND"
+            } else {
+                "?1 IS NULL AND"
+            };
+            let sql = format!(
+                "SELECT {columns} FROM {table} WHERE {filter} seq > ?2 ORDER BY seq LIMIT ?3"
+            );
+            let mut statement = conn.prepare_cached(&sql)?;
+            let mut rows = statement.query(params![tenant_id, after, (limit + 1) as i64])?;
+            let mut items = Vec::with_capacity(limit);
+            let mut last_seq = 0i64;
+            let mut more = false;
+            while let Some(row) = rows.next()? {
+                if items.len() == limit {
+                    more = true;
+                    break;
+                }
+                last_seq = row.get(seq_index)?;
+                items.push(view(row)?);
+            }
+            Ok(Page {
+                items,
+                next: more.then(|| encode_cursor(last_seq)),
+            })
+        })
+    }
+
+    pub fn customer(&self, customer_id: &str) -> Result<Option<CustomerView>, ProjectionError> {
+        self.with(|conn| customer_where(conn, "customer_id = ?1", params![customer_id]))
+    }
+
+    /// The customer of `tenant_id` with this phone number, in any common notation.
+    pub fn customer_by_phone(
+        &self,
+        tenant_id: &str,
+        phone: &str,
+    ) -> Result<Option<CustomerView>, ProjectionError> {
+        let Some(e164) = phone::normalize(phone) else {
+            return Ok(None);
+        };
+        self.with(|conn| {
+            customer_where(
+                conn,
+                "tenant_id = ?1 AND phone = ?2",
+                params![tenant_id, e164],
+            )
+        })
+    }
+
+    pub fn tenant(&self, tenant_id: &str) -> Result<Option<TenantView>, ProjectionError> {
+        self.with(|conn| tenant_view(conn, tenant_id))
+    }
+
+    /// The tenant an API token belongs to, by the token's SHA-256 (lowercase hex). The caller
+    /// hashes the presented token; hashes are looked up by index, so no token comparison
+    /// runs on secret material here.
+    pub fn tenant_by_token_hash(
+        &self,
+        token_sha256: &str,
+    ) -> Result<Option<String>, ProjectionError> {
+        self.with(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT tenant_id FROM api_tokens WHERE token_sha256 = ?1")?
+                .query_row([token_sha256.to_ascii_lowercase()], |r| r.get(0))
+                .optional()?)
+        })
+    }
+
+    pub fn anomalies(
+        &self,
+        filter: &AnomalyFilter,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<Page<AnomalyView>, ProjectionError> {
+        if limit == 0 || limit > MAX_LIMIT {
+            return Err(ProjectionError::BadLimit(limit));
+        }
+        let after = after.map(decode_cursor).transpose()?.unwrap_or(0);
+        self.with(|conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT anomaly_id, position, stream, event_type, reason, message, subject_kind,
+                        subject_id, tenant_id, occurred_at, resolved_at, resolved_by_position
+                 FROM anomalies
+                 WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 = 0 OR resolved_at IS NULL)
+                   AND anomaly_id > ?3
+                 ORDER BY anomaly_id LIMIT ?4",
+            )?;
+            let rows = statement.query_map(
+                params![
+                    filter.tenant_id,
+                    filter.open_only,
+                    after,
+                    (limit + 1) as i64
+                ],
+                |r| {
+                    Ok(AnomalyView {
+                        anomaly_id: r.get(0)?,
+                        position: r.get(1)?,
+                        stream: r.get(2)?,
+                        event_type: r.get(3)?,
+                        reason: r.get(4)?,
+                        message: r.get(5)?,
+                        subject_kind: r.get(6)?,
+                        subject_id: r.get(7)?,
+                        tenant_id: r.get(8)?,
+                        occurred_at: r.get(9)?,
+                        resolved_at: r.get(10)?,
+                        resolved_by_position: r.get(11)?,
+                    })
+                },
+            )?;
+            let mut items: Vec<AnomalyView> = rows.collect::<Result<_, _>>()?;
+            let more = items.len() > limit;
+            items.truncate(limit);
+            let next = match (more, items.last()) {
+                (true, Some(last)) => Some(encode_cursor(last.anomaly_id)),
+                _ => None,
+            };
+            Ok(Page { items, next })
+        })
+    }
+
+    /// For `check_availability`: the branch's opening hours (the default when it has none) and
+    /// the booked appointments of the tenant that overlap `[from, to)`, narrowed to a branch
+    /// and a staff member when given. Cancelled appointments and bookings moved to a new uid
+    /// do not occupy time.
+    pub fn availability(
+        &self,
+        tenant_id: &str,
+        branch_id: Option<&str>,
+        staff: Option<&str>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Availability, ProjectionError> {
+        self.with(|conn| {
+            let branch: Option<(Option<String>, String)> = match branch_id {
+                Some(branch_id) => conn
+                    .prepare_cached(
+                        "SELECT time_zone, opening_hours FROM branches
+                         WHERE tenant_id = ?1 AND branch_id = ?2",
+                    )?
+                    .query_row(params![tenant_id, branch_id], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()?,
+                None => None,
+            };
+            let (time_zone, hours) = match branch {
+                Some((zone, hours)) => (zone, serde_json::from_str::<Vec<OpeningHours>>(&hours)?),
+                None => (None, Vec::new()),
+            };
+            let default_hours = hours.is_empty();
+            let mut statement = conn.prepare_cached(
+                "SELECT appointment_id, start_at, end_at, staff, service, status FROM appointments
+                 WHERE tenant_id = ?1 AND start_at < ?2 AND end_at > ?3
+                   AND status IN ('booked', 'rescheduled') AND rescheduled_to IS NULL
+                   AND (?4 IS NULL OR branch_id = ?4 OR branch_id IS NULL)
+                   AND (?5 IS NULL OR staff = ?5)
+                 ORDER BY start_at, appointment_id",
+            )?;
+            let busy = statement
+                .query_map(
+                    params![tenant_id, ts(to), ts(from), branch_id, staff],
+                    |r| {
+                        Ok(BusySlot {
+                            appointment_id: r.get(0)?,
+                            start: r.get(1)?,
+                            end: r.get(2)?,
+                            staff: r.get(3)?,
+                            service: r.get(4)?,
+                            status: r.get(5)?,
+                        })
+                    },
+                )?
+                .collect::<Result<_, _>>()?;
+            Ok(Availability {
+                time_zone: time_zone.unwrap_or_else(|| DEFAULT_TIME_ZONE.to_owned()),
+                opening_hours: if default_hours {
+                    default_opening_hours()
+                } else {
+                    hours
+                },
+                default_hours,
+                busy,
+            })
+        })
+    }
+}
+
+/// Cursors are opaque to callers: a version tag and the last row's sequence number in hex.
+fn encode_cursor(seq: i64) -> String {
+    format!("c1.{seq:x}")
+}
+
+fn decode_cursor(cursor: &str) -> Result<i64, ProjectionError> {
+    cursor
+        .strip_prefix("c1.")
+        .filter(|hex| !hex.is_empty() && hex.len() <= 16)
+        .and_then(|hex| i64::from_str_radix(hex, 16).ok())
+        .filter(|seq| *seq > 0)
+        .ok_or_else(|| ProjectionError::BadCursor(cursor.to_owned()))
+}
+
+/// How many calls and appointments a customer view lists (newest first).
+const CUSTOMER_HISTORY: i64 = 100;
+
+fn customer_where(
+    conn: &Connection,
+    condition: &str,
+    args: impl rusqlite::Params,
+) -> Result<Option<CustomerView>, ProjectionError> {
+    let sql = format!(
+        "SELECT customer_id, tenant_id, phone, name, email, first_seen_at, last_seen_at
+         FROM customers WHERE {condition}"
+    );
+    let Some(mut customer) = conn
+        .prepare_cached(&sql)?
+        .query_row(args, |r| {
+            Ok(CustomerView {
+                customer_id: r.get(0)?,
+                tenant_id: r.get(1)?,
+                phone: r.get(2)?,
+                name: r.get(3)?,
+                email: r.get(4)?,
+                first_seen_at: r.get(5)?,
+                last_seen_at: r.get(6)?,
+                calls: Vec::new(),
+                appointments: Vec::new(),
+            })
+        })
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let sql = format!(
+        "SELECT {CALL_COLUMNS} FROM calls WHERE customer_id = ?1 ORDER BY seq DESC LIMIT ?2"
+    );
+    customer.calls = conn
+        .prepare_cached(&sql)?
+        .query_map(params![customer.customer_id, CUSTOMER_HISTORY], call_view)?
+        .collect::<Result<_, _>>()?;
+    let sql = format!(
+        "SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE customer_id = ?1 ORDER BY seq DESC LIMIT ?2"
+    );
+    customer.appointments = conn
+        .prepare_cached(&sql)?
+        .query_map(
+            params![customer.customer_id, CUSTOMER_HISTORY],
+            appointment_view,
+        )?
+        .collect::<Result<_, _>>()?;
+    Ok(Some(customer))
+}
+
+/// How many payments a tenant view lists.
+const RECENT_PAYMENTS: i64 = 20;
+
+fn tenant_view(conn: &Connection, tenant_id: &str) -> Result<Option<TenantView>, ProjectionError> {
+    let Some(mut tenant) = conn
+        .prepare_cached(
+            "SELECT tenant_id, name, subscription_id, subscription_status, subscription_plan,
+                    subscription_updated_at, payments_succeeded, payments_failed, revenue_cents,
+                    calls_count, appointments_count, customers_count, registered_at, updated_at
+             FROM tenants WHERE tenant_id = ?1",
+        )?
+        .query_row([tenant_id], |r| {
+            Ok(TenantView {
+                tenant_id: r.get(0)?,
+                name: r.get(1)?,
+                branches: Vec::new(),
+                calcom_organizer_ids: Vec::new(),
+                stripe_customer_ids: Vec::new(),
+                subscription: SubscriptionView {
+                    subscription_id: r.get(2)?,
+                    status: r.get(3)?,
+                    plan: r.get(4)?,
+                    updated_at: r.get(5)?,
+                },
+                payments: PaymentsView {
+                    succeeded: r.get(6)?,
+                    failed: r.get(7)?,
+                    revenue_cents: r.get(8)?,
+                    recent: Vec::new(),
+                },
+                counts: Counts {
+                    calls: r.get(9)?,
+                    appointments: r.get(10)?,
+                    customers: r.get(11)?,
+                },
+                registered_at: r.get(12)?,
+                updated_at: r.get(13)?,
+            })
+        })
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let branches: Vec<(
+        String,
+        Option<String>,
+        Option<String>,
+        String,
+        Option<String>,
+        i64,
+        i64,
+    )> = conn
+        .prepare_cached(
+            "SELECT branch_id, name, time_zone, opening_hours, removed_at, calls_count,
+                    appointments_count
+             FROM branches WHERE tenant_id = ?1 ORDER BY branch_id",
+        )?
+        .query_map([tenant_id], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    for (branch_id, name, time_zone, hours, removed_at, calls, appointments) in branches {
+        let phone_numbers = conn
+            .prepare_cached(
+                "SELECT phone_number FROM phone_numbers
+                 WHERE tenant_id = ?1 AND branch_id = ?2 ORDER BY phone_number",
+            )?
+            .query_map(params![tenant_id, branch_id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        tenant.branches.push(BranchView {
+            branch_id,
+            name,
+            time_zone: time_zone.unwrap_or_else(|| DEFAULT_TIME_ZONE.to_owned()),
+            opening_hours: serde_json::from_str(&hours)?,
+            phone_numbers,
+            removed_at,
+            calls,
+            appointments,
+        });
+    }
+    tenant.calcom_organizer_ids = conn
+        .prepare_cached(
+            "SELECT organizer_id FROM calcom_organizers WHERE tenant_id = ?1 ORDER BY organizer_id",
+        )?
+        .query_map([tenant_id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    tenant.stripe_customer_ids = conn
+        .prepare_cached(
+            "SELECT stripe_customer_id FROM stripe_customers WHERE tenant_id = ?1 ORDER BY stripe_customer_id",
+        )?
+        .query_map([tenant_id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    tenant.payments.recent = conn
+        .prepare_cached(
+            "SELECT stripe_event_id, invoice_id, status, amount_cents, currency, plan,
+                    failure_code, occurred_at
+             FROM payments WHERE tenant_id = ?1 ORDER BY seq DESC LIMIT ?2",
+        )?
+        .query_map(params![tenant_id, RECENT_PAYMENTS], |r| {
+            Ok(PaymentView {
+                stripe_event_id: r.get(0)?,
+                invoice_id: r.get(1)?,
+                status: r.get(2)?,
+                amount_cents: r.get(3)?,
+                currency: r.get(4)?,
+                plan: r.get(5)?,
+                failure_code: r.get(6)?,
+                occurred_at: r.get(7)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(Some(tenant))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_foreign_ones_are_refused() {
+        assert_eq!(decode_cursor(&encode_cursor(12_345)).unwrap(), 12_345);
+        for bad in ["", "c1.", "c1.zz", "12", "c2.10", "c1.-5", "c1.0"] {
+            assert!(
+                matches!(decode_cursor(bad), Err(ProjectionError::BadCursor(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_default_week_is_open_six_days() {
+        let hours = default_opening_hours();
+        assert_eq!(hours.len(), 6);
+        assert!(hours.iter().all(|h| h.day != Weekday::Sun));
+        let saturday = hours.iter().find(|h| h.day == Weekday::Sat).unwrap();
+        assert_eq!(saturday.closes, NaiveTime::from_hms_opt(14, 0, 0).unwrap());
+    }
+}

@@ -1,0 +1,335 @@
+//! Rebuild: replay `$all` into a fresh file, then swap its tables into the live read models in
+//! one transaction — or, with `until`, leave the fresh file beside the live one as the read
+//! models as they stood at that moment.
+//!
+//! The replay streams the store page by page through a bounded channel (a reader task fetches
+//! the next page while a blocking thread folds the current one), so memory does not grow with
+//! the history. The fresh file is discardable until it is swapped in, so it is written without
+//! a journal on disk and without fsync.
+//!
+//! The swap copies the fresh tables into the live file inside one write transaction: readers
+//! (the server's queries, in WAL mode) keep answering from the old tables until it commits,
+//! and the live runner, which reads its checkpoint inside each of its transactions, continues
+//! from the rebuilt checkpoint. A rebuild of one projection replays every projection (they
+//! depend on each other for attribution) but swaps in only that one's tables, at exactly the
+//! live checkpoint, so the tables it leaves alone stay consistent with the ones it replaces.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, TransactionBehavior};
+use switchboard_store::{EventStore, RecordedEvent};
+use tokio::sync::mpsc;
+
+use crate::ProjectionError;
+use crate::db::{
+    ProjectionName, all_tables, checkpoint, open_live, open_scratch, read_models_path,
+    set_checkpoint,
+};
+use crate::fold::fold_batch;
+use crate::phone::PhoneBook;
+
+/// Events read from the store per page (and folded per transaction).
+const PAGE: usize = 4_096;
+
+/// Pages read ahead of the fold: bounds memory to a few pages.
+const READ_AHEAD: usize = 2;
+
+/// The moment a time-travel rebuild stops at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// Every event up to and including this global position.
+    Position(u64),
+    /// Every event the store had recorded at this time (by `recorded_at`).
+    Time(DateTime<Utc>),
+}
+
+impl Until {
+    fn admits(&self, event: &RecordedEvent) -> bool {
+        match self {
+            Until::Position(position) => event.position <= *position,
+            Until::Time(at) => event.recorded_at <= *at,
+        }
+    }
+
+    /// The file the read models as of this moment are written to.
+    pub fn file_name(&self) -> String {
+        match self {
+            Until::Position(position) => format!("read_models-until-{position}.sqlite"),
+            Until::Time(at) => {
+                format!("read_models-until-{}.sqlite", at.format("%Y%m%dT%H%M%SZ"))
+            }
+        }
+    }
+}
+
+/// What a rebuild did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebuildReport {
+    /// The live read models (after a swap) or the time-travel file.
+    pub path: PathBuf,
+    /// The position the rebuilt read models stand at.
+    pub checkpoint: u64,
+    /// Events folded.
+    pub events: u64,
+    /// The projections whose tables were swapped into the live file; empty with `until`.
+    pub swapped: Vec<ProjectionName>,
+}
+
+/// Rebuilds the read models of `data_dir` from `store`.
+///
+/// * `projection`: swap in only this projection's tables (all when None).
+/// * `until`: build the read models as of that moment into a separate file (named by
+///   [`Until::file_name`]) and leave the live tables alone.
+/// * `progress(done, total)`: called after every page, with the position reached and the
+///   position the rebuild is heading for.
+pub async fn rebuild(
+    store: Arc<dyn EventStore>,
+    data_dir: &Path,
+    projection: Option<ProjectionName>,
+    until: Option<Until>,
+    progress: impl FnMut(u64, u64) + Send + 'static,
+) -> Result<RebuildReport, ProjectionError> {
+    std::fs::create_dir_all(data_dir).map_err(|e| ProjectionError::io(data_dir, e))?;
+    let head = store.head_position().await?;
+    let mut replay = Replay::start(Arc::clone(&store), progress);
+
+    if let Some(until) = until {
+        let building = data_dir.join(format!(
+            "{}.building-{}",
+            until.file_name(),
+            std::process::id()
+        ));
+        let total = match until {
+            Until::Position(position) => position.min(head),
+            Until::Time(_) => head,
+        };
+        let (conn, events) = replay
+            .run(open_scratch(&building)?, total, Stop::Until(until))
+            .await?;
+        let reached = checkpoint(&conn)?;
+        drop(conn);
+        let path = data_dir.join(until.file_name());
+        std::fs::rename(&building, &path).map_err(|e| ProjectionError::io(&path, e))?;
+        return Ok(RebuildReport {
+            path,
+            checkpoint: reached,
+            events,
+            swapped: Vec::new(),
+        });
+    }
+
+    let live_path = read_models_path(data_dir);
+    let scratch_path = data_dir.join(format!("read_models.rebuild-{}.sqlite", std::process::id()));
+    let mut live = open_live(&live_path)?;
+    // A full rebuild goes to the store's head; one projection goes exactly to where the other
+    // tables stand.
+    let live_checkpoint = checkpoint(&live)?;
+    let target = match projection {
+        None => head.max(live_checkpoint),
+        Some(_) => live_checkpoint,
+    };
+    let (mut scratch, mut events) = replay
+        .run(open_scratch(&scratch_path)?, target, Stop::At(target))
+        .await?;
+
+    let swapped: Vec<ProjectionName> = match projection {
+        Some(one) => vec![one],
+        None => ProjectionName::ALL.to_vec(),
+    };
+    let rebuilt_at = loop {
+        let fresh = checkpoint(&scratch)?;
+        // The runner may have moved the live tables on meanwhile: catch up outside the lock,
+        // then try again, until the swap finds the live checkpoint where it needs it.
+        match try_swap(
+            &mut live,
+            &scratch_path,
+            fresh,
+            projection.is_none(),
+            &swapped,
+        )? {
+            Some(at) => break at,
+            None => {
+                let behind = checkpoint(&live)?;
+                let (conn, more) = replay.run(scratch, behind, Stop::At(behind)).await?;
+                scratch = conn;
+                events += more;
+            }
+        }
+    };
+    drop(scratch);
+    for suffix in ["", "-journal", "-wal", "-shm"] {
+        let mut name = scratch_path.as_os_str().to_owned();
+        name.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(name));
+    }
+    Ok(RebuildReport {
+        path: live_path,
+        checkpoint: rebuilt_at,
+        events,
+        swapped,
+    })
+}
+
+/// Swaps the fresh tables in if the live checkpoint allows it now; returns the new live
+/// checkpoint, or None when the fresh file must catch up first.
+fn try_swap(
+    live: &mut Connection,
+    scratch_path: &Path,
+    fresh: u64,
+    full: bool,
+    projections: &[ProjectionName],
+) -> Result<Option<u64>, ProjectionError> {
+    live.execute(
+        "ATTACH DATABASE ?1 AS fresh",
+        [scratch_path.to_string_lossy()],
+    )?;
+    let result = (|| {
+        let tx = live.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current = checkpoint(&tx)?;
+        let ready = if full {
+            fresh >= current
+        } else {
+            fresh == current
+        };
+        if !ready {
+            return Ok(None);
+        }
+        for projection in projections {
+            for table in projection.tables() {
+                swap_table(&tx, table)?;
+            }
+        }
+        set_checkpoint(&tx, fresh)?;
+        tx.commit()?;
+        Ok(Some(fresh))
+    })();
+    live.execute("DETACH DATABASE fresh", [])?;
+    result
+}
+
+/// Replaces `main.{table}` by `fresh.{table}`: same definition, same rows, same indexes
+/// (created after the rows, which is faster than maintaining them row by row).
+fn swap_table(tx: &Connection, table: &str) -> Result<(), ProjectionError> {
+    debug_assert!(
+        all_tables().any(|t| t == table),
+        "swapping an unknown table"
+    );
+    let create: String = tx.query_row(
+        "SELECT sql FROM fresh.sqlite_master WHERE type = 'table' AND name = ?1",
+        [table],
+        |r| r.get(0),
+    )?;
+    let indexes: Vec<String> = tx
+        .prepare("SELECT sql FROM fresh.sqlite_master WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL")?
+        .query_map([table], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    tx.execute_batch(&format!("DROP TABLE IF EXISTS main.\"{table}\""))?;
+    tx.execute_batch(&create)?;
+    tx.execute_batch(&format!(
+        "INSERT INTO main.\"{table}\" SELECT * FROM fresh.\"{table}\""
+    ))?;
+    for index in indexes {
+        tx.execute_batch(&index)?;
+    }
+    Ok(())
+}
+
+/// Where a replay stops.
+#[derive(Clone, Copy)]
+enum Stop {
+    /// At this position (inclusive).
+    At(u64),
+    /// At the moment given.
+    Until(Until),
+}
+
+impl Stop {
+    fn admits(&self, event: &RecordedEvent) -> bool {
+        match self {
+            Stop::At(position) => event.position <= *position,
+            Stop::Until(until) => until.admits(event),
+        }
+    }
+}
+
+/// The replay machinery kept across the catch-up rounds of one rebuild.
+struct Replay<P> {
+    store: Arc<dyn EventStore>,
+    phones: Option<PhoneBook>,
+    progress: Option<P>,
+}
+
+impl<P: FnMut(u64, u64) + Send + 'static> Replay<P> {
+    fn start(store: Arc<dyn EventStore>, progress: P) -> Self {
+        Replay {
+            store,
+            phones: Some(PhoneBook::default()),
+            progress: Some(progress),
+        }
+    }
+
+    /// Folds the events after the file's checkpoint up to `stop` into `conn`; returns the
+    /// connection and the number of events folded.
+    async fn run(
+        &mut self,
+        conn: Connection,
+        total: u64,
+        stop: Stop,
+    ) -> Result<(Connection, u64), ProjectionError> {
+        let from = checkpoint(&conn)? + 1;
+        let (pages_tx, mut pages_rx) = mpsc::channel::<Vec<RecordedEvent>>(READ_AHEAD);
+        let store = Arc::clone(&self.store);
+        let reader = tokio::spawn(async move {
+            let mut next = from;
+            loop {
+                let mut page = store.read_all(next, PAGE).await?;
+                let Some(last) = page.last() else {
+                    return Ok::<(), ProjectionError>(());
+                };
+                next = last.position + 1;
+                let full_page = page.len() == PAGE;
+                let before = page.len();
+                page.retain(|event| stop.admits(event));
+                let stopped = page.len() < before;
+                if !page.is_empty() && pages_tx.send(page).await.is_err() {
+                    // The fold gave up; its error is the one to report.
+                    return Ok(());
+                }
+                if stopped || !full_page {
+                    return Ok(());
+                }
+            }
+        });
+
+        let phones = self.phones.take().unwrap_or_default();
+        let mut progress = self
+            .progress
+            .take()
+            .ok_or_else(|| ProjectionError::Task("progress lost".into()))?;
+        let folding = tokio::task::spawn_blocking(move || {
+            let mut conn = conn;
+            let mut events = 0u64;
+            let result = (|| {
+                while let Some(page) = pages_rx.blocking_recv() {
+                    let folded = fold_batch(&mut conn, &phones, page)?;
+                    events += folded.applied as u64;
+                    progress(folded.checkpoint, total.max(folded.checkpoint));
+                }
+                Ok::<(), ProjectionError>(())
+            })();
+            (conn, phones, progress, events, result)
+        });
+        let (conn, phones, progress, events, folded) = folding
+            .await
+            .map_err(|e| ProjectionError::Task(e.to_string()))?;
+        self.phones = Some(phones);
+        self.progress = Some(progress);
+        folded?;
+        reader
+            .await
+            .map_err(|e| ProjectionError::Task(e.to_string()))??;
+        Ok((conn, events))
+    }
+}

@@ -1,0 +1,210 @@
+-- The read models. Plain columns, ISO-8601 UTC text for times, JSON text for nested lists, so
+-- analysts can open the file with sqlite3 or DuckDB. Every table is a fold over `$all`: the
+-- rebuild creates these same tables in a fresh file and swaps them in.
+-- Rows are ordered for paging by `seq`: the global position of the event that created the row,
+-- identical in live processing and in a rebuild.
+
+-- How far the read models have folded `$all`; written in the same transaction as the rows.
+CREATE TABLE IF NOT EXISTS checkpoint (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    position INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO checkpoint (id, position) VALUES (1, 0);
+
+-- ---------------------------------------------------------------------------------- calls
+CREATE TABLE IF NOT EXISTS calls (
+    call_id            TEXT PRIMARY KEY,
+    seq                INTEGER NOT NULL,
+    tenant_id          TEXT,
+    branch_id          TEXT,
+    status             TEXT NOT NULL,
+    direction          TEXT,
+    from_number        TEXT,
+    to_number          TEXT,
+    -- The business's number (to_number inbound, from_number outbound) in E.164: what
+    -- attribution looks up in phone_numbers.
+    tenant_number      TEXT,
+    -- The caller's number (from_number inbound, to_number outbound) in E.164: the customer.
+    customer_number    TEXT,
+    agent_id           TEXT,
+    duration_s         INTEGER,
+    call_status        TEXT,
+    end_reason         TEXT,
+    recording_url      TEXT,
+    transcript         TEXT,
+    summary            TEXT,
+    sentiment          TEXT,
+    successful         INTEGER,
+    customer_id        TEXT,
+    customer_name      TEXT,
+    booking_uid        TEXT,
+    appointment_status TEXT,
+    booking_linked_at  TEXT,
+    availability_checks INTEGER NOT NULL DEFAULT 0,
+    started_at         TEXT,
+    ended_at           TEXT,
+    analyzed_at        TEXT,
+    updated_at         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS calls_by_tenant ON calls (tenant_id, seq);
+CREATE INDEX IF NOT EXISTS calls_unattributed ON calls (tenant_number) WHERE tenant_id IS NULL;
+CREATE INDEX IF NOT EXISTS calls_by_booking ON calls (booking_uid);
+CREATE INDEX IF NOT EXISTS calls_by_customer ON calls (customer_id);
+
+-- ----------------------------------------------------------------------------- appointments
+CREATE TABLE IF NOT EXISTS appointments (
+    -- The booking uid, or `request-{call_id}` for a request no booking has fulfilled yet.
+    appointment_id   TEXT PRIMARY KEY,
+    seq              INTEGER NOT NULL,
+    booking_uid      TEXT,
+    tenant_id        TEXT,
+    branch_id        TEXT,
+    call_id          TEXT,
+    customer_id      TEXT,
+    status           TEXT NOT NULL,
+    start_at         TEXT,
+    end_at           TEXT,
+    service          TEXT,
+    staff            TEXT,
+    title            TEXT,
+    location         TEXT,
+    organizer_id     INTEGER,
+    attendee_name    TEXT,
+    attendee_email   TEXT,
+    attendee_phone   TEXT,
+    cancel_reason    TEXT,
+    rescheduled_from TEXT,
+    rescheduled_to   TEXT,
+    history          TEXT NOT NULL DEFAULT '[]',
+    created_at       TEXT,
+    updated_at       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS appointments_by_tenant ON appointments (tenant_id, seq);
+CREATE INDEX IF NOT EXISTS appointments_by_call ON appointments (call_id);
+CREATE INDEX IF NOT EXISTS appointments_by_organizer ON appointments (organizer_id) WHERE tenant_id IS NULL;
+CREATE INDEX IF NOT EXISTS appointments_by_customer ON appointments (customer_id);
+CREATE INDEX IF NOT EXISTS appointments_by_staff ON appointments (tenant_id, start_at);
+
+-- -------------------------------------------------------------------------------- customers
+CREATE TABLE IF NOT EXISTS customers (
+    customer_id        TEXT PRIMARY KEY,
+    seq                INTEGER NOT NULL,
+    tenant_id          TEXT NOT NULL,
+    phone              TEXT NOT NULL,
+    name               TEXT,
+    email              TEXT,
+    calls_count        INTEGER NOT NULL DEFAULT 0,
+    appointments_count INTEGER NOT NULL DEFAULT 0,
+    first_seen_at      TEXT NOT NULL,
+    last_seen_at       TEXT NOT NULL,
+    UNIQUE (tenant_id, phone)
+);
+
+-- ---------------------------------------------------------------------------------- tenants
+CREATE TABLE IF NOT EXISTS tenants (
+    tenant_id             TEXT PRIMARY KEY,
+    seq                   INTEGER NOT NULL,
+    name                  TEXT,
+    subscription_id       TEXT,
+    subscription_status   TEXT,
+    subscription_plan     TEXT,
+    subscription_updated_at TEXT,
+    payments_succeeded    INTEGER NOT NULL DEFAULT 0,
+    payments_failed       INTEGER NOT NULL DEFAULT 0,
+    revenue_cents         INTEGER NOT NULL DEFAULT 0,
+    calls_count           INTEGER NOT NULL DEFAULT 0,
+    appointments_count    INTEGER NOT NULL DEFAULT 0,
+    customers_count       INTEGER NOT NULL DEFAULT 0,
+    registered_at         TEXT,
+    updated_at            TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS branches (
+    tenant_id          TEXT NOT NULL,
+    branch_id          TEXT NOT NULL,
+    name               TEXT,
+    time_zone          TEXT,
+    opening_hours      TEXT NOT NULL DEFAULT '[]',
+    removed_at         TEXT,
+    calls_count        INTEGER NOT NULL DEFAULT 0,
+    appointments_count INTEGER NOT NULL DEFAULT 0,
+    updated_at         TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, branch_id)
+);
+
+CREATE TABLE IF NOT EXISTS phone_numbers (
+    phone_number TEXT PRIMARY KEY,
+    tenant_id    TEXT NOT NULL,
+    branch_id    TEXT NOT NULL,
+    assigned_at  TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS calcom_organizers (
+    organizer_id INTEGER PRIMARY KEY,
+    tenant_id    TEXT NOT NULL,
+    linked_at    TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS stripe_customers (
+    stripe_customer_id TEXT PRIMARY KEY,
+    tenant_id          TEXT NOT NULL,
+    linked_at          TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS api_tokens (
+    token_sha256 TEXT PRIMARY KEY,
+    tenant_id    TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS subscriptions (
+    subscription_id      TEXT PRIMARY KEY,
+    tenant_id            TEXT,
+    stripe_customer_id   TEXT NOT NULL,
+    status               TEXT NOT NULL,
+    plan                 TEXT,
+    amount_cents         INTEGER,
+    currency             TEXT,
+    billing_interval     TEXT,
+    current_period_start TEXT,
+    current_period_end   TEXT,
+    cancel_at_period_end INTEGER,
+    updated_at           TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS subscriptions_by_customer ON subscriptions (stripe_customer_id) WHERE tenant_id IS NULL;
+
+CREATE TABLE IF NOT EXISTS payments (
+    stripe_event_id    TEXT PRIMARY KEY,
+    seq                INTEGER NOT NULL,
+    tenant_id          TEXT,
+    stripe_customer_id TEXT NOT NULL,
+    invoice_id         TEXT NOT NULL,
+    subscription_id    TEXT,
+    status             TEXT NOT NULL,
+    amount_cents       INTEGER NOT NULL,
+    currency           TEXT NOT NULL,
+    plan               TEXT,
+    failure_code       TEXT,
+    failure_message    TEXT,
+    occurred_at        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS payments_by_tenant ON payments (tenant_id, seq);
+CREATE INDEX IF NOT EXISTS payments_by_customer ON payments (stripe_customer_id) WHERE tenant_id IS NULL;
+
+-- -------------------------------------------------------------------------------- anomalies
+CREATE TABLE IF NOT EXISTS anomalies (
+    anomaly_id          INTEGER PRIMARY KEY,
+    position            INTEGER NOT NULL,
+    stream              TEXT NOT NULL,
+    event_type          TEXT NOT NULL,
+    reason              TEXT NOT NULL,
+    message             TEXT NOT NULL,
+    -- What the anomaly is about, so attribution can resolve it: `call`, `booking`, `payment`,
+    -- `subscription`, or NULL.
+    subject_kind        TEXT,
+    subject_id          TEXT,
+    tenant_id           TEXT,
+    occurred_at         TEXT NOT NULL,
+    resolved_at         TEXT,
+    resolved_by_position INTEGER
+);
+CREATE INDEX IF NOT EXISTS anomalies_open ON anomalies (subject_kind, subject_id) WHERE resolved_at IS NULL;
