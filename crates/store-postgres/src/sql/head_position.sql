@@ -1,0 +1,1 @@
+SELECT last_position FROM global_position

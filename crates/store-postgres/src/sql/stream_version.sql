@@ -1,0 +1,1 @@
+SELECT last_version FROM streams WHERE name = $1
