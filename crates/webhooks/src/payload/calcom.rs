@@ -84,6 +84,7 @@ pub fn normalize_trigger(raw: &str) -> String {
 /// The common envelope of every Cal.com delivery.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "CalcomEnvelope_{T}")]
 pub struct CalcomEnvelope<T> {
     /// As sent: `booking.created` or `BOOKING_CREATED`.
     pub trigger_event: String,

@@ -26,11 +26,11 @@ impl StripeEvent {
 
     /// The event id (`evt_…`).
     pub fn id(&self) -> &str {
-        &self.head().0
+        self.head().0
     }
 
     pub fn event_type(&self) -> &str {
-        &self.head().1
+        self.head().1
     }
 
     /// Unix seconds.
@@ -51,8 +51,8 @@ impl StripeEvent {
         }
     }
 
-    fn head(&self) -> (&String, &String, i64) {
-        fn head<T>(e: &StripeEnvelope<T>) -> (&String, &String, i64) {
+    fn head(&self) -> (&str, &str, i64) {
+        fn head<T>(e: &StripeEnvelope<T>) -> (&str, &str, i64) {
             (&e.id, &e.event_type, e.created)
         }
         match self {
@@ -69,6 +69,7 @@ impl StripeEvent {
 
 /// Stripe's event envelope.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "StripeEnvelope_{T}")]
 pub struct StripeEnvelope<T> {
     /// `evt_…`, unique per event: the dedupe key.
     pub id: String,
@@ -86,6 +87,7 @@ pub struct StripeEnvelope<T> {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "StripeEventData_{T}")]
 pub struct StripeEventData<T> {
     pub object: T,
     /// On `*.updated` events: the fields that changed, with their old values.
@@ -129,6 +131,7 @@ pub struct StripeInvoice {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "StripeList_{T}")]
 pub struct StripeList<T> {
     #[serde(default)]
     pub data: Vec<T>,
