@@ -137,6 +137,11 @@ impl PostgresStore {
     pub fn schema(&self) -> &str {
         &self.options.schema
     }
+
+    /// Appends waiting for the writer right now (they will be committed together).
+    pub fn pending_appends(&self) -> usize {
+        self.requests.max_capacity() - self.requests.capacity()
+    }
 }
 
 /// Schema names end up in SQL text (`CREATE SCHEMA`, `search_path`) and in notification

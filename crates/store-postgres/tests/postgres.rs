@@ -1,0 +1,567 @@
+//! What only the PostgreSQL store has: the global order under writers that hold positions
+//! open, other processes' commits waking `watch_head`, refusals at connect, its own schema
+//! management, and surviving lost connections.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use switchboard_store::conformance::new_event;
+use switchboard_store::{EventStore, ExpectedVersion, NewEvent, StoreError};
+use switchboard_store_postgres::{PostgresOptions, PostgresStore, SCHEMA_VERSION};
+use tokio_postgres::Client;
+use uuid::Uuid;
+
+use support::{Schemas, database_url, raw_client};
+
+/// Bounds a wait that can only end by the store doing what it must; never a timing assertion.
+const HANG_GUARD: Duration = Duration::from_secs(60);
+
+fn one(label: &str) -> Vec<NewEvent> {
+    vec![new_event(Uuid::new_v4(), "Tested", json!({"label": label}))]
+}
+
+/// Waits (re-checking every few milliseconds) until `condition` holds, or panics naming it.
+async fn wait_until<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + HANG_GUARD;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Sessions of `application_name` that are waiting for a lock.
+async fn waiting_on_a_lock(observer: &Client, application_name: &str) -> bool {
+    let row = observer
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE application_name = $1 AND wait_event_type = 'Lock'",
+            &[&application_name],
+        )
+        .await
+        .unwrap();
+    row.get::<_, i64>(0) > 0
+}
+
+/// A raw session in `schema`, as another process would have.
+async fn session_in(url: &str, schema: &str) -> Client {
+    let client = raw_client(url).await;
+    client
+        .batch_execute(&format!("SET search_path TO {schema}"))
+        .await
+        .unwrap();
+    client
+}
+
+/// The sequence-gap problem, staged: a writer takes the next position and holds its
+/// transaction open; a later append must not become visible above the gap meanwhile, or a
+/// reader of `$all` would pass the gap and never see the held event once it commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_never_passes_a_position_an_open_transaction_holds() {
+    let Some(url) = database_url("a_reader_never_passes_a_position_an_open_transaction_holds")
+    else {
+        return;
+    };
+    let schemas = Schemas::new(&url);
+    let options = schemas.options();
+    let application_name = options.application_name.clone();
+    let store = Arc::new(PostgresStore::connect(&url, options).await.unwrap());
+    let first = store
+        .append("before", ExpectedVersion::NoStream, one("before"))
+        .await
+        .unwrap();
+    let seen = first.events[0].position;
+
+    // Another process appends through the same SQL function and stays uncommitted.
+    let mut held_session = session_in(&url, store.schema()).await;
+    let held_tx = held_session.transaction().await.unwrap();
+    let held_id = Uuid::new_v4();
+    let occurred: Vec<DateTime<Utc>> = vec![Utc::now()];
+    let held_rows = held_tx
+        .query(
+            "SELECT o_position FROM switchboard_append($1, -1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &"held",
+                &vec![held_id],
+                &vec!["Held"],
+                &vec![1i64],
+                &occurred,
+                &vec![0i32],
+                &vec!["{}"],
+                &vec!["{}"],
+            ],
+        )
+        .await
+        .unwrap();
+    let held_position = held_rows[0].get::<_, i64>(0) as u64;
+    assert_eq!(
+        held_position,
+        seen + 1,
+        "the held append takes the next position"
+    );
+
+    let later = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            store
+                .append("later", ExpectedVersion::NoStream, one("later"))
+                .await
+        })
+    };
+    // Either the later append waits for the held one (as it must), or it commits: in the
+    // second case the reader check below shows the damage.
+    let observer = raw_client(&url).await;
+    wait_until(
+        "the later append waits for the held position or finishes",
+        || async { later.is_finished() || waiting_on_a_lock(&observer, &application_name).await },
+    )
+    .await;
+
+    let visible = store.read_all(seen + 1, 100).await.unwrap();
+    assert!(
+        visible.is_empty(),
+        "while position {held_position} is held by an open transaction, a reader from there \
+         sees {:?}: it would pass the gap and miss the held event",
+        visible.iter().map(|e| e.position).collect::<Vec<_>>()
+    );
+    assert_eq!(store.head_position().await.unwrap(), seen);
+
+    held_tx.commit().await.unwrap();
+    let later = tokio::time::timeout(HANG_GUARD, later)
+        .await
+        .expect("the later append never committed after the held one did")
+        .unwrap()
+        .unwrap();
+    assert!(later.events[0].position > held_position);
+
+    let after: Vec<(u64, Uuid)> = store
+        .read_all(seen + 1, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| (e.position, e.event_id))
+        .collect();
+    assert_eq!(
+        after,
+        [
+            (held_position, held_id),
+            (later.events[0].position, later.events[0].event_id)
+        ],
+        "the reader resumes at the held event, then the later one"
+    );
+}
+
+/// Two stores on one schema stand for two service instances: a commit by one wakes the
+/// other's `watch_head` through LISTEN/NOTIFY, though the other never appended anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_processs_commit_wakes_watch_head() {
+    let Some(url) = database_url("another_processs_commit_wakes_watch_head") else {
+        return;
+    };
+    let schemas = Schemas::new(&url);
+    let options = schemas.options();
+    let writer = PostgresStore::connect(&url, options.clone()).await.unwrap();
+    let watcher = PostgresStore::connect(&url, options).await.unwrap();
+    // A store in another schema of the same database must not wake it.
+    let neighbour = schemas.store().await;
+
+    let mut head = watcher.watch_head();
+    assert_eq!(*head.borrow_and_update(), 0);
+    // The listener reads the head once it listens; wait until it has, by seeing a commit
+    // through it (the neighbour's commits are filtered out by schema).
+    neighbour
+        .append("elsewhere", ExpectedVersion::Any, one("neighbour"))
+        .await
+        .unwrap();
+    let outcome = writer
+        .append("s", ExpectedVersion::NoStream, one("first"))
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        HANG_GUARD,
+        head.wait_for(|&h| h >= outcome.events[0].position),
+    )
+    .await
+    .expect("the watcher's head never saw the other store's commit")
+    .unwrap();
+    assert_eq!(
+        *head.borrow_and_update(),
+        outcome.events[0].position,
+        "the head is the writer's commit, not the neighbour schema's"
+    );
+
+    let second = writer
+        .append("s", ExpectedVersion::Exact(0), one("second"))
+        .await
+        .unwrap();
+    tokio::time::timeout(HANG_GUARD, head.changed())
+        .await
+        .expect("a second commit never woke the watcher")
+        .unwrap();
+    assert_eq!(*head.borrow(), second.events[0].position);
+    assert_eq!(
+        watcher.read_all(0, 10).await.unwrap().len(),
+        2,
+        "the watcher reads what the other instance wrote"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_unavailable_and_the_password_is_never_shown() {
+    // Port 1 on the loopback: nothing listens there, so the connection is refused.
+    let url = "postgres://switchboard:s3cret-pass@127.0.0.1:1/events";
+    let options = PostgresOptions {
+        connect_timeout: Duration::from_secs(5),
+        ..PostgresOptions::default()
+    };
+    let err = match PostgresStore::connect(url, options).await {
+        Ok(_) => panic!("nothing listens on 127.0.0.1:1, yet connect succeeded"),
+        Err(err) => err,
+    };
+    assert!(err.is_transient(), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        matches!(err, StoreError::Unavailable(_)),
+        "expected Unavailable, got {err:?}"
+    );
+    assert!(
+        message.contains("switchboard@127.0.0.1:1/events") && message.contains("unreachable"),
+        "the message must name the server and the problem: {message}"
+    );
+    assert!(
+        !message.contains("s3cret-pass"),
+        "the password leaked: {message}"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_url_or_schema_name_is_refused_at_connect() {
+    let err = PostgresStore::connect("postgres://host:notaport/db", PostgresOptions::default())
+        .await
+        .err()
+        .expect("a URL with a non-numeric port must be refused");
+    assert!(
+        matches!(&err, StoreError::Backend(m) if m.contains("invalid PostgreSQL URL")),
+        "{err:?}"
+    );
+    let options = PostgresOptions {
+        schema: "Robert'); DROP TABLE students;--".to_owned(),
+        ..PostgresOptions::default()
+    };
+    let err = PostgresStore::connect("postgres://postgres@127.0.0.1:5432/test", options)
+        .await
+        .err()
+        .expect("an invalid schema name must be refused");
+    assert!(
+        matches!(&err, StoreError::Backend(m) if m.contains("invalid PostgreSQL schema name")),
+        "{err:?}"
+    );
+}
+
+async fn table_count(client: &Client, schema: &str) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = $1",
+            &[&schema],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn a_schema_from_a_newer_build_is_refused_and_left_unaltered() {
+    let Some(url) = database_url("a_schema_from_a_newer_build_is_refused_and_left_unaltered")
+    else {
+        return;
+    };
+    let schemas = Schemas::new(&url);
+    let options = schemas.options();
+    let schema = options.schema.clone();
+    let store = PostgresStore::connect(&url, options.clone()).await.unwrap();
+    store
+        .append("kept", ExpectedVersion::NoStream, one("kept"))
+        .await
+        .unwrap();
+    drop(store);
+
+    let client = session_in(&url, &schema).await;
+    let newer = SCHEMA_VERSION + 1;
+    client
+        .execute(
+            "INSERT INTO switchboard_schema_version (version) VALUES ($1)",
+            &[&newer],
+        )
+        .await
+        .unwrap();
+    let tables_before = table_count(&client, &schema).await;
+
+    let err = PostgresStore::connect(&url, options.clone())
+        .await
+        .err()
+        .expect("a schema at a newer version must be refused");
+    let message = err.to_string();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    assert!(
+        message.contains(&format!("version {newer}")) && message.contains(&schema),
+        "the message must name the schema and its version: {message}"
+    );
+    let versions: Vec<i32> = client
+        .query(
+            "SELECT version FROM switchboard_schema_version ORDER BY version",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(
+        versions,
+        [1, newer],
+        "the version record must be left as it was"
+    );
+    assert_eq!(table_count(&client, &schema).await, tables_before);
+    let events: i64 = client
+        .query_one("SELECT count(*) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(events, 1, "the events must be left as they were");
+}
+
+#[tokio::test]
+async fn foreign_tables_with_the_stores_names_are_refused_and_left_unaltered() {
+    let Some(url) =
+        database_url("foreign_tables_with_the_stores_names_are_refused_and_left_unaltered")
+    else {
+        return;
+    };
+    let schemas = Schemas::new(&url);
+    let options = schemas.options();
+    let schema = options.schema.clone();
+    let client = raw_client(&url).await;
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA {schema}; \
+             CREATE TABLE {schema}.events (id serial PRIMARY KEY, what text); \
+             INSERT INTO {schema}.events (what) VALUES ('not ours');"
+        ))
+        .await
+        .unwrap();
+
+    let err = PostgresStore::connect(&url, options)
+        .await
+        .err()
+        .expect("a schema with someone else's `events` table must be refused");
+    assert!(
+        matches!(&err, StoreError::Corrupt { reason, .. } if reason.contains("events") && reason.contains("not a Switchboard event store")),
+        "{err:?}"
+    );
+    assert_eq!(
+        table_count(&client, &schema).await,
+        1,
+        "no table may be added to the foreign schema"
+    );
+    let what: String = client
+        .query_one(&format!("SELECT what FROM {schema}.events"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(what, "not ours");
+}
+
+#[tokio::test]
+async fn a_user_without_privileges_is_refused_with_a_message_saying_so() {
+    let Some(url) = database_url("a_user_without_privileges_is_refused_with_a_message_saying_so")
+    else {
+        return;
+    };
+    let admin = raw_client(&url).await;
+    let role = format!("sb_test_role_{}", Uuid::new_v4().simple());
+    admin
+        .batch_execute(&format!("CREATE ROLE {role} LOGIN"))
+        .await
+        .unwrap();
+    let mut config: tokio_postgres::Config = url.parse().unwrap();
+    config.user(&role);
+    let options = PostgresOptions {
+        schema: format!("sb_test_{}", Uuid::new_v4().simple()),
+        ..PostgresOptions::default()
+    };
+    // The URL of the same database with the unprivileged role (trust auth, no password).
+    let host = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(host) => host.clone(),
+        other => panic!("the test database must be reached over TCP, not {other:?}"),
+    };
+    let role_url = format!(
+        "postgres://{role}@{host}:{}/{}",
+        config.get_ports().first().copied().unwrap_or(5432),
+        config.get_dbname().unwrap_or("postgres")
+    );
+    let result = PostgresStore::connect(&role_url, options).await;
+    admin
+        .batch_execute(&format!("DROP ROLE {role}"))
+        .await
+        .unwrap();
+
+    let err = result
+        .err()
+        .expect("a role that may not create the schema must be refused");
+    assert!(
+        matches!(&err, StoreError::Backend(m) if m.contains("lacks a privilege") && m.contains(&role)),
+        "{err:?}"
+    );
+}
+
+/// Kills every server session of the store (as a database restart would) and checks that
+/// appends, reads and the head watch recover on their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_reconnects_after_its_sessions_are_killed() {
+    let Some(url) = database_url("the_store_reconnects_after_its_sessions_are_killed") else {
+        return;
+    };
+    let schemas = Schemas::new(&url);
+    let options = schemas.options();
+    let application_name = options.application_name.clone();
+    let store = PostgresStore::connect(&url, options.clone()).await.unwrap();
+    let other_instance = PostgresStore::connect(&url, options).await.unwrap();
+    store
+        .append("s", ExpectedVersion::NoStream, one("before"))
+        .await
+        .unwrap();
+    store.read_all(0, 10).await.unwrap();
+
+    let admin = raw_client(&url).await;
+    let killed: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = $1) AS t",
+            &[&application_name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        killed >= 2,
+        "expected the store's sessions to be killed, got {killed}"
+    );
+
+    // The first request may meet a dead connection and say so; a retry gets a fresh one.
+    let mut attempts = Vec::new();
+    let outcome = loop {
+        match store
+            .append("s", ExpectedVersion::Exact(0), one("after"))
+            .await
+        {
+            Ok(outcome) => break outcome,
+            Err(err) => {
+                assert!(
+                    err.is_transient(),
+                    "a lost connection must be transient: {err:?}"
+                );
+                attempts.push(err);
+                assert!(attempts.len() < 8, "no recovery after {attempts:?}");
+            }
+        }
+    };
+    assert_eq!(outcome.events[0].version, 1);
+    assert_eq!(store.read_all(0, 10).await.unwrap().len(), 2);
+
+    // The listener reconnected too: a commit by the other instance still wakes this store.
+    let mut head = store.watch_head();
+    let theirs = loop {
+        match other_instance
+            .append("t", ExpectedVersion::Any, one("theirs"))
+            .await
+        {
+            Ok(outcome) => break outcome,
+            Err(err) => assert!(err.is_transient(), "{err:?}"),
+        }
+    };
+    tokio::time::timeout(
+        HANG_GUARD,
+        head.wait_for(|&h| h >= theirs.events[0].position),
+    )
+    .await
+    .expect("after the sessions were killed, another instance's commit never woke the head")
+    .unwrap();
+}
+
+/// An append PostgreSQL itself cannot store (a NUL character, which jsonb refuses) fails the
+/// transaction it is in; the appends committed in the same batch must not pay for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_postgres_refuses_does_not_fail_its_batch_neighbours() {
+    let Some(url) = database_url("an_append_postgres_refuses_does_not_fail_its_batch_neighbours")
+    else {
+        return;
+    };
+    let schemas = Schemas::new(&url);
+    let options = schemas.options();
+    let application_name = options.application_name.clone();
+    let store = Arc::new(PostgresStore::connect(&url, options).await.unwrap());
+
+    // Stall the writer behind the position lock, so the appends sent next queue up and are
+    // committed as one batch once it is released.
+    let mut locker = session_in(&url, store.schema()).await;
+    let lock = locker.transaction().await.unwrap();
+    lock.execute("SELECT 1 FROM global_position FOR UPDATE", &[])
+        .await
+        .unwrap();
+    let spawn_append = |stream: &'static str, events: Vec<NewEvent>| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.append(stream, ExpectedVersion::Any, events).await })
+    };
+    let stalled = spawn_append("stalled", one("stalled"));
+    let observer = raw_client(&url).await;
+    wait_until("the writer waits on the position lock", || {
+        waiting_on_a_lock(&observer, &application_name)
+    })
+    .await;
+
+    let nul = vec![new_event(Uuid::new_v4(), "Nul", json!({"text": "a\u{0}b"}))];
+    let batch = [
+        spawn_append("good-1", one("good")),
+        spawn_append("nul", nul),
+        spawn_append("good-2", one("good")),
+    ];
+    wait_until("the three appends are queued", || async {
+        store.pending_appends() == 3
+    })
+    .await;
+    lock.rollback().await.unwrap();
+
+    stalled.await.unwrap().unwrap();
+    let [good_1, nul, good_2] = batch;
+    let err = nul.await.unwrap().unwrap_err();
+    assert!(
+        matches!(&err, StoreError::InvalidAppend(m) if m.contains("stream nul")),
+        "{err:?}"
+    );
+    good_1
+        .await
+        .unwrap()
+        .expect("a neighbour of the refused append");
+    good_2
+        .await
+        .unwrap()
+        .expect("a neighbour of the refused append");
+    let streams: Vec<String> = store
+        .read_all(0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.stream)
+        .collect();
+    assert_eq!(streams, ["stalled", "good-1", "good-2"]);
+}
