@@ -104,6 +104,20 @@ impl Projector {
         &self.path
     }
 
+    /// Folds everything the store holds now, then returns the checkpoint reached: for
+    /// commands that read the read models once (`export`) and for tests.
+    pub async fn catch_up(&mut self) -> Result<u64, ProjectionError> {
+        let mut position = self.stored_checkpoint().await?;
+        loop {
+            let batch = self.store.read_all(position + 1, self.max_batch).await?;
+            if batch.is_empty() {
+                self.checkpoint.send_replace(position);
+                return Ok(position);
+            }
+            position = self.fold(batch).await?.checkpoint;
+        }
+    }
+
     /// Follows the store until `shutdown` turns true (or its sender is dropped). Trouble with
     /// the store or the read models is logged and retried with backoff from the stored
     /// checkpoint; a batch is never half-applied, so a retry is always safe.

@@ -1,0 +1,671 @@
+//! The behaviour of each projection, on events appended to a real store and folded by the
+//! real projector.
+
+mod support;
+
+use serde_json::json;
+use support::*;
+use switchboard_domain::Rejection;
+use switchboard_domain::event::*;
+use switchboard_projections::{
+    AnomalyFilter, ExportFormat, ProjectionError, ProjectionName, Projector, ReadModels, export,
+};
+
+const SALON: &str = "+493083793369";
+
+async fn open_tenant(h: &Harness, tenant: &str, minute: i64) {
+    h.append(
+        &format!("tenant-{tenant}"),
+        vec![
+            registered(tenant, minute),
+            phone_assigned(tenant, "b1", SALON, minute),
+            organizer_linked(tenant, 42, minute),
+        ],
+    )
+    .await;
+}
+
+fn anomalies_with(read: &ReadModels, reason: &str) -> Vec<switchboard_projections::AnomalyView> {
+    read.anomalies(&AnomalyFilter::default(), 500, None)
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|a| a.reason == reason)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_call_before_its_number_is_registered_is_attributed_when_the_number_is() {
+    let h = Harness::new();
+    h.append(
+        "call-c1",
+        vec![call_ended("c1", "0151 23456789", "030 83793369", 0)],
+    )
+    .await;
+    let read = h.project().await;
+    let call = read.call("c1").unwrap().unwrap();
+    assert_eq!(call.tenant_id, None);
+    assert_eq!(call.customer_id, None, "a customer belongs to a tenant");
+    let open = anomalies_with(&read, "unattributed_call");
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].subject_id.as_deref(), Some("c1"));
+    assert_eq!(open[0].resolved_at, None);
+
+    open_tenant(&h, "t1", 10).await;
+    let read = h.project().await;
+    let call = read.call("c1").unwrap().unwrap();
+    assert_eq!(call.tenant_id.as_deref(), Some("t1"));
+    assert_eq!(call.branch_id.as_deref(), Some("b1"));
+    assert!(call.customer_id.is_some());
+    let resolved = anomalies_with(&read, "unattributed_call");
+    assert_eq!(
+        resolved.len(),
+        1,
+        "resolved, not deleted and not duplicated"
+    );
+    assert!(resolved[0].resolved_at.is_some());
+    assert_eq!(resolved[0].tenant_id.as_deref(), Some("t1"));
+    let tenant = read.tenant("t1").unwrap().unwrap();
+    assert_eq!(tenant.counts.calls, 1);
+    assert_eq!(tenant.counts.customers, 1);
+    let branch = tenant
+        .branches
+        .iter()
+        .find(|b| b.branch_id == "b1")
+        .unwrap();
+    assert_eq!(branch.calls, 1);
+    assert_eq!(branch.phone_numbers, vec![SALON.to_owned()]);
+}
+
+#[tokio::test]
+async fn ended_then_booked_then_cancelled_reads_cancelled_on_the_call() {
+    let h = Harness::new();
+    open_tenant(&h, "t1", 0).await;
+    h.append(
+        "call-c1",
+        vec![call_ended("c1", "+4915123456789", SALON, 1)],
+    )
+    .await;
+    h.append(
+        "booking-bk1",
+        vec![
+            booking_created("bk1", Some("c1"), 5, 42),
+            BookingLinkedToCall {
+                booking_uid: "bk1".into(),
+                call_id: "c1".into(),
+                occurred_at: at(5),
+            }
+            .into(),
+        ],
+    )
+    .await;
+    h.append(
+        "call-c1",
+        vec![
+            CallLinkedToBooking {
+                call_id: "c1".into(),
+                booking_uid: "bk1".into(),
+                occurred_at: at(5),
+            }
+            .into(),
+        ],
+    )
+    .await;
+    let read = h.project().await;
+    let appointment = read.call("c1").unwrap().unwrap().appointment.unwrap();
+    assert_eq!(
+        (
+            appointment.booking_uid.as_str(),
+            appointment.status.as_deref()
+        ),
+        ("bk1", Some("booked"))
+    );
+
+    h.append(
+        "booking-bk1",
+        vec![
+            BookingCancelled {
+                booking_uid: "bk1".into(),
+                occurred_at: at(30),
+                reason: Some("ill".into()),
+                cancelled_by: None,
+            }
+            .into(),
+        ],
+    )
+    .await;
+    let read = h.project().await;
+    let call = read.call("c1").unwrap().unwrap();
+    assert_eq!(call.status, "ended");
+    assert_eq!(
+        call.appointment.unwrap().status.as_deref(),
+        Some("cancelled")
+    );
+    let booking = read.appointment("bk1").unwrap().unwrap();
+    assert_eq!(booking.status, "cancelled");
+    assert_eq!(booking.call_id.as_deref(), Some("c1"));
+    assert_eq!(booking.tenant_id.as_deref(), Some("t1"));
+    let changes: Vec<_> = booking
+        .history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["change"].clone())
+        .collect();
+    assert_eq!(changes, vec![json!("created"), json!("cancelled")]);
+}
+
+#[tokio::test]
+async fn a_cancellation_that_overtakes_the_creation_stays_cancelled() {
+    let h = Harness::new();
+    open_tenant(&h, "t1", 0).await;
+    h.append(
+        "booking-bk1",
+        vec![
+            BookingCancelled {
+                booking_uid: "bk1".into(),
+                occurred_at: at(30),
+                reason: None,
+                cancelled_by: None,
+            }
+            .into(),
+            booking_created("bk1", None, 5, 42),
+        ],
+    )
+    .await;
+    let read = h.project().await;
+    let booking = read.appointment("bk1").unwrap().unwrap();
+    assert_eq!(booking.status, "cancelled");
+    assert_eq!(booking.service.as_deref(), Some("Herrenhaarschnitt"));
+    assert_eq!(
+        booking.tenant_id.as_deref(),
+        Some("t1"),
+        "attributed by its organizer"
+    );
+}
+
+#[tokio::test]
+async fn a_calcom_reschedule_links_the_old_and_the_new_booking() {
+    let h = Harness::new();
+    open_tenant(&h, "t1", 0).await;
+    h.append("booking-bk1", vec![booking_created("bk1", None, 5, 42)])
+        .await;
+    h.append(
+        "booking-bk2",
+        vec![
+            BookingCreated {
+                booking_uid: "bk2".into(),
+                occurred_at: at(20),
+                details: booking_details(60, 42, None),
+                call_id: None,
+                rescheduled_from: Some("bk1".into()),
+            }
+            .into(),
+        ],
+    )
+    .await;
+    h.append(
+        "booking-bk1",
+        vec![
+            BookingRescheduled {
+                booking_uid: "bk1".into(),
+                occurred_at: at(20),
+                previous_start: None,
+                previous_end: None,
+                start: None,
+                end: None,
+                reason: None,
+                rescheduled_by: None,
+                rescheduled_to: Some("bk2".into()),
+            }
+            .into(),
+        ],
+    )
+    .await;
+    let read = h.project().await;
+    let old = read.appointment("bk1").unwrap().unwrap();
+    assert_eq!(old.status, "rescheduled");
+    assert_eq!(old.rescheduled_to.as_deref(), Some("bk2"));
+    let new = read.appointment("bk2").unwrap().unwrap();
+    assert_eq!(new.status, "booked");
+    assert_eq!(new.rescheduled_from.as_deref(), Some("bk1"));
+    let changes: Vec<_> = new
+        .history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["change"].clone())
+        .collect();
+    assert_eq!(
+        changes,
+        vec![json!("created"), json!("created")],
+        "the old booking's history first"
+    );
+    assert_eq!(new.history[1]["rescheduled_from"], "bk1");
+}
+
+#[tokio::test]
+async fn a_customer_merges_what_the_call_and_the_booking_say() {
+    let h = Harness::new();
+    open_tenant(&h, "t1", 0).await;
+    h.append("call-c1", vec![call_ended("c1", "0151 23456789", SALON, 1)])
+        .await;
+    h.append(
+        "booking-bk1",
+        vec![
+            BookingCreated {
+                booking_uid: "bk1".into(),
+                occurred_at: at(5),
+                details: booking_details(5, 42, Some("+49 151 23456789")),
+                call_id: None,
+                rescheduled_from: None,
+            }
+            .into(),
+        ],
+    )
+    .await;
+    let read = h.project().await;
+    let customer = read
+        .customer_by_phone("t1", "0049 151 23456789")
+        .unwrap()
+        .unwrap();
+    assert_eq!(customer.phone, "+4915123456789");
+    assert_eq!(
+        customer.name.as_deref(),
+        Some("Erika M."),
+        "what the person typed wins"
+    );
+    assert_eq!(customer.email.as_deref(), Some("erika@example.com"));
+    assert_eq!(customer.calls.len(), 1);
+    assert_eq!(customer.appointments.len(), 1);
+    assert_eq!(
+        read.call("c1").unwrap().unwrap().customer_id.as_deref(),
+        Some(customer.customer_id.as_str())
+    );
+    assert_eq!(
+        read.customer(&customer.customer_id)
+            .unwrap()
+            .unwrap()
+            .appointments[0]
+            .booking_uid
+            .as_deref(),
+        Some("bk1")
+    );
+    assert!(
+        read.customer_by_phone("t2", "+4915123456789")
+            .unwrap()
+            .is_none(),
+        "per tenant"
+    );
+}
+
+#[tokio::test]
+async fn an_appointment_request_is_fulfilled_by_the_booking_that_links_to_its_call() {
+    let h = Harness::new();
+    open_tenant(&h, "t1", 0).await;
+    let requested: Event = AppointmentRequested {
+        call_id: "c1".into(),
+        occurred_at: at(3),
+        form: AppointmentForm {
+            date: Some("15.04.2025".into()),
+            time: Some("14:30".into()),
+            service: Some("Färben".into()),
+            ..AppointmentForm::default()
+        },
+        requested_start: None,
+        time_zone: "Europe/Berlin".into(),
+    }
+    .into();
+    h.append(
+        "call-c1",
+        vec![call_ended("c1", "+4915123456789", SALON, 1), requested],
+    )
+    .await;
+    let read = h.project().await;
+    let request = read.appointment("request-c1").unwrap().unwrap();
+    assert_eq!(request.status, "requested");
+    assert_eq!(request.tenant_id.as_deref(), Some("t1"));
+    assert_eq!(read.tenant("t1").unwrap().unwrap().counts.appointments, 1);
+
+    h.append(
+        "booking-bk1",
+        vec![booking_created("bk1", Some("c1"), 5, 42)],
+    )
+    .await;
+    let read = h.project().await;
+    assert!(
+        read.appointment("request-c1").unwrap().is_none(),
+        "one appointment, one row"
+    );
+    let booking = read.appointment("bk1").unwrap().unwrap();
+    let changes: Vec<_> = booking
+        .history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["change"].clone())
+        .collect();
+    assert_eq!(changes, vec![json!("requested"), json!("created")]);
+    assert_eq!(read.tenant("t1").unwrap().unwrap().counts.appointments, 1);
+    assert_eq!(
+        read.call("c1")
+            .unwrap()
+            .unwrap()
+            .appointment
+            .unwrap()
+            .booking_uid,
+        "bk1"
+    );
+}
+
+#[tokio::test]
+async fn what_cannot_be_applied_becomes_an_anomaly_and_the_fold_goes_on() {
+    let h = Harness::new();
+    h.append(
+        "booking-bk1",
+        vec![
+            TransitionRejected {
+                occurred_at: at(1),
+                command: "RescheduleBooking".into(),
+                reason: Rejection::RescheduleAfterCancellation {
+                    booking_uid: "bk1".into(),
+                    cancelled_at: at(0),
+                },
+                payload: json!({"booking_uid": "bk1"}),
+            }
+            .into(),
+        ],
+    )
+    .await;
+    h.append_raw("call-c9", "CallTeleported", json!({"call_id": "c9"}))
+        .await;
+    h.append_raw("booking-bk2", "BookingCancelled", json!({"booking_uid": 5}))
+        .await;
+    h.append_raw("call-c9", "DeliveryReceived", json!({"body": "{}"}))
+        .await;
+    h.append(
+        "call-c2",
+        vec![call_ended("c2", "+4915123456789", SALON, 2)],
+    )
+    .await;
+    let read = h.project().await;
+    let all = read
+        .anomalies(&AnomalyFilter::default(), 100, None)
+        .unwrap()
+        .items;
+    let reasons: Vec<&str> = all.iter().map(|a| a.reason.as_str()).collect();
+    assert_eq!(
+        reasons,
+        vec![
+            "reschedule_after_cancellation",
+            "unknown_event_type",
+            "invalid_event_data",
+            "unattributed_call"
+        ]
+    );
+    assert_eq!(all[0].stream, "booking-bk1");
+    assert_eq!(all[1].event_type, "CallTeleported");
+    assert!(
+        read.call("c2").unwrap().is_some(),
+        "events after the bad ones are applied"
+    );
+    assert_eq!(read.checkpoint().unwrap(), h.head());
+}
+
+#[tokio::test]
+async fn a_payment_for_an_unknown_customer_is_attributed_when_the_customer_is_linked() {
+    let h = Harness::new();
+    let invoice = InvoiceFacts {
+        tenant_id: None,
+        stripe_customer_id: "cus_1".into(),
+        invoice_id: "in_1".into(),
+        subscription_id: Some("sub_1".into()),
+        amount: 4900,
+        currency: "eur".into(),
+        plan: Some("pro".into()),
+    };
+    let subscription = SubscriptionFacts {
+        tenant_id: None,
+        stripe_customer_id: "cus_1".into(),
+        subscription_id: "sub_1".into(),
+        status: "active".into(),
+        plan: Some("pro".into()),
+        amount: Some(4900),
+        currency: Some("eur".into()),
+        interval: Some("month".into()),
+        current_period_start: None,
+        current_period_end: None,
+        cancel_at_period_end: None,
+    };
+    h.append(
+        "billing-cus_1",
+        vec![
+            SubscriptionStarted {
+                stripe_event_id: "evt_1".into(),
+                occurred_at: at(0),
+                subscription,
+            }
+            .into(),
+            PaymentSucceeded {
+                stripe_event_id: "evt_2".into(),
+                occurred_at: at(1),
+                invoice,
+                paid_at: None,
+            }
+            .into(),
+        ],
+    )
+    .await;
+    let read = h.project().await;
+    assert_eq!(anomalies_with(&read, "unattributed_payment").len(), 1);
+    assert_eq!(anomalies_with(&read, "unattributed_subscription").len(), 1);
+
+    h.append(
+        "tenant-t1",
+        vec![
+            registered("t1", 5),
+            StripeCustomerLinked {
+                tenant_id: "t1".into(),
+                stripe_customer_id: "cus_1".into(),
+                occurred_at: at(5),
+            }
+            .into(),
+        ],
+    )
+    .await;
+    let read = h.project().await;
+    let tenant = read.tenant("t1").unwrap().unwrap();
+    assert_eq!(tenant.payments.succeeded, 1);
+    assert_eq!(tenant.payments.revenue_cents, 4900);
+    assert_eq!(tenant.subscription.status.as_deref(), Some("active"));
+    assert_eq!(tenant.subscription.plan.as_deref(), Some("pro"));
+    assert_eq!(tenant.stripe_customer_ids, vec!["cus_1".to_owned()]);
+    let open = read
+        .anomalies(
+            &AnomalyFilter {
+                tenant_id: None,
+                open_only: true,
+            },
+            100,
+            None,
+        )
+        .unwrap();
+    assert!(open.items.is_empty(), "{:?}", open.items);
+}
+
+#[tokio::test]
+async fn lists_page_with_an_opaque_cursor_and_refuse_a_foreign_one() {
+    let h = Harness::new();
+    open_tenant(&h, "t1", 0).await;
+    for i in 0..5 {
+        h.append(
+            &format!("call-c{i}"),
+            vec![call_ended(&format!("c{i}"), "+4915123456789", SALON, i)],
+        )
+        .await;
+    }
+    h.append(
+        "call-x",
+        vec![call_ended("x", "+4915123456789", "+4940123456", 9)],
+    )
+    .await;
+    let read = h.project().await;
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = read.calls(Some("t1"), 2, after.as_deref()).unwrap();
+        seen.extend(page.items.iter().map(|c| c.call_id.clone()));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, vec!["c0", "c1", "c2", "c3", "c4"]);
+    assert_eq!(
+        read.calls(None, 100, None).unwrap().items.len(),
+        6,
+        "the admin sees every tenant's"
+    );
+    assert!(matches!(
+        read.calls(Some("t1"), 2, Some("garbage")),
+        Err(ProjectionError::BadCursor(_))
+    ));
+    assert!(matches!(
+        read.calls(Some("t1"), 0, None),
+        Err(ProjectionError::BadLimit(0))
+    ));
+    assert!(
+        read.appointments(Some("t1"), 10, None)
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn tokens_availability_and_exports_read_from_the_tables() {
+    let h = Harness::new();
+    open_tenant(&h, "t1", 0).await;
+    let hash = "ab".repeat(32);
+    h.append(
+        "tenant-t1",
+        vec![
+            ApiTokensSet {
+                tenant_id: "t1".into(),
+                token_sha256: vec![hash.clone()],
+                occurred_at: at(0),
+            }
+            .into(),
+        ],
+    )
+    .await;
+    h.append("booking-bk1", vec![booking_created("bk1", None, 0, 42)])
+        .await;
+    h.append("booking-bk2", vec![booking_created("bk2", None, 600, 42)])
+        .await;
+    h.append(
+        "call-c1",
+        vec![call_ended("c1", "+4915123456789", SALON, 1)],
+    )
+    .await;
+    let read = h.project().await;
+    assert_eq!(
+        read.tenant_by_token_hash(&hash).unwrap().as_deref(),
+        Some("t1")
+    );
+    assert_eq!(read.tenant_by_token_hash(&"cd".repeat(32)).unwrap(), None);
+
+    let availability = read
+        .availability("t1", Some("b1"), Some("Anna"), at(1400), at(1500))
+        .unwrap();
+    assert!(availability.default_hours);
+    assert_eq!(availability.time_zone, "Europe/Berlin");
+    assert_eq!(availability.busy.len(), 1);
+    assert_eq!(availability.busy[0].appointment_id, "bk1");
+    assert!(
+        read.availability("t1", None, Some("Bob"), at(1400), at(1500))
+            .unwrap()
+            .busy
+            .is_empty()
+    );
+
+    let mut jsonl = Vec::new();
+    assert_eq!(
+        export(
+            &read,
+            ProjectionName::Appointments,
+            ExportFormat::Jsonl,
+            &mut jsonl
+        )
+        .unwrap(),
+        2
+    );
+    let first: serde_json::Value =
+        serde_json::from_slice(jsonl.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(first["appointment_id"], "bk1");
+    assert!(first["history"].is_array(), "nested JSON stays JSON");
+    let mut csv = Vec::new();
+    assert_eq!(
+        export(&read, ProjectionName::Calls, ExportFormat::Csv, &mut csv).unwrap(),
+        1
+    );
+    let csv = String::from_utf8(csv).unwrap();
+    assert!(csv.starts_with("call_id,seq,tenant_id"));
+    assert_eq!(csv.lines().count(), 2);
+    assert!(matches!(
+        export(
+            &read,
+            ProjectionName::Anomalies,
+            ExportFormat::Csv,
+            Vec::new()
+        ),
+        Err(ProjectionError::NotExportable(_))
+    ));
+}
+
+#[tokio::test]
+async fn the_live_runner_applies_each_event_once_across_restarts() {
+    let h = Harness::new();
+    open_tenant(&h, "t1", 0).await;
+    for i in 0..30 {
+        h.append(
+            &format!("call-c{i}"),
+            vec![call_ended(&format!("c{i}"), "+4915123456789", SALON, i)],
+        )
+        .await;
+    }
+    for round in 0..2 {
+        let projector = Projector::open(h.dyn_store(), h.data_dir())
+            .unwrap()
+            .with_max_batch(7);
+        let lag = projector.lag();
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let running = tokio::spawn(projector.run(shutdown));
+        let mut checkpoint = lag.watch_checkpoint();
+        let head = h.head();
+        checkpoint.wait_for(|c| *c >= head).await.unwrap();
+        assert_eq!(lag.behind(), 0);
+        stop.send(true).unwrap();
+        running.await.unwrap().unwrap();
+        if round == 0 {
+            for i in 30..40 {
+                h.append(
+                    &format!("call-c{i}"),
+                    vec![call_ended(&format!("c{i}"), "+4915123456789", SALON, i)],
+                )
+                .await;
+            }
+        }
+    }
+    let read = ReadModels::open(h.data_dir()).unwrap();
+    let tenant = read.tenant("t1").unwrap().unwrap();
+    assert_eq!(tenant.counts.calls, 40);
+    assert_eq!(
+        read.customer_by_phone("t1", "+4915123456789")
+            .unwrap()
+            .unwrap()
+            .calls
+            .len(),
+        40
+    );
+}

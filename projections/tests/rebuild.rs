@@ -1,0 +1,190 @@
+//! Rebuilds: a full rebuild equals what live processing built, row for row; one projection's
+//! rebuild swaps only its tables; `until` builds the past into its own file.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+use support::history::generate;
+use support::*;
+use switchboard_projections::{ProjectionName, Until, read_models_path, rebuild};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_rebuild_equals_the_live_read_models_row_for_row() {
+    let h = Harness::new();
+    let generated = generate(h.dyn_store(), 50_000, 7).await;
+    assert!(generated.events >= 50_000);
+    assert!(
+        generated.duplicates > 0,
+        "the history has duplicate deliveries"
+    );
+
+    // Live: the runner's batches, as a server would fold them.
+    let read = h.project().await;
+    let live = dump(&read_models_path(h.data_dir()));
+    let rows = |dump: &[(String, Vec<String>)], table: &str| {
+        dump.iter()
+            .find(|(t, _)| t == table)
+            .map(|(_, rows)| rows.len())
+            .unwrap()
+    };
+    for table in [
+        "calls",
+        "appointments",
+        "customers",
+        "tenants",
+        "branches",
+        "payments",
+        "anomalies",
+    ] {
+        assert!(
+            rows(&live, table) > 0,
+            "{table} is empty: the history does not exercise it"
+        );
+    }
+    let anomalies = Connection::open(read_models_path(h.data_dir())).unwrap();
+    let reasons: Vec<String> = anomalies
+        .prepare("SELECT DISTINCT reason FROM anomalies ORDER BY reason")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for reason in [
+        "reschedule_after_cancellation",
+        "unattributed_call",
+        "unattributed_payment",
+        "unknown_event_type",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r == reason),
+            "no {reason} in {reasons:?}"
+        );
+    }
+    let resolved: i64 = anomalies
+        .query_row(
+            "SELECT COUNT(*) FROM anomalies WHERE resolved_at IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        resolved > 0,
+        "late registrations resolve unattributed records"
+    );
+    drop(anomalies);
+
+    // Rebuild, and compare every table.
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&calls);
+    let report = rebuild(
+        h.dyn_store(),
+        h.data_dir(),
+        None,
+        None,
+        move |done, total| {
+            seen.lock().unwrap().push((done, total));
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.checkpoint, h.head());
+    assert_eq!(report.swapped.len(), ProjectionName::ALL.len());
+    let progress = calls.lock().unwrap().clone();
+    assert!(
+        progress.windows(2).all(|w| w[0].0 <= w[1].0),
+        "progress only moves forward"
+    );
+    assert_eq!(progress.last().map(|p| p.0), Some(h.head()));
+
+    let rebuilt = dump(&read_models_path(h.data_dir()));
+    assert_eq!(live.len(), rebuilt.len());
+    for ((table, live_rows), (_, rebuilt_rows)) in live.iter().zip(&rebuilt) {
+        assert_eq!(live_rows.len(), rebuilt_rows.len(), "{table}: row count");
+        for (a, b) in live_rows.iter().zip(rebuilt_rows) {
+            assert_eq!(a, b, "{table}: first differing row");
+        }
+    }
+    drop(read);
+}
+
+#[tokio::test]
+async fn rebuilding_one_projection_swaps_only_its_tables() {
+    let h = Harness::new();
+    generate(h.dyn_store(), 2_000, 11).await;
+    drop(h.project().await);
+    let path = read_models_path(h.data_dir());
+    let expected = dump(&path);
+
+    // Damage two read models by hand, as a bug would.
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch("UPDATE calls SET status = 'broken'; UPDATE tenants SET name = 'broken';")
+        .unwrap();
+    drop(conn);
+
+    let report = rebuild(
+        h.dyn_store(),
+        h.data_dir(),
+        Some(ProjectionName::Calls),
+        None,
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.swapped, vec![ProjectionName::Calls]);
+    let after = dump(&path);
+    for ((table, want), (_, got)) in expected.iter().zip(&after) {
+        if table == "tenants" {
+            assert!(
+                got.iter().all(|row| row.contains("broken")),
+                "tenants was rebuilt"
+            );
+        } else {
+            assert_eq!(want, got, "{table}");
+        }
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(h.data_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("rebuild"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[tokio::test]
+async fn until_builds_the_past_into_its_own_file_and_leaves_the_live_tables_alone() {
+    let h = Harness::new();
+    generate(h.dyn_store(), 1_500, 3).await;
+    drop(h.project().await);
+    let then = h.head();
+    let as_it_was = dump(&read_models_path(h.data_dir()));
+
+    generate(h.dyn_store(), 1_500, 4).await;
+    drop(h.project().await);
+    let now = dump(&read_models_path(h.data_dir()));
+    assert_ne!(now, as_it_was);
+
+    let report = rebuild(
+        h.dyn_store(),
+        h.data_dir(),
+        None,
+        Some(Until::Position(then)),
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        report.path,
+        h.data_dir()
+            .join(format!("read_models-until-{then}.sqlite"))
+    );
+    assert_eq!(report.checkpoint, then);
+    assert!(report.swapped.is_empty());
+    assert_eq!(dump(&report.path), as_it_was, "the past, row for row");
+    assert_eq!(
+        dump(&read_models_path(h.data_dir())),
+        now,
+        "live tables untouched"
+    );
+}

@@ -1,0 +1,225 @@
+//! Shared by the integration tests: a temp store, event builders, and table comparison.
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the support code"
+)]
+
+pub mod history;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::Connection;
+use rusqlite::types::ValueRef;
+use switchboard_domain::event::*;
+use switchboard_projections::{Projector, ReadModels};
+use switchboard_store::{EventStore, ExpectedVersion, NewEvent, SqliteOptions, SqliteStore};
+use tempfile::TempDir;
+use uuid::Uuid;
+
+pub struct Harness {
+    pub dir: TempDir,
+    pub store: Arc<SqliteStore>,
+}
+
+impl Harness {
+    pub fn new() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            SqliteStore::open(&dir.path().join("events.sqlite"), SqliteOptions::default()).unwrap();
+        Harness {
+            dir,
+            store: Arc::new(store),
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The store's last committed position.
+    pub fn head(&self) -> u64 {
+        *self.store.watch_head().borrow()
+    }
+
+    pub fn dyn_store(&self) -> Arc<dyn EventStore> {
+        self.store.clone()
+    }
+
+    /// Appends domain events to `stream` as the server would (type, version, JSON data).
+    pub async fn append(&self, stream: &str, events: Vec<Event>) {
+        let new = events.into_iter().map(|e| new_event(stream, &e)).collect();
+        self.store
+            .append(stream, ExpectedVersion::Any, new)
+            .await
+            .unwrap();
+    }
+
+    pub async fn append_raw(&self, stream: &str, event_type: &str, data: serde_json::Value) {
+        let event = NewEvent {
+            event_id: Uuid::new_v4(),
+            event_type: event_type.into(),
+            schema_version: 1,
+            occurred_at: at(0),
+            data,
+            metadata: serde_json::json!({"provider": "test"}),
+        };
+        self.store
+            .append(stream, ExpectedVersion::Any, vec![event])
+            .await
+            .unwrap();
+    }
+
+    /// Folds everything appended so far into the live read models and opens them.
+    pub async fn project(&self) -> ReadModels {
+        let mut projector = Projector::open(self.dyn_store(), self.data_dir()).unwrap();
+        projector.catch_up().await.unwrap();
+        ReadModels::open(self.data_dir()).unwrap()
+    }
+}
+
+pub fn new_event(stream: &str, event: &Event) -> NewEvent {
+    let tenant = stream.strip_prefix("tenant-");
+    NewEvent {
+        event_id: Uuid::new_v4(),
+        event_type: event.event_type().into(),
+        schema_version: event.schema_version(),
+        occurred_at: event.occurred_at(),
+        data: event.to_json(),
+        metadata: serde_json::json!({"provider": "test", "tenant": tenant}),
+    }
+}
+
+/// Minute `m` of a fixed test day.
+pub fn at(minute: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 2, 8, 0, 0).unwrap() + chrono::Duration::minutes(minute)
+}
+
+pub fn parties(from: &str, to: &str) -> CallParties {
+    CallParties {
+        from_number: Some(from.into()),
+        to_number: Some(to.into()),
+        direction: Some("inbound".into()),
+        ..CallParties::default()
+    }
+}
+
+pub fn call_ended(call_id: &str, from: &str, to: &str, minute: i64) -> Event {
+    CallEnded {
+        call_id: call_id.into(),
+        occurred_at: at(minute),
+        parties: parties(from, to),
+        outcome: CallOutcome {
+            duration_s: Some(120),
+            transcript: Some("Agent: Guten Tag".into()),
+            summary: Some("wants an appointment".into()),
+            customer_name: Some("Erika Mustermann".into()),
+            ..CallOutcome::default()
+        },
+    }
+    .into()
+}
+
+pub fn booking_details(
+    minute: i64,
+    organizer: i64,
+    attendee_phone: Option<&str>,
+) -> BookingDetails {
+    BookingDetails {
+        calcom_booking_id: None,
+        title: Some("Herrenhaarschnitt".into()),
+        description: None,
+        start: at(minute + 1440),
+        end: at(minute + 1470),
+        service: Some("Herrenhaarschnitt".into()),
+        event_type_id: None,
+        organizer: Some(Organizer {
+            id: Some(organizer),
+            name: Some("Anna".into()),
+            email: None,
+            time_zone: None,
+        }),
+        attendees: vec![Attendee {
+            name: Some("Erika M.".into()),
+            email: Some("erika@example.com".into()),
+            phone: attendee_phone.map(Into::into),
+            time_zone: None,
+        }],
+        location: None,
+        provider_status: Some("ACCEPTED".into()),
+    }
+}
+
+pub fn booking_created(uid: &str, call_id: Option<&str>, minute: i64, organizer: i64) -> Event {
+    BookingCreated {
+        booking_uid: uid.into(),
+        occurred_at: at(minute),
+        details: booking_details(minute, organizer, None),
+        call_id: call_id.map(Into::into),
+        rescheduled_from: None,
+    }
+    .into()
+}
+
+pub fn registered(tenant: &str, minute: i64) -> Event {
+    TenantRegistered {
+        tenant_id: tenant.into(),
+        occurred_at: at(minute),
+        name: format!("Salon {tenant}"),
+    }
+    .into()
+}
+
+pub fn phone_assigned(tenant: &str, branch: &str, number: &str, minute: i64) -> Event {
+    PhoneNumberAssigned {
+        tenant_id: tenant.into(),
+        branch_id: branch.into(),
+        phone_number: number.into(),
+        occurred_at: at(minute),
+    }
+    .into()
+}
+
+pub fn organizer_linked(tenant: &str, organizer: i64, minute: i64) -> Event {
+    CalcomOrganizerLinked {
+        tenant_id: tenant.into(),
+        organizer_id: organizer,
+        occurred_at: at(minute),
+    }
+    .into()
+}
+
+/// Every row of every read-model table, in primary-key order, as text: what "row for row"
+/// compares.
+pub fn dump(path: &Path) -> Vec<(String, Vec<String>)> {
+    let conn = Connection::open(path).unwrap();
+    let mut tables = Vec::new();
+    for projection in switchboard_projections::ProjectionName::ALL {
+        for table in projection.tables() {
+            let mut statement = conn
+                .prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2"))
+                .unwrap();
+            let columns = statement.column_count();
+            let rows: Vec<String> = statement
+                .query_map([], |row| {
+                    let mut fields = Vec::with_capacity(columns);
+                    for i in 0..columns {
+                        fields.push(match row.get_ref(i)? {
+                            ValueRef::Null => "NULL".to_owned(),
+                            ValueRef::Integer(v) => v.to_string(),
+                            ValueRef::Real(v) => format!("{v:?}"),
+                            ValueRef::Text(t) => format!("{:?}", String::from_utf8_lossy(t)),
+                            ValueRef::Blob(b) => format!("blob{b:?}"),
+                        });
+                    }
+                    Ok(fields.join("|"))
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            tables.push((table.to_string(), rows));
+        }
+    }
+    tables
+}
