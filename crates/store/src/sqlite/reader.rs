@@ -110,12 +110,15 @@ pub(crate) fn read_stream(
 }
 
 pub(crate) fn stream_version(conn: &Connection, stream: &str) -> Result<Option<u64>, ReadError> {
-    let mut statement = conn.prepare_cached("SELECT last_version FROM streams WHERE name = ?1")?;
-    let mut rows = statement.query(params![stream])?;
-    match rows.next()? {
-        Some(row) => Ok(Some(row.get::<_, i64>(0)? as u64)),
-        None => Ok(None),
-    }
+    Ok(last_version(conn, stream)?)
+}
+
+/// The stream's last version (None when it has no events): a seek to the end of the stream's
+/// range in the (stream, version) index. Shared with the writer.
+pub(crate) fn last_version(conn: &Connection, stream: &str) -> rusqlite::Result<Option<u64>> {
+    let mut statement = conn.prepare_cached("SELECT max(version) FROM events WHERE stream = ?1")?;
+    let last: Option<i64> = statement.query_row(params![stream], |row| row.get(0))?;
+    Ok(last.map(|v| v as u64))
 }
 
 pub(crate) fn head_position(conn: &Connection) -> Result<u64, ReadError> {

@@ -24,6 +24,13 @@ pub const SCHEMA_VERSION: i32 = 1;
 /// here; existing entries never change, since stores in the field were built from them.
 const MIGRATIONS: &[&str] = &[include_str!("sql/schema_v1.sql")];
 
+/// Negative: in KiB (SQLite's convention).
+const READER_CACHE_KIB: i64 = -16 * 1024;
+/// Checkpoint once the WAL holds this many pages (about 40 MiB at 4 KiB pages).
+const CHECKPOINT_PAGES: i64 = 10_000;
+/// Readers map the file instead of copying each page through read(2).
+const READER_MMAP_BYTES: i64 = 1 << 30;
+
 const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 
 /// Opens (creating it when absent) the store's one read-write connection, with WAL and
@@ -52,6 +59,14 @@ pub(crate) fn open_writer(path: &Path, busy_timeout: Duration) -> Result<Connect
     // group commit pays that sync once per batch rather than once per append.
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(|e| from_sqlite(path, e))?;
+    // Rarer checkpoints copy a page rewritten by many commits (index leaves of busy streams)
+    // only once. The writer's page cache stays at SQLite's default: a larger one made every
+    // commit slower (SQLite scans the cache's hash table when a write transaction ends).
+    conn.pragma_update(None, "wal_autocheckpoint", CHECKPOINT_PAGES)
+        .map_err(|e| from_sqlite(path, e))?;
+    // Savepoint journals stay in memory rather than spilling to temporary files.
+    conn.pragma_update(None, "temp_store", "MEMORY")
+        .map_err(|e| from_sqlite(path, e))?;
     Ok(conn)
 }
 
@@ -60,6 +75,10 @@ pub(crate) fn open_reader(path: &Path, busy_timeout: Duration) -> Result<Connect
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(|e| from_sqlite(path, e))?;
     conn.busy_timeout(busy_timeout)
+        .map_err(|e| from_sqlite(path, e))?;
+    conn.pragma_update(None, "cache_size", READER_CACHE_KIB)
+        .map_err(|e| from_sqlite(path, e))?;
+    conn.pragma_update(None, "mmap_size", READER_MMAP_BYTES)
         .map_err(|e| from_sqlite(path, e))?;
     Ok(conn)
 }

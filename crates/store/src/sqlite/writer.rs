@@ -16,12 +16,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use super::errors::{aborts_batch, from_sqlite};
+use super::reader::last_version;
 use crate::{AppendOutcome, AppendedEvent, ExpectedVersion, StoreError};
 
 const INSERT_EVENT: &str = include_str!("sql/insert_event.sql");
-const UPSERT_STREAM: &str = include_str!("sql/upsert_stream.sql");
 const FIND_EVENT: &str = "SELECT version, position FROM events WHERE stream = ?1 AND event_id = ?2";
-const LAST_VERSION: &str = "SELECT last_version FROM streams WHERE name = ?1";
 
 /// An event ready for the writer: validated, and with its JSON already serialized by the
 /// caller's task so the writer thread spends its time on SQLite alone.
@@ -183,14 +182,7 @@ fn append_one(
         });
     }
 
-    let actual: Option<u64> = {
-        let mut statement = conn.prepare_cached(LAST_VERSION)?;
-        let mut rows = statement.query(params![stream])?;
-        match rows.next()? {
-            Some(row) => Some(row.get::<_, i64>(0)? as u64),
-            None => None,
-        }
-    };
+    let actual = last_version(conn, stream)?;
     let matches = match request.expected {
         ExpectedVersion::Any => true,
         ExpectedVersion::NoStream => actual.is_none(),
@@ -228,9 +220,6 @@ fn append_one(
             position: conn.last_insert_rowid() as u64,
         });
     }
-    let last_version = first_version + request.events.len() as u64 - 1;
-    conn.prepare_cached(UPSERT_STREAM)?
-        .execute(params![stream, last_version as i64])?;
 
     Ok(AppendOutcome {
         stream: stream.to_owned(),

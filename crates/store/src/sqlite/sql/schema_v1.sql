@@ -1,13 +1,6 @@
 -- Schema version 1 of the embedded event store. Applied once, in the same transaction that
 -- stamps the file with the store's application_id and user_version.
 
--- One row per stream: its last version, so an append checks its expectation with one lookup
--- instead of scanning the stream.
-CREATE TABLE streams (
-    name         TEXT    PRIMARY KEY,
-    last_version INTEGER NOT NULL
-) WITHOUT ROWID;
-
 -- The events, in global order. `position` is the rowid: SQLite hands out max(rowid) + 1, and
 -- since one writer commits one transaction at a time, a reader can never see a position that
 -- an uncommitted transaction could still fill below the ones it has seen.
@@ -27,6 +20,8 @@ CREATE TABLE events (
     recorded_ns    INTEGER NOT NULL,
     data           TEXT    NOT NULL,
     metadata       TEXT    NOT NULL,
+    -- Also answers "what is this stream's last version" (max over the index), so there is no
+    -- separate streams table to rewrite on every append.
     UNIQUE (stream, version),
     -- Idempotency is per stream, as in KurrentDB: a retried append finds its ids here.
     UNIQUE (stream, event_id)
