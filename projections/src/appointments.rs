@@ -270,27 +270,43 @@ fn link(cx: &Cx<'_>, uid: &str, call_id: &str, linked_at: &str) -> Result<(), ru
     calls::link_booking(cx, call_id, uid, linked_at)
 }
 
+/// What a request row brings into the booking that fulfils it.
+struct OpenRequest {
+    history: String,
+    service: Option<String>,
+    tenant: Option<String>,
+    branch: Option<String>,
+    customer: Option<String>,
+}
+
 /// Moves the request `request-{call_id}` into the booking: history first, then what the
 /// booking does not say itself; the request's row and its counts go away.
 fn fulfil_request(cx: &Cx<'_>, uid: &str, call_id: &str) -> Result<(), rusqlite::Error> {
     let request = request_id(call_id);
-    let found: Option<(
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    )> = cx
+    let found = cx
         .conn
         .prepare_cached(
             "SELECT history, service, tenant_id, branch_id, customer_id
              FROM appointments WHERE appointment_id = ?1",
         )?
         .query_row([&request], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            Ok(OpenRequest {
+                history: r.get(0)?,
+                service: r.get(1)?,
+                tenant: r.get(2)?,
+                branch: r.get(3)?,
+                customer: r.get(4)?,
+            })
         })
         .optional()?;
-    let Some((history, service, tenant, branch, customer)) = found else {
+    let Some(OpenRequest {
+        history,
+        service,
+        tenant,
+        branch,
+        customer,
+    }) = found
+    else {
         return Ok(());
     };
     let booking_history: String = cx

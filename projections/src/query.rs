@@ -731,50 +731,38 @@ fn tenant_view(conn: &Connection, tenant_id: &str) -> Result<Option<TenantView>,
     else {
         return Ok(None);
     };
-    let branches: Vec<(
-        String,
-        Option<String>,
-        Option<String>,
-        String,
-        Option<String>,
-        i64,
-        i64,
-    )> = conn
+    // Opening hours are parsed after the query, where a damaged value can be reported.
+    let branches: Vec<(BranchView, String)> = conn
         .prepare_cached(
             "SELECT branch_id, name, time_zone, opening_hours, removed_at, calls_count,
                     appointments_count
              FROM branches WHERE tenant_id = ?1 ORDER BY branch_id",
         )?
         .query_map([tenant_id], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-            ))
+            let time_zone: Option<String> = r.get(2)?;
+            let view = BranchView {
+                branch_id: r.get(0)?,
+                name: r.get(1)?,
+                time_zone: time_zone.unwrap_or_else(|| DEFAULT_TIME_ZONE.to_owned()),
+                opening_hours: Vec::new(),
+                phone_numbers: Vec::new(),
+                removed_at: r.get(4)?,
+                calls: r.get(5)?,
+                appointments: r.get(6)?,
+            };
+            Ok((view, r.get(3)?))
         })?
         .collect::<Result<_, _>>()?;
-    for (branch_id, name, time_zone, hours, removed_at, calls, appointments) in branches {
-        let phone_numbers = conn
+    for (mut branch, hours) in branches {
+        branch.opening_hours = serde_json::from_str(&hours)?;
+        branch.phone_numbers = conn
             .prepare_cached(
                 "SELECT phone_number FROM phone_numbers
                  WHERE tenant_id = ?1 AND branch_id = ?2 ORDER BY phone_number",
             )?
-            .query_map(params![tenant_id, branch_id], |r| r.get(0))?
+            .query_map(params![tenant_id, branch.branch_id], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
-        tenant.branches.push(BranchView {
-            branch_id,
-            name,
-            time_zone: time_zone.unwrap_or_else(|| DEFAULT_TIME_ZONE.to_owned()),
-            opening_hours: serde_json::from_str(&hours)?,
-            phone_numbers,
-            removed_at,
-            calls,
-            appointments,
-        });
+        tenant.branches.push(branch);
     }
     tenant.calcom_organizer_ids = conn
         .prepare_cached(
