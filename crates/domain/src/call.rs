@@ -5,7 +5,9 @@
 //! * `ended` without `started` creates the call; a late `started` is still recorded.
 //! * `analyzed` before `ended` is kept; the call reads analyzed once it has ended.
 //! * a second `started`, `ended` or `analyzed` is a duplicate: no event.
-//! * an `ended` with a filled appointment form also records `AppointmentRequested`.
+//! * an `ended` with a filled appointment form also records `AppointmentRequested`; so does an
+//!   `analyzed` with one (Retell's real shape puts the form in the analysis). A call records
+//!   one request: the first delivery carrying a form (Retell sends it in one or the other).
 //! * a booking naming the call links it (`CallLinkedToBooking`), which may be the very first
 //!   event of the stream: the call still reads correctly when Retell's events arrive later.
 
@@ -13,10 +15,10 @@ use chrono::{DateTime, Utc};
 
 use crate::aggregate::Aggregate;
 use crate::appointment::requested_start;
-use crate::command::{CallCommand, EndCall};
+use crate::command::{AnalyzeCall, CallCommand, EndCall};
 use crate::event::{
-    AppointmentRequested, AvailabilityChecked, CallAnalyzed, CallEnded, CallLinkedToBooking,
-    CallStarted, Event,
+    AppointmentForm, AppointmentRequested, AvailabilityChecked, CallAnalyzed, CallEnded,
+    CallLinkedToBooking, CallStarted, Event,
 };
 use crate::rejection::Rejection;
 
@@ -140,30 +142,63 @@ impl Call {
             appointment_form,
             time_zone,
         } = command;
-        let mut events = vec![Event::from(CallEnded {
-            call_id: call_id.clone(),
+        let request = self.request_appointment(&call_id, occurred_at, appointment_form, time_zone);
+        let ended = CallEnded {
+            call_id,
             occurred_at,
             parties,
             outcome,
-        })];
-        // An empty form (the agent opened it, the caller hung up) is no request.
-        if let Some(form) = appointment_form.filter(|form| *form != Default::default()) {
-            events.push(
-                AppointmentRequested {
-                    call_id,
-                    occurred_at,
-                    requested_start: requested_start(
-                        form.date.as_deref(),
-                        form.time.as_deref(),
-                        time_zone,
-                    ),
-                    form,
-                    time_zone: time_zone.name().to_owned(),
-                }
-                .into(),
-            );
+        };
+        std::iter::once(ended.into()).chain(request).collect()
+    }
+
+    fn decide_analysis(&self, command: AnalyzeCall) -> Vec<Event> {
+        if self.analyzed.is_some() {
+            return vec![];
         }
-        events
+        let AnalyzeCall {
+            call_id,
+            occurred_at,
+            analysis,
+            appointment_form,
+            time_zone,
+        } = command;
+        let request = self.request_appointment(&call_id, occurred_at, appointment_form, time_zone);
+        let analyzed = CallAnalyzed {
+            call_id,
+            occurred_at,
+            analysis,
+        };
+        std::iter::once(analyzed.into()).chain(request).collect()
+    }
+
+    /// `AppointmentRequested` for a filled form, unless the call already has a request.
+    fn request_appointment(
+        &self,
+        call_id: &str,
+        occurred_at: DateTime<Utc>,
+        form: Option<AppointmentForm>,
+        time_zone: chrono_tz::Tz,
+    ) -> Option<Event> {
+        if self.appointment_request.is_some() {
+            return None;
+        }
+        // An empty form (the agent opened it, the caller hung up) is no request.
+        let form = form.filter(|form| *form != AppointmentForm::default())?;
+        Some(
+            AppointmentRequested {
+                call_id: call_id.to_owned(),
+                occurred_at,
+                requested_start: requested_start(
+                    form.date.as_deref(),
+                    form.time.as_deref(),
+                    time_zone,
+                ),
+                form,
+                time_zone: time_zone.name().to_owned(),
+            }
+            .into(),
+        )
     }
 }
 
@@ -187,20 +222,7 @@ impl Aggregate for Call {
                 }
             }
             CallCommand::EndCall(command) => self.decide_end(command),
-            CallCommand::AnalyzeCall(command) => {
-                if self.analyzed.is_some() {
-                    vec![]
-                } else {
-                    vec![
-                        CallAnalyzed {
-                            call_id: command.call_id,
-                            occurred_at: command.occurred_at,
-                            analysis: command.analysis,
-                        }
-                        .into(),
-                    ]
-                }
-            }
+            CallCommand::AnalyzeCall(command) => self.decide_analysis(command),
             CallCommand::RecordAvailabilityCheck(command) => {
                 // Without a request id every check is its own fact; with one, Retell's retry
                 // of the same request is a duplicate.
@@ -289,10 +311,8 @@ impl Aggregate for Call {
 mod tests {
     use super::*;
     use crate::aggregate::replay;
-    use crate::command::{AnalyzeCall, LinkBooking, RecordAvailabilityCheck, StartCall};
-    use crate::event::{
-        AppointmentForm, AvailabilityAnswer, CallAnalysis, CallOutcome, CallParties,
-    };
+    use crate::command::{LinkBooking, RecordAvailabilityCheck, StartCall};
+    use crate::event::{AvailabilityAnswer, CallAnalysis, CallOutcome, CallParties};
     use chrono::TimeZone;
 
     fn at(seconds: i64) -> DateTime<Utc> {
@@ -331,10 +351,16 @@ mod tests {
     }
 
     fn analyze() -> CallCommand {
+        analyze_with(None)
+    }
+
+    fn analyze_with(form: Option<AppointmentForm>) -> CallCommand {
         CallCommand::AnalyzeCall(AnalyzeCall {
             call_id: "call_1".into(),
             occurred_at: at(400),
             analysis: CallAnalysis::default(),
+            appointment_form: form,
+            time_zone: chrono_tz::Europe::Berlin,
         })
     }
 
@@ -417,6 +443,32 @@ mod tests {
             Some(Utc.with_ymd_and_hms(2025, 4, 15, 12, 30, 0).unwrap())
         );
         assert_eq!(request.time_zone, "Europe/Berlin");
+    }
+
+    #[test]
+    fn an_analysis_with_a_form_requests_an_appointment_once() {
+        let form = || {
+            Some(AppointmentForm {
+                date: Some("20.06.2025".into()),
+                time: Some("15:00".into()),
+                ..AppointmentForm::default()
+            })
+        };
+        let (call, events) = run([end(None), analyze_with(form())]);
+        assert_eq!(
+            types(&events),
+            ["CallEnded", "CallAnalyzed", "AppointmentRequested"]
+        );
+        assert_eq!(
+            call.appointment_request().unwrap().requested_start,
+            Some(Utc.with_ymd_and_hms(2025, 6, 20, 13, 0, 0).unwrap())
+        );
+        let (_, events) = run([analyze_with(form()), end(form())]);
+        assert_eq!(
+            types(&events),
+            ["CallAnalyzed", "AppointmentRequested", "CallEnded"],
+            "the second form is not a second request"
+        );
     }
 
     #[test]

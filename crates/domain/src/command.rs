@@ -177,6 +177,11 @@ pub struct AnalyzeCall {
     pub call_id: String,
     pub occurred_at: DateTime<Utc>,
     pub analysis: CallAnalysis,
+    /// Retell's real shape carries the appointment form here
+    /// (`call_analysis.custom_analysis_data`), not in `call_ended`.
+    pub appointment_form: Option<AppointmentForm>,
+    #[serde(serialize_with = "serialize_time_zone")]
+    pub time_zone: Tz,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -123,6 +123,8 @@ fn call_deliveries() -> Vec<(StreamId, Command)> {
                     appointment_booked: Some(true),
                     ..CallAnalysis::default()
                 },
+                appointment_form: None,
+                time_zone: chrono_tz::Europe::Berlin,
             }
             .into(),
         ),
