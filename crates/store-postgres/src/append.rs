@@ -1,76 +1,70 @@
 //! Appends with group commit: one writer task per store commits the appends that queue up
 //! while it is busy in one transaction.
 //!
-//! Every append takes the store's single position-counter row lock (see `sql/schema_v1.sql`),
-//! so appends, across all processes, commit one transaction at a time, in position order.
-//! That makes the global order safe; group commit is what makes it fast: the lock, the round
-//! trip and the WAL flush are paid once per batch, not once per append. The appends of a
-//! batch are pipelined on one connection, each a single call of `switchboard_append`, which
-//! answers a refusal with a row instead of an error so one caller's conflict never fails the
-//! others.
+//! Every append transaction takes the store's single position-counter row lock first (see
+//! `sql/schema_v1.sql`), so appends, across all processes, commit one transaction at a time,
+//! in position order. That makes the global order safe; group commit is what makes it fast:
+//! the lock, the round trips and the WAL flush are paid once per batch, not once per append.
+//! A batch is a handful of set-based statements, pipelined on one connection:
+//! lock and read what the batch's streams and ids hold, decide in memory ([`crate::batch`]),
+//! write all events in one INSERT, commit.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Timelike, Utc};
-use futures_util::future::try_join_all;
 use switchboard_store::{
     AppendOutcome, AppendedEvent, ExpectedVersion, NewEvent, StoreError, check_append,
     check_event_size,
 };
+
+use crate::batch::{Known, decide};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::error::{from_pg, refuses_the_data};
 use crate::pool::Pool;
 
-const APPEND: &str = include_str!("sql/append.sql");
+const LOCK_POSITIONS: &str = include_str!("sql/lock_positions.sql");
+const FIND_RECORDED: &str = include_str!("sql/find_recorded.sql");
+const STREAM_VERSIONS: &str = include_str!("sql/stream_versions.sql");
+const INSERT_EVENTS: &str = include_str!("sql/insert_events.sql");
+const UPSERT_STREAMS: &str = include_str!("sql/upsert_streams.sql");
+const ADVANCE_POSITIONS: &str = include_str!("sql/advance_positions.sql");
 const NOTIFY: &str = include_str!("sql/notify.sql");
 
 /// One append, validated and laid out as the columns `switchboard_append` takes, built on
 /// the caller's task so the writer only talks to the database.
 pub(crate) struct AppendRequest {
-    stream: String,
-    expected: ExpectedVersion,
-    /// `expected` as `switchboard_append` takes it: -1 any, -2 no stream, n exactly n.
-    expected_code: i64,
-    event_ids: Vec<Uuid>,
-    event_types: Vec<String>,
-    schema_versions: Vec<i64>,
-    occurred_at: Vec<DateTime<Utc>>,
-    occurred_nanos: Vec<i32>,
-    data: Vec<String>,
-    metadata: Vec<String>,
-    reply: Option<oneshot::Sender<Result<AppendOutcome, StoreError>>>,
+    pub stream: String,
+    pub expected: ExpectedVersion,
+    pub event_ids: Vec<Uuid>,
+    pub event_types: Vec<String>,
+    pub schema_versions: Vec<i64>,
+    pub occurred_at: Vec<DateTime<Utc>>,
+    pub occurred_nanos: Vec<i32>,
+    pub data: Vec<String>,
+    pub metadata: Vec<String>,
+    reply: Option<oneshot::Sender<Answer>>,
 }
+
+/// What the caller of one append is told.
+pub(crate) type Answer = Result<AppendOutcome, StoreError>;
 
 impl AppendRequest {
     /// Refuses what no store could record (the shared checks, then the size limit) before
     /// anything is sent; returns the request and where its answer will arrive.
-    #[allow(clippy::type_complexity)]
     pub(crate) fn new(
         stream: &str,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
         max_event_bytes: usize,
-    ) -> Result<(Self, oneshot::Receiver<Result<AppendOutcome, StoreError>>), StoreError> {
+    ) -> Result<(Self, oneshot::Receiver<Answer>), StoreError> {
         check_append(stream, &events)?;
-        let expected_code = match expected {
-            ExpectedVersion::Any => -1,
-            ExpectedVersion::NoStream => -2,
-            // Versions are bigint in the database; no stream can ever reach a larger one.
-            ExpectedVersion::Exact(v) => i64::try_from(v).map_err(|_| {
-                StoreError::InvalidAppend(format!(
-                    "stream {stream}: expected version {v} is beyond any stream's reach"
-                ))
-            })?,
-        };
         let (reply, answer) = oneshot::channel();
         let mut request = AppendRequest {
             stream: stream.to_owned(),
             expected,
-            expected_code,
             event_ids: Vec::with_capacity(events.len()),
             event_types: Vec::with_capacity(events.len()),
             schema_versions: Vec::with_capacity(events.len()),
@@ -107,7 +101,7 @@ impl AppendRequest {
     }
 
     /// Answers the caller; a caller that stopped waiting is no reason to fail the others.
-    fn answer(&mut self, result: Result<AppendOutcome, StoreError>) {
+    fn answer(&mut self, result: Answer) {
         if let Some(reply) = self.reply.take() {
             let _ = reply.send(result);
         }
@@ -128,53 +122,48 @@ impl Writer {
     pub(crate) async fn run(mut self) {
         let mut batch = Vec::with_capacity(self.max_batch);
         while self.requests.recv_many(&mut batch, self.max_batch).await > 0 {
-            let results = match self.commit(&batch).await {
-                Ok(results) => results,
+            let answers = match self.commit(&batch).await {
+                Ok(answers) => answers,
                 Err(Failure::Unavailable(error)) => {
                     tracing::warn!(%error, appends = batch.len(), "event store batch failed");
                     batch.iter().map(|_| Err(error.clone())).collect()
                 }
-                // One append made PostgreSQL fail the transaction (say, a NUL character in
-                // its JSON). The batch is rolled back; each append goes again on its own, so
-                // only the one at fault is refused.
+                // PostgreSQL refused something in the batch (say, a NUL character in JSON)
+                // and rolled it all back. Each append goes again on its own, so only the
+                // one at fault is refused.
                 Err(Failure::Statement(_)) => {
-                    let mut results = Vec::with_capacity(batch.len());
+                    let mut answers = Vec::with_capacity(batch.len());
                     for request in &batch {
-                        let result = match self.commit(std::slice::from_ref(request)).await {
+                        answers.push(match self.commit(std::slice::from_ref(request)).await {
                             Ok(mut one) => one.remove(0),
                             Err(Failure::Unavailable(error)) => Err(error),
                             Err(Failure::Statement(error)) => {
-                                Err(self.refusal(&request.stream, error))
+                                Err(self.refusal(&request.stream, &error))
                             }
-                        };
-                        results.push(result);
+                        });
                     }
-                    results
+                    answers
                 }
             };
             // The head moves before anyone is told, so a caller that reads right after its
             // append returns, or a subscriber woken by the head, sees the commit.
-            let new_head = results
+            let new_head = answers
                 .iter()
-                .filter_map(|r| r.as_ref().ok())
+                .filter_map(|answer| answer.as_ref().ok())
                 .flat_map(|outcome| outcome.events.iter().map(|e| e.position))
                 .max();
             if let Some(new_head) = new_head {
                 advance_head(&self.head, new_head);
             }
-            for (mut request, result) in batch.drain(..).zip(results) {
-                request.answer(result);
+            for (mut request, answer) in batch.drain(..).zip(answers) {
+                request.answer(answer);
             }
         }
     }
 
-    /// Commits `batch` in one transaction; one result per request, in order.
-    async fn commit(
-        &self,
-        batch: &[AppendRequest],
-    ) -> Result<Vec<Result<AppendOutcome, StoreError>>, Failure> {
+    /// Commits `batch` in one transaction; one answer per request, in order.
+    async fn commit(&self, batch: &[AppendRequest]) -> Result<Vec<Answer>, Failure> {
         let target = self.pool.target();
-        let mut conn = self.pool.get().await.map_err(Failure::Unavailable)?;
         let pg = |e: tokio_postgres::Error| {
             let error = from_pg(target, &e);
             if e.as_db_error().is_some() && !error.is_transient() {
@@ -183,55 +172,96 @@ impl Writer {
                 Failure::Unavailable(error)
             }
         };
-        let append = conn.statement(APPEND).await.map_err(pg)?;
+        let mut conn = self.pool.get().await.map_err(Failure::Unavailable)?;
+        let lock = conn.statement(LOCK_POSITIONS).await.map_err(pg)?;
+        let find = conn.statement(FIND_RECORDED).await.map_err(pg)?;
+        let versions = conn.statement(STREAM_VERSIONS).await.map_err(pg)?;
+        let insert = conn.statement(INSERT_EVENTS).await.map_err(pg)?;
+        let upsert = conn.statement(UPSERT_STREAMS).await.map_err(pg)?;
+        let advance = conn.statement(ADVANCE_POSITIONS).await.map_err(pg)?;
         let notify = conn.statement(NOTIFY).await.map_err(pg)?;
         let tx = conn.client.transaction().await.map_err(pg)?;
 
-        // Sent one after the other without waiting for answers; the server runs them in the
-        // order sent, inside this one transaction.
-        let calls = batch.iter().map(|request| {
-            let params: [&(dyn ToSql + Sync); 9] = [
-                &request.stream,
-                &request.expected_code,
-                &request.event_ids,
-                &request.event_types,
-                &request.schema_versions,
-                &request.occurred_at,
-                &request.occurred_nanos,
-                &request.data,
-                &request.metadata,
-            ];
-            let tx = &tx;
-            let append = &append;
-            async move { tx.query(append, &params).await }
-        });
-        let answers = try_join_all(calls).await.map_err(pg)?;
+        // Sent together, run in order: the lock first, so the two reads after it see every
+        // commit of the lock's previous holder.
+        let (id_streams, ids): (Vec<&str>, Vec<Uuid>) = batch
+            .iter()
+            .flat_map(|r| r.event_ids.iter().map(|&id| (r.stream.as_str(), id)))
+            .unzip();
+        let mut streams: Vec<&str> = batch.iter().map(|r| r.stream.as_str()).collect();
+        streams.sort_unstable();
+        streams.dedup();
+        let find_params: [&(dyn ToSql + Sync); 2] = [&id_streams, &ids];
+        let versions_params: [&(dyn ToSql + Sync); 1] = [&streams];
+        // `biased` polls in the order written, and each query is sent on its first poll, so
+        // the server receives (and runs) them in this order.
+        let (position_row, recorded_rows, version_rows) = tokio::try_join!(
+            biased;
+            tx.query_one(&lock, &[]),
+            tx.query(&find, &find_params),
+            tx.query(&versions, &versions_params),
+        )
+        .map_err(pg)?;
+        let known = Known {
+            last_position: position_row.get::<_, i64>(0) as u64,
+            versions: version_rows
+                .iter()
+                .map(|row| (row.get(0), row.get::<_, i64>(1) as u64))
+                .collect(),
+            recorded: recorded_rows
+                .iter()
+                .map(|row| {
+                    let placed = AppendedEvent {
+                        event_id: row.get(1),
+                        version: row.get::<_, i64>(2) as u64,
+                        position: row.get::<_, i64>(3) as u64,
+                    };
+                    ((row.get(0), placed.event_id), placed)
+                })
+                .collect(),
+        };
 
-        let results: Vec<_> = batch
-            .iter()
-            .zip(&answers)
-            .map(|(request, rows)| outcome(request, rows))
-            .collect();
-        let last_position = results
-            .iter()
-            .filter_map(|r| r.as_ref().ok())
-            .filter(|outcome| !outcome.already_recorded)
-            .flat_map(|outcome| outcome.events.iter().map(|e| e.position))
-            .max();
-        if let Some(last_position) = last_position {
-            tx.execute(&notify, &[&(last_position as i64)])
-                .await
-                .map_err(pg)?;
+        let decided = decide(batch, known);
+        if decided.writes_nothing() {
+            // Refusals and retries only: the transaction ends without a write, releasing
+            // the lock; nothing to notify.
+            tx.rollback().await.map_err(pg)?;
+            return Ok(decided.answers);
         }
+        let rows = &decided.rows;
+        let last_position = decided.last_position as i64;
+        let insert_params: [&(dyn ToSql + Sync); 10] = [
+            &rows.positions,
+            &rows.streams,
+            &rows.versions,
+            &rows.event_ids,
+            &rows.event_types,
+            &rows.schema_versions,
+            &rows.occurred_at,
+            &rows.occurred_nanos,
+            &rows.data,
+            &rows.metadata,
+        ];
+        let upsert_params: [&(dyn ToSql + Sync); 2] =
+            [&decided.stream_names, &decided.stream_versions];
+        let position_params: [&(dyn ToSql + Sync); 1] = [&last_position];
+        tokio::try_join!(
+            biased;
+            tx.execute(&insert, &insert_params),
+            tx.execute(&upsert, &upsert_params),
+            tx.execute(&advance, &position_params),
+            tx.execute(&notify, &position_params),
+        )
+        .map_err(pg)?;
         // If the connection fails during COMMIT the outcome is unknown; the callers hear
         // "unavailable", and their retry is harmless because appends are idempotent by id.
         tx.commit().await.map_err(pg)?;
-        Ok(results)
+        Ok(decided.answers)
     }
 
     /// The error for an append PostgreSQL refused on its own.
-    fn refusal(&self, stream: &str, error: tokio_postgres::Error) -> StoreError {
-        if refuses_the_data(&error) {
+    fn refusal(&self, stream: &str, error: &tokio_postgres::Error) -> StoreError {
+        if refuses_the_data(error) {
             let reason = error
                 .as_db_error()
                 .map_or_else(|| error.to_string(), |db| db.message().to_owned());
@@ -239,54 +269,17 @@ impl Writer {
                 "stream {stream}: PostgreSQL cannot store these events: {reason}"
             ))
         } else {
-            from_pg(self.pool.target(), &error)
+            from_pg(self.pool.target(), error)
         }
     }
 }
 
-/// Why a batch did not commit.
+/// Why a batch did not commit; either way nothing of it was written.
 enum Failure {
-    /// The database cannot be used right now; nothing was written.
+    /// The database cannot be used right now.
     Unavailable(StoreError),
-    /// A statement failed and aborted the transaction; nothing was written.
+    /// A statement failed and aborted the transaction.
     Statement(tokio_postgres::Error),
-}
-
-/// Turns `switchboard_append`'s rows into the caller's answer.
-fn outcome(request: &AppendRequest, rows: &[Row]) -> Result<AppendOutcome, StoreError> {
-    let stream = request.stream.clone();
-    let Some(first) = rows.first() else {
-        return Err(StoreError::Backend(format!(
-            "stream {stream}: switchboard_append returned nothing"
-        )));
-    };
-    let kind: &str = first.get(0);
-    match kind {
-        "conflict" => Err(StoreError::WrongExpectedVersion {
-            stream,
-            expected: request.expected,
-            actual: first.get::<_, Option<i64>>(2).map(|v| v as u64),
-        }),
-        "partial" => Err(StoreError::PartiallyRecorded {
-            stream,
-            event_id: first.get(1),
-        }),
-        "appended" | "recorded" => Ok(AppendOutcome {
-            stream,
-            already_recorded: kind == "recorded",
-            events: rows
-                .iter()
-                .map(|row| AppendedEvent {
-                    event_id: row.get(1),
-                    version: row.get::<_, i64>(2) as u64,
-                    position: row.get::<_, i64>(3) as u64,
-                })
-                .collect(),
-        }),
-        other => Err(StoreError::Backend(format!(
-            "stream {stream}: switchboard_append answered {other:?}"
-        ))),
-    }
 }
 
 /// Moves the head watch forward, never back: the writer and the listener both feed it, and

@@ -12,6 +12,7 @@
 //!   reconnects by itself once the database is back.
 
 mod append;
+mod batch;
 mod error;
 mod migrate;
 mod notify;

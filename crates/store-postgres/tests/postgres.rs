@@ -7,7 +7,6 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use serde_json::json;
 use switchboard_store::conformance::new_event;
 use switchboard_store::{EventStore, ExpectedVersion, NewEvent, StoreError};
@@ -82,33 +81,38 @@ async fn a_reader_never_passes_a_position_an_open_transaction_holds() {
         .unwrap();
     let seen = first.events[0].position;
 
-    // Another process appends through the same SQL function and stays uncommitted.
+    // Another process appends by the store's protocol (lock the counter, take the next
+    // position, insert, advance the counter) and stays uncommitted.
     let mut held_session = session_in(&url, store.schema()).await;
     let held_tx = held_session.transaction().await.unwrap();
     let held_id = Uuid::new_v4();
-    let occurred: Vec<DateTime<Utc>> = vec![Utc::now()];
-    let held_rows = held_tx
-        .query(
-            "SELECT o_position FROM switchboard_append($1, -1, $2, $3, $4, $5, $6, $7, $8)",
-            &[
-                &"held",
-                &vec![held_id],
-                &vec!["Held"],
-                &vec![1i64],
-                &occurred,
-                &vec![0i32],
-                &vec!["{}"],
-                &vec!["{}"],
-            ],
-        )
+    let last: i64 = held_tx
+        .query_one("SELECT last_position FROM global_position FOR UPDATE", &[])
         .await
-        .unwrap();
-    let held_position = held_rows[0].get::<_, i64>(0) as u64;
+        .unwrap()
+        .get(0);
+    let held_position = last as u64 + 1;
     assert_eq!(
         held_position,
         seen + 1,
         "the held append takes the next position"
     );
+    held_tx
+        .execute(
+            "INSERT INTO events (position, stream, version, event_id, event_type, schema_version, \
+             occurred_at, occurred_nanos, recorded_at, data, metadata) \
+             VALUES ($1, 'held', 0, $2, 'Held', 1, now(), 0, now(), '{}', '{}')",
+            &[&(held_position as i64), &held_id],
+        )
+        .await
+        .unwrap();
+    held_tx
+        .batch_execute(&format!(
+            "INSERT INTO streams (name, last_version) VALUES ('held', 0); \
+             UPDATE global_position SET last_position = {held_position};"
+        ))
+        .await
+        .unwrap();
 
     let later = {
         let store = Arc::clone(&store);

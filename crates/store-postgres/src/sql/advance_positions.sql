@@ -1,0 +1,1 @@
+UPDATE global_position SET last_position = $1
