@@ -22,6 +22,11 @@ use crate::{AppendOutcome, AppendedEvent, ExpectedVersion, StoreError};
 const INSERT_EVENT: &str = include_str!("sql/insert_event.sql");
 const FIND_EVENT: &str = "SELECT version, position FROM events WHERE stream = ?1 AND event_id = ?2";
 
+/// The group size from which the writer lingers for stragglers, and how long. Far below an
+/// fsync, so it costs a lone caller nothing and a busy store a fraction of a commit.
+const LINGER_MIN_GROUP: usize = 8;
+const LINGER: std::time::Duration = std::time::Duration::from_micros(100);
+
 /// An event ready for the writer: validated, and with its JSON already serialized by the
 /// caller's task so the writer thread spends its time on SQLite alone.
 pub(crate) struct PreparedEvent {
@@ -61,14 +66,19 @@ impl Writer {
     /// nothing else: the loop goes on with the next one.
     pub(crate) fn run(mut self) {
         let mut batch = Vec::with_capacity(self.max_batch);
+        let mut last_batch_len = 0;
         while let Some(first) = self.requests.blocking_recv() {
             batch.push(first);
-            while batch.len() < self.max_batch {
-                match self.requests.try_recv() {
-                    Ok(request) => batch.push(request),
-                    Err(_) => break,
-                }
+            self.drain_into(&mut batch);
+            // Callers answered by the last commit are usually about to append again. When that
+            // commit was a big group and this one is still much smaller, give them a moment
+            // (and the CPU) to catch up, so one fsync covers them too. A lone writer never
+            // waits: its last group was a single append.
+            if last_batch_len >= LINGER_MIN_GROUP && batch.len() < last_batch_len / 2 {
+                std::thread::sleep(LINGER);
+                self.drain_into(&mut batch);
             }
+            last_batch_len = batch.len();
             // Counted when taken, before the commit: a test can tell that the writer holds a
             // request even while the commit waits on a lock.
             self.counters.batches.fetch_add(1, Ordering::Relaxed);
@@ -95,6 +105,15 @@ impl Writer {
             for (request, result) in batch.drain(..).zip(results) {
                 // A caller that stopped waiting is no reason to fail the others.
                 let _ = request.reply.send(result);
+            }
+        }
+    }
+
+    fn drain_into(&mut self, batch: &mut Vec<AppendRequest>) {
+        while batch.len() < self.max_batch {
+            match self.requests.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
             }
         }
     }
