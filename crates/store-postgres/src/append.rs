@@ -122,6 +122,17 @@ impl Writer {
     pub(crate) async fn run(mut self) {
         let mut batch = Vec::with_capacity(self.max_batch);
         while self.requests.recv_many(&mut batch, self.max_batch).await > 0 {
+            // The callers answered by the last commit are sending their next appends right
+            // now, on other threads. Without this one yield the writer would take the first
+            // of them alone and leave the rest for a whole commit later: batches of 1 and
+            // n-1 in turn instead of n.
+            tokio::task::yield_now().await;
+            while batch.len() < self.max_batch {
+                match self.requests.try_recv() {
+                    Ok(request) => batch.push(request),
+                    Err(_) => break,
+                }
+            }
             let answers = match self.commit(&batch).await {
                 Ok(answers) => answers,
                 Err(Failure::Unavailable(error)) => {
