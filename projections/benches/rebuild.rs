@@ -1,1 +1,137 @@
-fn main() {}
+//! Rebuild benchmark: replays a generated history of 1,000,000 events (by default) from the
+//! embedded store into fresh read models and swaps them in; prints events/s and the peak
+//! resident memory (VmHWM).
+//!
+//! `cargo bench -p switchboard-projections` — set `SWITCHBOARD_BENCH_EVENTS` for another size.
+//! The generated store is kept in the temp dir and reused by later runs (generating takes
+//! longer than rebuilding); it is generated in a child process so that the generator's memory
+//! does not count towards the rebuild's peak.
+
+#[allow(dead_code, reason = "the generator is shared with the tests")]
+#[path = "../tests/support/history.rs"]
+mod history;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use switchboard_projections::rebuild;
+use switchboard_store::{EventStore, SqliteOptions, SqliteStore};
+
+const DEFAULT_EVENTS: u64 = 1_000_000;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let events = std::env::var("SWITCHBOARD_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_EVENTS);
+    let dir = std::env::temp_dir().join(format!("switchboard-bench-projections-{events}"));
+    let store_path = dir.join("events.sqlite");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    if args.iter().any(|a| a == "--generate") {
+        runtime.block_on(generate(&store_path, events));
+        return;
+    }
+    if !dir.join("complete").exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        eprintln!("generating {events} events into {} …", dir.display());
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .arg("--generate")
+            .env("SWITCHBOARD_BENCH_EVENTS", events.to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "generation failed");
+        std::fs::write(dir.join("complete"), b"").unwrap();
+    }
+
+    let data_dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&store_path, SqliteOptions::default()).unwrap());
+    let head = runtime.block_on(store.head_position()).unwrap();
+    let started = Instant::now();
+    let replayed_at = Arc::new(std::sync::Mutex::new(None));
+    let mark = Arc::clone(&replayed_at);
+    let report = runtime
+        .block_on(rebuild(
+            store.clone(),
+            data_dir.path(),
+            None,
+            None,
+            move |done, total| {
+                if done >= total {
+                    *mark.lock().unwrap() = Some(Instant::now());
+                }
+            },
+        ))
+        .unwrap();
+    let total = started.elapsed();
+    let replay = replayed_at
+        .lock()
+        .unwrap()
+        .map(|at| at - started)
+        .unwrap_or(total);
+    let peak_kib = vm_hwm_kib();
+    let read_models = std::fs::metadata(data_dir.path().join("read_models.sqlite"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+
+    println!(
+        "projections/rebuild: {} events (store head {head})",
+        report.events
+    );
+    println!(
+        "  replay into fresh tables: {:.2} s = {:.0} events/s",
+        replay.as_secs_f64(),
+        report.events as f64 / replay.as_secs_f64()
+    );
+    println!(
+        "  replay + atomic swap:     {:.2} s = {:.0} events/s",
+        total.as_secs_f64(),
+        report.events as f64 / total.as_secs_f64()
+    );
+    println!("  peak resident memory (VmHWM): {} MiB", peak_kib / 1024);
+    println!("  read models file: {} MiB", read_models / (1024 * 1024));
+    print_table_sizes(&data_dir.path().join("read_models.sqlite"));
+}
+
+async fn generate(store_path: &Path, events: u64) {
+    let store: Arc<dyn EventStore> =
+        Arc::new(SqliteStore::open(store_path, SqliteOptions::default()).unwrap());
+    let generated = history::generate(store, events, 42).await;
+    eprintln!(
+        "generated {} events from {} deliveries ({} duplicates)",
+        generated.events, generated.deliveries, generated.duplicates
+    );
+}
+
+fn vm_hwm_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn print_table_sizes(path: &PathBuf) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    for table in [
+        "calls",
+        "appointments",
+        "customers",
+        "tenants",
+        "payments",
+        "anomalies",
+    ] {
+        let rows: i64 = conn
+            .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap();
+        println!("  {table}: {rows} rows");
+    }
+}

@@ -94,16 +94,22 @@ impl From<serde_json::Error> for ApplyError {
 
 pub(crate) type Applied = Result<(), ApplyError>;
 
-/// Folds one recorded event into the read models inside the caller's transaction. Only
-/// read-model trouble is an error; everything about the event itself ends as rows or as an
-/// anomaly.
-pub(crate) fn apply_event(
-    conn: &Connection,
-    phones: &PhoneBook,
-    recorded: RecordedEvent,
-) -> Result<(), ProjectionError> {
+/// An envelope decoded for folding: the domain event, or why it is not one. Decoding needs no
+/// database, so a batch is decoded before its transaction starts, and can be applied twice
+/// (see [`crate::fold`]) without decoding twice.
+pub(crate) struct Decoded {
+    pub position: u64,
+    stream: String,
+    event_type: String,
+    tenant_hint: Option<String>,
+    at: String,
+    event: Result<Event, EventDecodeError>,
+}
+
+/// Decodes an envelope; None for envelopes no read model is built from.
+pub(crate) fn decode(recorded: RecordedEvent) -> Option<Decoded> {
     if recorded.event_type == DELIVERY_RECEIVED {
-        return Ok(());
+        return None;
     }
     let RecordedEvent {
         stream,
@@ -115,16 +121,51 @@ pub(crate) fn apply_event(
         metadata,
         ..
     } = recorded;
+    let event = Event::from_parts(&event_type, schema_version, data);
+    Some(Decoded {
+        position,
+        stream,
+        event_type,
+        tenant_hint: metadata
+            .get("tenant")
+            .and_then(|t| t.as_str())
+            .map(str::to_owned),
+        at: ts(occurred_at),
+        event,
+    })
+}
+
+/// How an event is applied inside the batch's transaction.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// No savepoint: an event that cannot be applied fails the whole batch, which is then
+    /// retried carefully. Events that cannot be applied are rare; savepoints on every event
+    /// would cost every event.
+    Optimistic,
+    /// A savepoint per event: what an event cannot apply is undone as a whole and recorded as
+    /// an anomaly, so no read model is left half-updated by it.
+    Careful,
+}
+
+/// Folds one decoded event into the read models inside the caller's transaction. In careful
+/// mode only read-model trouble is an error; everything about the event itself ends as rows
+/// or as an anomaly.
+pub(crate) fn apply(
+    conn: &Connection,
+    phones: &PhoneBook,
+    decoded: &Decoded,
+    mode: Mode,
+) -> Result<(), ApplyError> {
     let cx = Cx {
         conn,
-        position,
-        stream: &stream,
-        event_type: &event_type,
-        tenant_hint: metadata.get("tenant").and_then(|t| t.as_str()),
-        at: ts(occurred_at),
+        position: decoded.position,
+        stream: &decoded.stream,
+        event_type: &decoded.event_type,
+        tenant_hint: decoded.tenant_hint.as_deref(),
+        at: decoded.at.clone(),
         phones,
     };
-    let event = match Event::from_parts(&event_type, schema_version, data) {
+    let event = match &decoded.event {
         Ok(event) => event,
         Err(error) => {
             let reason = match error {
@@ -133,14 +174,15 @@ pub(crate) fn apply_event(
                 EventDecodeError::InvalidData { .. } => "invalid_event_data",
             };
             return anomalies::record(&cx, cx.anomaly(reason, error.to_string()))
-                .map_err(fatal_only);
+                .map_err(|e| ApplyError::Fatal(fatal_only(e)));
         }
     };
+    if mode == Mode::Optimistic {
+        return dispatch(&cx, event);
+    }
 
-    // One savepoint per event: what an event cannot apply is undone as a whole, so no read
-    // model is left half-updated by it.
     conn.prepare_cached("SAVEPOINT apply_event")?.execute([])?;
-    match dispatch(&cx, &event) {
+    match dispatch(&cx, event) {
         Ok(()) => {
             conn.prepare_cached("RELEASE apply_event")?.execute([])?;
             Ok(())
@@ -150,11 +192,13 @@ pub(crate) fn apply_event(
                 .execute([])?;
             conn.prepare_cached("RELEASE apply_event")?.execute([])?;
             match failure {
-                ApplyError::Fatal(error) => Err(error),
+                ApplyError::Fatal(error) => Err(ApplyError::Fatal(error)),
                 ApplyError::Event(message) => {
-                    tracing::warn!(position, stream = %stream, event_type = %event_type, %message,
+                    tracing::warn!(position = decoded.position, stream = %decoded.stream,
+                        event_type = %decoded.event_type, %message,
                         "event could not be applied; recorded as an anomaly");
-                    anomalies::record(&cx, cx.anomaly("apply_failed", message)).map_err(fatal_only)
+                    anomalies::record(&cx, cx.anomaly("apply_failed", message))
+                        .map_err(|e| ApplyError::Fatal(fatal_only(e)))
                 }
             }
         }

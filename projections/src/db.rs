@@ -15,6 +15,10 @@ const SCHEMA: &str = include_str!("schema.sql");
 /// The live read models' file name inside the data dir.
 pub const READ_MODELS_FILE: &str = "read_models.sqlite";
 
+/// Prepared statements kept per connection. The folds use a few dozen distinct statements;
+/// rusqlite's default of 16 would re-parse SQL on most events.
+const STATEMENT_CACHE: usize = 128;
+
 /// How long a writer waits for another (a rebuild swapping tables in) before giving up; the
 /// runner retries after that, so this only bounds one attempt.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -103,6 +107,7 @@ pub fn open_live(path: &Path) -> Result<Connection, ProjectionError> {
         std::fs::create_dir_all(dir).map_err(|e| ProjectionError::io(dir, e))?;
     }
     let conn = Connection::open(path)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // NORMAL in WAL keeps the file consistent on power loss; a lost last commit is replayed
@@ -127,6 +132,7 @@ pub fn open_scratch(path: &Path) -> Result<Connection, ProjectionError> {
         }
     }
     let conn = Connection::open(path)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.pragma_update(None, "journal_mode", "MEMORY")?;
     conn.pragma_update(None, "synchronous", "OFF")?;
     // A bounded page cache (64 MiB) keeps memory flat however long the history is.
@@ -142,6 +148,7 @@ pub fn open_reader(path: &Path) -> Result<Connection, ProjectionError> {
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.busy_timeout(BUSY_TIMEOUT)?;
     Ok(conn)
 }

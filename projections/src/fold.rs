@@ -5,14 +5,15 @@ use rusqlite::{Connection, TransactionBehavior};
 use switchboard_store::RecordedEvent;
 
 use crate::ProjectionError;
-use crate::apply::apply_event;
+use crate::apply::{ApplyError, Decoded, Mode, apply, decode};
 use crate::db::{checkpoint, set_checkpoint};
 use crate::phone::PhoneBook;
 
 /// What a batch did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Folded {
-    /// Events applied (events at or below the stored checkpoint are skipped, not counted).
+    /// Events folded, including those no read model uses (`DeliveryReceived`); events at or
+    /// below the stored checkpoint are skipped, not counted.
     pub applied: usize,
     /// The checkpoint after the batch.
     pub checkpoint: u64,
@@ -21,28 +22,63 @@ pub struct Folded {
 /// Applies `events` (in global order) beyond the checkpoint stored in the file, and moves the
 /// checkpoint, in one transaction. The checkpoint is read inside the transaction: a rebuild
 /// that swapped newer tables in meanwhile makes the already-covered events no-ops.
+///
+/// The batch is first applied optimistically, without a savepoint per event; if one event
+/// cannot be applied, the transaction is rolled back and the batch applied again with a
+/// savepoint per event, so that event becomes an anomaly and the others still apply.
 pub(crate) fn fold_batch(
     conn: &mut Connection,
     phones: &PhoneBook,
     events: impl IntoIterator<Item = RecordedEvent>,
 ) -> Result<Folded, ProjectionError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut position = checkpoint(&tx)?;
-    let mut applied = 0;
-    for event in events {
-        if event.position <= position {
+    let mut positions = Vec::new();
+    let decoded: Vec<Decoded> = events
+        .into_iter()
+        .filter_map(|event| {
+            positions.push(event.position);
+            decode(event)
+        })
+        .collect();
+    let Some(&last) = positions.last() else {
+        return Ok(Folded {
+            applied: 0,
+            checkpoint: checkpoint(conn)?,
+        });
+    };
+    for mode in [Mode::Optimistic, Mode::Careful] {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let stored = checkpoint(&tx)?;
+        if last <= stored {
+            return Ok(Folded {
+                applied: 0,
+                checkpoint: stored,
+            });
+        }
+        let mut failed = None;
+        for event in decoded.iter().filter(|e| e.position > stored) {
+            match apply(&tx, phones, event, mode) {
+                Ok(()) => {}
+                Err(ApplyError::Fatal(error)) => return Err(error),
+                Err(ApplyError::Event(message)) => {
+                    failed = Some(message);
+                    break;
+                }
+            }
+        }
+        if let Some(message) = failed {
+            // Only the optimistic pass can get here; the careful one turns it into an anomaly.
+            tracing::debug!(%message, "batch retried with a savepoint per event");
+            tx.rollback()?;
             continue;
         }
-        position = event.position;
-        apply_event(&tx, phones, event)?;
-        applied += 1;
+        set_checkpoint(&tx, last)?;
+        tx.commit()?;
+        return Ok(Folded {
+            applied: positions.iter().filter(|p| **p > stored).count(),
+            checkpoint: last,
+        });
     }
-    if applied > 0 {
-        set_checkpoint(&tx, position)?;
-    }
-    tx.commit()?;
-    Ok(Folded {
-        applied,
-        checkpoint: position,
-    })
+    Err(ProjectionError::Task(
+        "an event failed outside its savepoint".into(),
+    ))
 }

@@ -267,6 +267,15 @@ pub struct AnomalyFilter {
     pub open_only: bool,
 }
 
+/// Who answers a phone number: for attributing a call as it arrives.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NumberOwner {
+    pub tenant_id: String,
+    pub branch_id: Option<String>,
+    /// The branch's IANA zone, when it registered one.
+    pub time_zone: Option<String>,
+}
+
 /// An appointment that occupies time, for `check_availability`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BusySlot {
@@ -553,6 +562,29 @@ impl ReadModels {
                 _ => None,
             };
             Ok(Page { items, next })
+        })
+    }
+
+    /// The tenant and branch a dialled number rings at (any common notation of the number).
+    pub fn number_owner(&self, phone: &str) -> Result<Option<NumberOwner>, ProjectionError> {
+        let Some(e164) = phone::normalize(phone) else {
+            return Ok(None);
+        };
+        self.with(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT p.tenant_id, p.branch_id, b.time_zone FROM phone_numbers p
+                     LEFT JOIN branches b ON b.tenant_id = p.tenant_id AND b.branch_id = p.branch_id
+                     WHERE p.phone_number = ?1",
+                )?
+                .query_row([e164], |r| {
+                    Ok(NumberOwner {
+                        tenant_id: r.get(0)?,
+                        branch_id: r.get(1)?,
+                        time_zone: r.get(2)?,
+                    })
+                })
+                .optional()?)
         })
     }
 

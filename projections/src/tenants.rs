@@ -388,18 +388,21 @@ pub(crate) fn add_call(
     tenant: &str,
     branch: Option<&str>,
 ) -> Result<(), rusqlite::Error> {
-    ensure(cx, tenant)?;
+    // Upserts: one statement per count whether or not the row exists yet.
     cx.conn
-        .prepare_cached("UPDATE tenants SET calls_count = calls_count + 1 WHERE tenant_id = ?1")?
-        .execute([tenant])?;
+        .prepare_cached(
+            "INSERT INTO tenants (tenant_id, seq, updated_at, calls_count) VALUES (?1, ?2, ?3, 1)
+             ON CONFLICT (tenant_id) DO UPDATE SET calls_count = calls_count + 1",
+        )?
+        .execute(params![tenant, cx.seq(), cx.at])?;
     if let Some(branch) = branch {
-        ensure_branch(cx, tenant, branch)?;
         cx.conn
             .prepare_cached(
-                "UPDATE branches SET calls_count = calls_count + 1
-                 WHERE tenant_id = ?1 AND branch_id = ?2",
+                "INSERT INTO branches (tenant_id, branch_id, updated_at, calls_count)
+                 VALUES (?1, ?2, ?3, 1)
+                 ON CONFLICT (tenant_id, branch_id) DO UPDATE SET calls_count = calls_count + 1",
             )?
-            .execute(params![tenant, branch])?;
+            .execute(params![tenant, branch, cx.at])?;
     }
     Ok(())
 }
@@ -413,32 +416,33 @@ pub(crate) fn add_appointment(
     branch: Option<&str>,
     delta: i64,
 ) -> Result<(), rusqlite::Error> {
-    ensure(cx, tenant)?;
-    if at_tenant {
-        cx.conn
-            .prepare_cached(
-                "UPDATE tenants SET appointments_count = appointments_count + ?2 WHERE tenant_id = ?1",
-            )?
-            .execute(params![tenant, delta])?;
-    }
+    let tenant_delta = if at_tenant { delta } else { 0 };
+    cx.conn
+        .prepare_cached(
+            "INSERT INTO tenants (tenant_id, seq, updated_at, appointments_count)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (tenant_id) DO UPDATE SET appointments_count = appointments_count + ?4",
+        )?
+        .execute(params![tenant, cx.seq(), cx.at, tenant_delta])?;
     if let Some(branch) = branch {
-        ensure_branch(cx, tenant, branch)?;
         cx.conn
             .prepare_cached(
-                "UPDATE branches SET appointments_count = appointments_count + ?3
-                 WHERE tenant_id = ?1 AND branch_id = ?2",
+                "INSERT INTO branches (tenant_id, branch_id, updated_at, appointments_count)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (tenant_id, branch_id)
+                 DO UPDATE SET appointments_count = appointments_count + ?4",
             )?
-            .execute(params![tenant, branch, delta])?;
+            .execute(params![tenant, branch, cx.at, delta])?;
     }
     Ok(())
 }
 
 pub(crate) fn add_customer(cx: &Cx<'_>, tenant: &str) -> Result<(), rusqlite::Error> {
-    ensure(cx, tenant)?;
     cx.conn
         .prepare_cached(
-            "UPDATE tenants SET customers_count = customers_count + 1 WHERE tenant_id = ?1",
+            "INSERT INTO tenants (tenant_id, seq, updated_at, customers_count) VALUES (?1, ?2, ?3, 1)
+             ON CONFLICT (tenant_id) DO UPDATE SET customers_count = customers_count + 1",
         )?
-        .execute([tenant])?;
+        .execute(params![tenant, cx.seq(), cx.at])?;
     Ok(())
 }

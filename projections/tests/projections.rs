@@ -669,3 +669,43 @@ async fn the_live_runner_applies_each_event_once_across_restarts() {
         40
     );
 }
+
+#[tokio::test]
+async fn an_event_the_read_models_refuse_is_undone_as_a_whole_and_recorded() {
+    let h = Harness::new();
+    open_tenant(&h, "t1", 0).await;
+    // A trigger stands in for any row an event cannot write (a constraint, a bad value).
+    let projector = Projector::open(h.dyn_store(), h.data_dir()).unwrap();
+    rusqlite::Connection::open(projector.path())
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER poison BEFORE UPDATE OF ended_at ON calls WHEN NEW.call_id = 'poison'
+             BEGIN SELECT RAISE(ABORT, 'poisoned row'); END;",
+        )
+        .unwrap();
+    drop(projector);
+    for id in ["c1", "poison", "c2"] {
+        h.append(
+            &format!("call-{id}"),
+            vec![call_ended(id, "+4915123456789", SALON, 1)],
+        )
+        .await;
+    }
+    let read = h.project().await;
+    assert!(read.call("c1").unwrap().is_some());
+    assert!(read.call("c2").unwrap().is_some());
+    assert!(
+        read.call("poison").unwrap().is_none(),
+        "the row its first statement made is undone too"
+    );
+    let failed = anomalies_with(&read, "apply_failed");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].stream, "call-poison");
+    assert!(
+        failed[0].message.contains("poisoned row"),
+        "{}",
+        failed[0].message
+    );
+    assert_eq!(read.tenant("t1").unwrap().unwrap().counts.calls, 2);
+    assert_eq!(read.checkpoint().unwrap(), h.head());
+}
