@@ -101,29 +101,30 @@ impl TestServer {
         });
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         let mut seen = Vec::new();
-        loop {
+        let base_url = loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match logs.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(addr) = line.strip_prefix("switchboard listening on ") {
-                        return TestServer {
-                            child,
-                            base_url: addr.trim().to_owned(),
-                            data_dir: options.data_dir,
-                            logs,
-                        };
-                    }
-                    seen.push(line);
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!(
-                        "switchboard did not start; it printed:\n{}",
-                        seen.join("\n")
-                    );
-                }
+                Ok(line) => match line.strip_prefix("switchboard listening on ") {
+                    Some(addr) => break Some(addr.trim().to_owned()),
+                    None => seen.push(line),
+                },
+                Err(_) => break None,
             }
+        };
+        let mut server = TestServer {
+            child,
+            base_url: base_url.clone().unwrap_or_default(),
+            data_dir: options.data_dir,
+            logs,
+        };
+        if base_url.is_none() {
+            server.kill();
+            panic!(
+                "switchboard did not start; it printed:\n{}",
+                seen.join("\n")
+            );
         }
+        server
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -2,7 +2,9 @@
 //! read models, inspect streams.
 
 mod events;
+mod read_models;
 mod settings;
+mod webhook_tools;
 
 use std::process::ExitCode;
 
@@ -25,6 +27,16 @@ struct Cli {
 enum Command {
     /// Run the service: ingest, query API, metrics, health.
     Serve(ServeArgs),
+    /// Replay the streams into fresh read models, then swap them in.
+    Rebuild(read_models::RebuildArgs),
+    /// Write a read model to stdout as JSON lines or CSV.
+    Export(read_models::ExportArgs),
+    /// Print the signature headers a provider would send with FILE.
+    Sign(webhook_tools::SignArgs),
+    /// Sign FILEs and POST them to URL, printing each status.
+    Send(webhook_tools::SendArgs),
+    /// Check a received delivery's signature; exit 0 if valid, else say why.
+    Verify(webhook_tools::VerifyArgs),
     /// Inspect the event store.
     Events {
         #[command(subcommand)]
@@ -70,6 +82,11 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Events { command } => events::run(command).await,
+            Command::Rebuild(args) => read_models::run_rebuild(args).await,
+            Command::Export(args) => read_models::run_export(args),
+            Command::Sign(args) => webhook_tools::run_sign(args),
+            Command::Send(args) => webhook_tools::run_send(args).await,
+            Command::Verify(args) => webhook_tools::run_verify(args),
         }
     });
     match result {

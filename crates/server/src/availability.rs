@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
 use chrono_tz::Tz;
-use serde::Serialize;
+use switchboard_domain::event::{AvailabilityAnswer as Answer, AvailableSlot as Slot};
 
 /// Opening hours of a branch, per weekday, in the branch's time zone.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,27 +57,12 @@ pub struct Request {
     pub staff: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Slot {
-    pub start: String,
-    pub end: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub staff: Option<String>,
-}
-
-/// The seed's response shape: `{"available", "slots", "message"}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Answer {
-    pub available: bool,
-    pub slots: Vec<Slot>,
-    pub message: String,
-}
-
 /// How many alternatives to offer when the requested slot is taken.
 const ALTERNATIVES: usize = 3;
 /// How far ahead to look for alternatives.
 const SEARCH_DAYS: i64 = 7;
 
+/// The answer in the seed's shape, `{"available", "slots", "message"}`.
 pub fn check(request: &Request, busy: &[Busy], hours: &OpeningHours, now: DateTime<Utc>) -> Answer {
     let tz = hours.time_zone;
     let duration = if request.duration > Duration::zero() {
@@ -90,7 +75,7 @@ pub fn check(request: &Request, busy: &[Busy], hours: &OpeningHours, now: DateTi
         start >= now
             && busy.iter().all(|b| {
                 let same_staff = match (&b.staff, &request.staff) {
-                    (Some(booked), Some(wanted)) => booked.eq_ignore_ascii_case(wanted),
+                    (Some(booked), Some(wanted)) => same_person(booked, wanted),
                     _ => true,
                 };
                 !same_staff || end <= b.start || start >= b.end
@@ -109,21 +94,21 @@ pub fn check(request: &Request, busy: &[Busy], hours: &OpeningHours, now: DateTi
         }
     };
     let slot = |start: DateTime<Utc>| Slot {
-        start: start.with_timezone(&tz).to_rfc3339(),
-        end: (start + duration).with_timezone(&tz).to_rfc3339(),
+        start: start.with_timezone(&tz).fixed_offset(),
+        end: (start + duration).with_timezone(&tz).fixed_offset(),
         staff: request.staff.clone(),
     };
 
-    if let Some(time) = request.time {
-        if let Some(start) = local_instant(tz, request.date, time) {
-            if within_hours(start) && is_free(start) {
-                return Answer {
-                    available: true,
-                    slots: vec![slot(start)],
-                    message: "Der Termin ist verfügbar".to_owned(),
-                };
-            }
-        }
+    if let Some(time) = request.time
+        && let Some(start) = local_instant(tz, request.date, time)
+        && within_hours(start)
+        && is_free(start)
+    {
+        return Answer {
+            available: true,
+            slots: vec![slot(start)],
+            message: "Der Termin ist verfügbar".to_owned(),
+        };
     }
 
     // Alternatives: walk forward from the requested time (or opening) in steps of the
@@ -168,6 +153,20 @@ pub fn check(request: &Request, busy: &[Busy], hours: &OpeningHours, now: DateTi
     }
 }
 
+/// Whether a booked staff name ("Marie Schmidt", from Cal.com) is the person a caller asked
+/// for ("Marie", as the agent heard it): the same name, or one of its words.
+fn same_person(booked: &str, wanted: &str) -> bool {
+    let wanted = wanted.trim().to_lowercase();
+    let booked = booked.trim().to_lowercase();
+    booked == wanted || booked.split_whitespace().any(|word| word == wanted)
+}
+
+/// A UTC instant safely before `date` starts in any time zone a branch may be in: the window
+/// of appointments to consider when answering for that day.
+pub fn day_start_utc(date: NaiveDate) -> DateTime<Utc> {
+    Utc.from_utc_datetime(&date.and_time(NaiveTime::MIN)) - Duration::days(1)
+}
+
 /// A wall-clock time in `tz`; for a time skipped by a DST change, None.
 fn local_instant(tz: Tz, date: NaiveDate, time: NaiveTime) -> Option<DateTime<Utc>> {
     tz.from_local_datetime(&date.and_time(time))
@@ -208,8 +207,14 @@ mod tests {
             long_ago(),
         );
         assert!(answer.available);
-        assert_eq!(answer.slots[0].start, "2025-04-15T14:30:00+02:00");
-        assert_eq!(answer.slots[0].end, "2025-04-15T15:00:00+02:00");
+        assert_eq!(
+            answer.slots[0].start.to_rfc3339(),
+            "2025-04-15T14:30:00+02:00"
+        );
+        assert_eq!(
+            answer.slots[0].end.to_rfc3339(),
+            "2025-04-15T15:00:00+02:00"
+        );
         assert_eq!(answer.slots[0].staff.as_deref(), Some("Marie"));
     }
 
@@ -218,7 +223,7 @@ mod tests {
         let busy = [Busy {
             start: at("2025-04-15", "14:30"),
             end: at("2025-04-15", "15:00"),
-            staff: Some("marie".into()),
+            staff: Some("Marie Schmidt".into()),
         }];
         let answer = check(
             &request("2025-04-15", "14:30", Some("Marie")),
@@ -227,7 +232,7 @@ mod tests {
             long_ago(),
         );
         assert!(!answer.available);
-        let starts: Vec<_> = answer.slots.iter().map(|s| s.start.as_str()).collect();
+        let starts: Vec<_> = answer.slots.iter().map(|s| s.start.to_rfc3339()).collect();
         assert_eq!(
             starts,
             [
@@ -264,7 +269,10 @@ mod tests {
             long_ago(),
         );
         assert!(!answer.available);
-        assert_eq!(answer.slots[0].start, "2025-04-14T09:00:00+02:00");
+        assert_eq!(
+            answer.slots[0].start.to_rfc3339(),
+            "2025-04-14T09:00:00+02:00"
+        );
         // Saturday closes at 14:00: 13:45 for 30 minutes does not fit.
         let answer = check(
             &request("2025-04-12", "13:45", None),
@@ -284,6 +292,9 @@ mod tests {
             at("2025-04-15", "16:00"),
         );
         assert!(!answer.available);
-        assert_eq!(answer.slots[0].start, "2025-04-15T16:00:00+02:00");
+        assert_eq!(
+            answer.slots[0].start.to_rfc3339(),
+            "2025-04-15T16:00:00+02:00"
+        );
     }
 }

@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use switchboard_webhooks::{Keyring, Provider, Secret};
+
 use crate::Error;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -113,6 +115,16 @@ pub struct ProviderSecrets {
     pub retell: SecretList,
     pub calcom: SecretList,
     pub stripe: SecretList,
+}
+
+impl ProviderSecrets {
+    pub fn keyring(&self) -> Keyring {
+        let secrets = |list: &SecretList| list.0.iter().cloned().map(Secret::new).collect();
+        Keyring::new()
+            .with(Provider::Retell, secrets(&self.retell))
+            .with(Provider::Calcom, secrets(&self.calcom))
+            .with(Provider::Stripe, secrets(&self.stripe))
+    }
 }
 
 #[derive(Debug, Clone)]

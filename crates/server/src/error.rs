@@ -16,6 +16,25 @@ pub enum Error {
     #[error("could not read the request body: {0}")]
     BodyUnreadable(String),
 
+    #[error(transparent)]
+    Verify(#[from] switchboard_webhooks::VerifyError),
+
+    /// No signature header at all on the unified endpoint, so not even the provider is known.
+    #[error(
+        "the request carries no signature header (X-Retell-Signature, X-Cal-Signature, X-Cal-Signature-256 or Stripe-Signature); unsigned deliveries are never accepted"
+    )]
+    Unsigned,
+
+    #[error("{error}")]
+    Parse {
+        #[from]
+        error: switchboard_webhooks::ParseError,
+    },
+
+    /// The payload parsed but cannot be routed (e.g. no call id to name the stream).
+    #[error(transparent)]
+    Intake(#[from] switchboard_intake::IntakeError),
+
     #[error("rate limited: retry in {} s", retry_after.as_secs().max(1))]
     RateLimited { retry_after: Duration },
 
@@ -34,8 +53,16 @@ pub enum Error {
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
 
+    /// Well-formed, but the aggregate refuses it (e.g. one number in two branches).
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
+
     #[error(transparent)]
     Store(#[from] StoreError),
+
+    /// The read models cannot answer (file locked, damaged); the streams are unaffected.
+    #[error("read models: {0}")]
+    ReadModels(String),
 
     /// The service is shutting down and takes no new deliveries.
     #[error("shutting down")]

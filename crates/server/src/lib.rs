@@ -6,10 +6,16 @@ mod availability;
 pub mod backend;
 pub mod config;
 mod error;
+mod functions;
 mod http;
+mod ingest;
+mod ledger;
 pub mod metrics;
 pub mod quarantine;
 mod rate_limit;
+mod reactor;
+mod read_models;
+mod routing;
 mod serve;
 mod state;
 

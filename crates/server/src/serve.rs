@@ -1,14 +1,19 @@
-//! Running the service: open the store, start the projections, listen, shut down cleanly.
+//! Running the service: open the store and the read models, start the projections and the
+//! policy, listen, and shut down cleanly.
 
 use std::future::Future;
 use std::sync::Arc;
 
+use switchboard_projections::{Projector, ReadModels};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::ledger::StreamLocks;
 use crate::quarantine::Quarantine;
 use crate::rate_limit::EndpointLimits;
+use crate::reactor::{CHECKPOINT_FILE, Reactor};
+use crate::read_models::ReadModelHandle;
 use crate::{AppState, Error, backend};
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests and returns. A delivery
@@ -19,21 +24,38 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let store = backend::open_store(&config.store, &config.data_dir)?;
+    let projector = Projector::open(store.clone(), &config.data_dir)?;
+    let lag = projector.lag();
+    let read_models = ReadModelHandle::new(ReadModels::open(&config.data_dir)?);
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::Config(format!("--listen {}: {e}", config.listen)))?;
     let local = listener
         .local_addr()
         .map_err(|e| Error::Internal(e.to_string()))?;
-    let (_projected_tx, projected) = watch::channel(0u64);
+    let locks = Arc::new(StreamLocks::default());
+
+    let (stop_background, background_stopped) = watch::channel(false);
+    let projections = tokio::spawn(projector.run(background_stopped.clone()));
+    let reactor = Reactor {
+        store: store.clone(),
+        locks: locks.clone(),
+        checkpoint_path: config.data_dir.join(CHECKPOINT_FILE),
+    };
+    let policy = tokio::spawn(reactor.run(background_stopped));
+
     let state = Arc::new(AppState {
         store,
+        keyring: config.secrets.keyring(),
+        locks,
         quarantine: Quarantine::new(config.quarantine_capacity),
         limits: config.rate_limit.map(EndpointLimits::new),
         metrics: crate::metrics::install(),
-        projected,
+        lag,
+        read_models,
         config,
     });
+    warn_about_missing_secrets(&state);
     tracing::info!(
         address = %local,
         store = %state.config.store.describe(),
@@ -42,10 +64,29 @@ pub async fn serve(
     );
     // Tests and scripts read this line to find an ephemeral port.
     println!("switchboard listening on http://{local}");
-    axum::serve(listener, crate::router(state))
+    let served = axum::serve(listener, crate::router(state))
         .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| Error::Internal(format!("server: {e}")))?;
+        .await;
+    // In-flight deliveries are answered; now let the projections finish their batch.
+    let _ = stop_background.send(true);
+    if let Ok(Err(error)) = projections.await {
+        tracing::warn!(%error, "projections stopped with an error");
+    }
+    let _ = policy.await;
+    served.map_err(|e| Error::Internal(format!("server: {e}")))?;
     tracing::info!("switchboard stopped");
     Ok(())
+}
+
+fn warn_about_missing_secrets(state: &AppState) {
+    use switchboard_webhooks::Provider;
+    for provider in [Provider::Retell, Provider::Calcom, Provider::Stripe] {
+        if state.keyring.secrets(provider).is_empty() {
+            tracing::warn!(
+                provider = provider.as_str(),
+                "no secret configured: every {} delivery will be refused (401 no_secret_configured)",
+                provider.display_name()
+            );
+        }
+    }
 }

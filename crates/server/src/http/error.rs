@@ -12,12 +12,22 @@ use crate::Error;
 impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::Config(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Config(_) | Error::Internal(_) | Error::ReadModels(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::BodyUnreadable(_) | Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Error::BodyUnreadable(_) | Error::BadRequest { .. } | Error::Parse { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            Error::Intake(error) => match error.path() {
+                Some(_) => StatusCode::BAD_REQUEST,
+                None => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            Error::Verify(_) | Error::Unsigned => StatusCode::UNAUTHORIZED,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Error::Store(e) => match e {
@@ -35,11 +45,17 @@ impl Error {
 
     pub fn code(&self) -> &'static str {
         match self {
-            Error::Config(_) | Error::Internal(_) => "internal_error",
+            Error::Config(_) | Error::Internal(_) | Error::ReadModels(_) => "internal_error",
             Error::BodyTooLarge { .. } => "payload_too_large",
             Error::BodyUnreadable(_) => "malformed_payload",
+            Error::Intake(error) => error.code(),
+            Error::Parse { error } => error.code(),
+            Error::Verify(error) => error.code(),
+            Error::Unsigned => "missing_signature",
             Error::RateLimited { .. } => "rate_limited",
-            Error::Unauthorized { code, .. } | Error::BadRequest { code, .. } => code,
+            Error::Unauthorized { code, .. }
+            | Error::BadRequest { code, .. }
+            | Error::Unprocessable { code, .. } => code,
             Error::Forbidden(_) => "forbidden",
             Error::NotFound { .. } => "not_found",
             Error::ShuttingDown => "shutting_down",
@@ -50,6 +66,15 @@ impl Error {
                 StoreError::Unavailable(_) | StoreError::Closed => "store_unavailable",
                 _ => "internal_error",
             },
+        }
+    }
+
+    /// The JSON path of the value a malformed payload lacks or got wrong.
+    fn json_path(&self) -> Option<&str> {
+        match self {
+            Error::Parse { error } => error.path(),
+            Error::Intake(error) => error.path(),
+            _ => None,
         }
     }
 
@@ -74,9 +99,11 @@ impl IntoResponse for Error {
         if status.is_server_error() {
             tracing::error!(error = %self, code = self.code(), "request failed");
         }
-        let body = Json(json!({
-            "error": { "code": self.code(), "message": self.public_message() }
-        }));
+        let mut error = json!({ "code": self.code(), "message": self.public_message() });
+        if let Some(path) = self.json_path() {
+            error["path"] = path.into();
+        }
+        let body = Json(json!({ "error": error }));
         let mut response = (status, body).into_response();
         if let Error::RateLimited { retry_after } = &self {
             let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;

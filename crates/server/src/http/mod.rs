@@ -1,7 +1,11 @@
 //! HTTP: one module per resource, each exporting `router()`; errors map in `error`.
 
+mod admin;
+mod auth;
 mod error;
 mod health;
+mod ingest;
+mod query;
 
 use std::sync::Arc;
 
@@ -10,5 +14,10 @@ use axum::Router;
 use crate::AppState;
 
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new().merge(health::router()).with_state(state)
+    Router::new()
+        .merge(health::router())
+        .merge(ingest::router())
+        .merge(query::router())
+        .merge(admin::router())
+        .with_state(state)
 }

@@ -1,0 +1,67 @@
+//! Admin views: the quarantine of refused deliveries and a stream's events with envelope.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::authenticate;
+use crate::{AppState, Error};
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/quarantine", get(quarantine))
+        .route("/api/streams/{stream}", get(stream))
+}
+
+#[derive(Debug, Deserialize)]
+struct LimitQuery {
+    limit: Option<String>,
+    from_version: Option<String>,
+}
+
+fn parse_number(name: &str, value: Option<&str>, default: u64, max: u64) -> Result<u64, Error> {
+    match value {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n <= max)
+            .ok_or_else(|| {
+                Error::bad_request(
+                    "invalid_query",
+                    format!("{name}={raw:?} is not a whole number from 0 to {max}"),
+                )
+            }),
+    }
+}
+
+async fn quarantine(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(query): Query<LimitQuery>,
+) -> Result<Json<Value>, Error> {
+    authenticate(&state, &headers).await?.require_admin()?;
+    let limit = parse_number("limit", query.limit.as_deref(), 100, 10_000)? as usize;
+    Ok(Json(json!({ "items": state.quarantine.list(limit) })))
+}
+
+async fn stream(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(stream): Path<String>,
+    Query(query): Query<LimitQuery>,
+) -> Result<Json<Value>, Error> {
+    authenticate(&state, &headers).await?.require_admin()?;
+    let limit = parse_number("limit", query.limit.as_deref(), 1000, 10_000)? as usize;
+    let from = parse_number("from_version", query.from_version.as_deref(), 0, u64::MAX)?;
+    let events = state.store.read_stream(&stream, from, limit).await?;
+    if events.is_empty() && state.store.stream_version(&stream).await?.is_none() {
+        return Err(Error::not_found(format!("stream {stream}")));
+    }
+    Ok(Json(json!({ "stream": stream, "events": events })))
+}

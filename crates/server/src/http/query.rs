@@ -1,0 +1,293 @@
+//! The query API: tenants, calls, appointments, customers, anomalies. Read models are
+//! eventually consistent with the streams; `/readyz` says how far behind they are.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use switchboard_intake::tenant::{TenantRegistrationRequest, register_tenant};
+
+use super::auth::{Access, authenticate};
+use crate::ledger::{Execution, Ledger, Provenance, Target};
+use crate::{AppState, Error};
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/tenants/{tenant_id}", get(get_tenant).put(put_tenant))
+        .route("/api/calls", get(list_calls))
+        .route("/api/calls/{call_id}", get(get_call))
+        .route("/api/appointments", get(list_appointments))
+        .route("/api/appointments/{booking_uid}", get(get_appointment))
+        .route("/api/customers", get(find_customer))
+        .route("/api/customers/{customer_id}", get(get_customer))
+        .route("/api/anomalies", get(list_anomalies))
+}
+
+const DEFAULT_LIMIT: usize = 50;
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    tenant_id: Option<String>,
+    limit: Option<String>,
+    after: Option<String>,
+}
+
+fn limit(raw: Option<&str>) -> Result<usize, Error> {
+    match raw {
+        None => Ok(DEFAULT_LIMIT),
+        Some(text) => text.trim().parse::<usize>().map_err(|_| {
+            Error::bad_request(
+                "invalid_limit",
+                format!("limit={text:?} is not a whole number"),
+            )
+        }),
+    }
+}
+
+/// The tenant a list is for: a tenant token only ever lists its own.
+fn list_scope(access: &Access, requested: Option<String>) -> Result<Option<String>, Error> {
+    match access {
+        Access::Admin => Ok(requested),
+        Access::Tenant(own) => match requested {
+            Some(other) if &other != own => Err(Error::not_found(format!("tenant {other}"))),
+            _ => Ok(Some(own.clone())),
+        },
+    }
+}
+
+/// A record another tenant owns answers exactly like one that does not exist.
+fn visible<T>(
+    access: &Access,
+    record: Option<T>,
+    tenant: impl Fn(&T) -> Option<&str>,
+    what: String,
+) -> Result<T, Error> {
+    match record {
+        Some(record) if access.sees(tenant(&record)) => Ok(record),
+        _ => Err(Error::not_found(what)),
+    }
+}
+
+async fn get_call(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(call_id): Path<String>,
+) -> Result<Json<Value>, Error> {
+    let access = authenticate(&state, &headers).await?;
+    let id = call_id.clone();
+    let call = state.read_models.query(move |rm| rm.call(&id)).await?;
+    let call = visible(
+        &access,
+        call,
+        |c| c.tenant_id.as_deref(),
+        format!("call {call_id}"),
+    )?;
+    Ok(Json(json!(call)))
+}
+
+async fn list_calls(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, Error> {
+    let access = authenticate(&state, &headers).await?;
+    let tenant = list_scope(&access, query.tenant_id)?;
+    let limit = limit(query.limit.as_deref())?;
+    let page = state
+        .read_models
+        .query(move |rm| rm.calls(tenant.as_deref(), limit, query.after.as_deref()))
+        .await?;
+    Ok(Json(json!(page)))
+}
+
+async fn get_appointment(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(booking_uid): Path<String>,
+) -> Result<Json<Value>, Error> {
+    let access = authenticate(&state, &headers).await?;
+    let id = booking_uid.clone();
+    let appointment = state
+        .read_models
+        .query(move |rm| rm.appointment(&id))
+        .await?;
+    let appointment = visible(
+        &access,
+        appointment,
+        |a| a.tenant_id.as_deref(),
+        format!("appointment {booking_uid}"),
+    )?;
+    Ok(Json(json!(appointment)))
+}
+
+async fn list_appointments(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, Error> {
+    let access = authenticate(&state, &headers).await?;
+    let tenant = list_scope(&access, query.tenant_id)?;
+    let limit = limit(query.limit.as_deref())?;
+    let page = state
+        .read_models
+        .query(move |rm| rm.appointments(tenant.as_deref(), limit, query.after.as_deref()))
+        .await?;
+    Ok(Json(json!(page)))
+}
+
+#[derive(Debug, Deserialize)]
+struct CustomerQuery {
+    tenant_id: Option<String>,
+    phone: Option<String>,
+}
+
+async fn find_customer(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(query): Query<CustomerQuery>,
+) -> Result<Json<Value>, Error> {
+    let access = authenticate(&state, &headers).await?;
+    let tenant = list_scope(&access, query.tenant_id)?.ok_or_else(|| {
+        Error::bad_request(
+            "invalid_query",
+            "tenant_id is required with the admin token",
+        )
+    })?;
+    let phone = query
+        .phone
+        .filter(|p| !p.trim().is_empty())
+        .ok_or_else(|| {
+            Error::bad_request(
+                "invalid_query",
+                "phone is required, e.g. phone=%2B4915123456789",
+            )
+        })?;
+    let (t, p) = (tenant.clone(), phone.clone());
+    let customer = state
+        .read_models
+        .query(move |rm| rm.customer_by_phone(&t, &p))
+        .await?
+        .ok_or_else(|| Error::not_found(format!("customer {phone} of tenant {tenant}")))?;
+    Ok(Json(json!(customer)))
+}
+
+async fn get_customer(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(customer_id): Path<String>,
+) -> Result<Json<Value>, Error> {
+    let access = authenticate(&state, &headers).await?;
+    let id = customer_id.clone();
+    let customer = state.read_models.query(move |rm| rm.customer(&id)).await?;
+    let customer = visible(
+        &access,
+        customer,
+        |c| Some(c.tenant_id.as_str()),
+        format!("customer {customer_id}"),
+    )?;
+    Ok(Json(json!(customer)))
+}
+
+async fn list_anomalies(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, Error> {
+    let access = authenticate(&state, &headers).await?;
+    let tenant = list_scope(&access, query.tenant_id)?;
+    let limit = limit(query.limit.as_deref())?;
+    let page = state
+        .read_models
+        .query(move |rm| {
+            let filter = switchboard_projections::AnomalyFilter {
+                tenant_id: tenant,
+                open_only: false,
+            };
+            rm.anomalies(&filter, limit, query.after.as_deref())
+        })
+        .await?;
+    Ok(Json(json!(page)))
+}
+
+async fn get_tenant(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(tenant_id): Path<String>,
+) -> Result<Json<Value>, Error> {
+    let access = authenticate(&state, &headers).await?;
+    if !access.sees(Some(&tenant_id)) {
+        return Err(Error::not_found(format!("tenant {tenant_id}")));
+    }
+    let id = tenant_id.clone();
+    let tenant = state
+        .read_models
+        .query(move |rm| rm.tenant(&id))
+        .await?
+        .ok_or_else(|| Error::not_found(format!("tenant {tenant_id}")))?;
+    Ok(Json(json!(tenant)))
+}
+
+async fn put_tenant(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(tenant_id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, Error> {
+    let access = authenticate(&state, &headers).await?;
+    if !access.sees(Some(&tenant_id)) {
+        return Err(Error::not_found(format!("tenant {tenant_id}")));
+    }
+    let mut request: TenantRegistrationRequest = serde_json::from_slice(&body).map_err(|e| {
+        Error::bad_request("malformed_payload", format!("tenant registration: {e}"))
+    })?;
+    // Numbers are recorded in E.164, the form Retell reports `to_number` in, so attribution
+    // never depends on how a number was typed here.
+    for branch in &mut request.branches {
+        for number in &mut branch.phone_numbers {
+            if let Some(e164) = switchboard_projections::normalize_phone(number) {
+                *number = e164;
+            }
+        }
+    }
+    let now = Utc::now();
+    let (stream, command) = register_tenant(&tenant_id, request, now)?;
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let provenance = Provenance {
+        // Each PUT is its own request; the aggregate records only what changed.
+        dedupe_key: format!("admin:{request_id}"),
+        provider: "admin".to_owned(),
+        request_id: request_id.clone(),
+        causation: request_id,
+        correlation: None,
+        raw_delivery: None,
+        occurred_at: now,
+        // An invalid registry is the caller's mistake to fix, not a fact to keep.
+        keep_rejections: false,
+    };
+    let ledger = Ledger {
+        store: state.store.as_ref(),
+        locks: &state.locks,
+    };
+    match ledger
+        .execute(&Target::Decide { stream, command }, &provenance)
+        .await?
+    {
+        Execution::Recorded { events, .. } => Ok((
+            StatusCode::OK,
+            Json(json!({ "status": "accepted", "tenant_id": tenant_id, "events": events })),
+        )),
+        Execution::Refused { rejection } => Err(Error::Unprocessable {
+            code: rejection.code(),
+            message: rejection.to_string(),
+        }),
+        Execution::Duplicate { .. } => Err(Error::Internal(
+            "a fresh request id was already recorded".to_owned(),
+        )),
+    }
+}

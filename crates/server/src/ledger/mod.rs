@@ -1,0 +1,272 @@
+//! The ledger: records one command on one stream, exactly once.
+//!
+//! Load the stream, refuse a dedupe key already in it, let the aggregate decide, and append
+//! with the expected version. The dedupe check and the append are protected by the same
+//! optimistic-concurrency check, so a duplicate is caught however late it comes and on every
+//! backend — without relying on a store's event-id cache.
+
+mod locks;
+
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+use switchboard_domain::{Command, Event, Rejection, StreamId, decide, record_rejection};
+use switchboard_store::{EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError};
+use uuid::Uuid;
+
+pub use locks::StreamLocks;
+
+use crate::Error;
+
+/// The envelope-only event that keeps a verified delivery's exact bytes beside the events it
+/// produced, so events can be re-derived when parsing improves. Projections ignore it.
+pub use switchboard_projections::DELIVERY_RECEIVED;
+
+/// Namespace for deterministic event ids (UUIDv5 of the dedupe key and the event's index):
+/// a retried append carries the same ids, so the store's idempotency holds too.
+const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x5b1d_4e0c_9a57_4d3e_8f21_7c6a_0b93_e2d4);
+
+/// How often a command is decided again after another writer got to the stream first.
+/// In-process writers are serialized by [`StreamLocks`]; this covers other instances.
+const MAX_ATTEMPTS: usize = 8;
+
+/// What the stream records beside the domain events: who sent what, and why.
+#[derive(Debug, Clone)]
+pub struct Provenance {
+    /// The key that makes this delivery (or policy reaction) unique within its stream.
+    pub dedupe_key: String,
+    pub provider: String,
+    pub request_id: String,
+    /// What caused it: the delivery id, or the event id a policy reacted to.
+    pub causation: String,
+    /// The call the fact belongs to, when known: ties a call's and its booking's events.
+    pub correlation: Option<String>,
+    /// The raw delivery (`DeliveryReceived` data), when this is a provider delivery.
+    pub raw_delivery: Option<Value>,
+    /// Provider time of the delivery, for the raw delivery record.
+    pub occurred_at: DateTime<Utc>,
+    /// Record a refused transition as an anomaly (provider facts) or refuse the request and
+    /// append nothing (admin requests, which the caller can correct and resend).
+    pub keep_rejections: bool,
+}
+
+impl Provenance {
+    /// The delivery id providers see: stable for retries of one delivery.
+    pub fn delivery_id(&self) -> Uuid {
+        Uuid::new_v5(&EVENT_ID_NAMESPACE, self.dedupe_key.as_bytes())
+    }
+}
+
+/// One stored event, as the ingest answer lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventRef {
+    pub stream: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Execution {
+    /// Appended: the raw delivery (if any) and the decided events, or the rejection record.
+    Recorded {
+        events: Vec<EventRef>,
+        rejection: Option<Rejection>,
+        /// Domain events the aggregate decided (empty for a domain-level duplicate).
+        decided: Vec<Event>,
+    },
+    /// The dedupe key is already in the stream: nothing appended.
+    Duplicate { stream: String },
+    /// The aggregate refused and the provenance asked not to keep refusals: nothing appended.
+    Refused { rejection: Rejection },
+}
+
+/// What to record on a stream besides the provenance.
+// One lives per request, briefly, on the stack: boxing the command would only add an
+// allocation to the hot path.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Let the stream's aggregate decide the command.
+    Decide { stream: StreamId, command: Command },
+    /// Keep the delivery only: the domain has no rule for it (an unknown event type).
+    Keep { stream: String },
+}
+
+impl Target {
+    fn stream_name(&self) -> String {
+        match self {
+            Target::Decide { stream, .. } => stream.to_string(),
+            Target::Keep { stream } => stream.clone(),
+        }
+    }
+}
+
+pub struct Ledger<'a> {
+    pub store: &'a dyn EventStore,
+    pub locks: &'a StreamLocks,
+}
+
+impl Ledger<'_> {
+    pub async fn execute(
+        &self,
+        target: &Target,
+        provenance: &Provenance,
+    ) -> Result<Execution, Error> {
+        let name = target.stream_name();
+        let _guard = self.locks.lock(&name).await;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let history = read_whole_stream(self.store, &name).await?;
+            if contains_dedupe_key(&history, &provenance.dedupe_key) {
+                return Ok(Execution::Duplicate { stream: name });
+            }
+            let current = history.last().map(|e| e.version);
+            let (decided, rejection) = match target {
+                Target::Decide { stream, command } => {
+                    match decide(stream, &domain_events(&history), command.clone()) {
+                        Ok(events) => (events, None),
+                        Err(rejection) if !provenance.keep_rejections => {
+                            return Ok(Execution::Refused { rejection });
+                        }
+                        Err(reason) => (
+                            vec![record_rejection(command, reason.clone())],
+                            Some(reason),
+                        ),
+                    }
+                }
+                Target::Keep { .. } => (Vec::new(), None),
+            };
+            let new_events = envelope(&decided, provenance);
+            if new_events.is_empty() {
+                // Only a policy reaction with nothing to record gets here: a delivery always
+                // keeps its raw record. Nothing to append, nothing to dedupe later.
+                return Ok(Execution::Recorded {
+                    events: Vec::new(),
+                    rejection,
+                    decided,
+                });
+            }
+            let started = Instant::now();
+            let appended = self
+                .store
+                .append(
+                    &name,
+                    ExpectedVersion::from_current(current),
+                    new_events.clone(),
+                )
+                .await;
+            crate::metrics::append_latency(started.elapsed());
+            match appended {
+                Ok(outcome) => {
+                    let events = outcome
+                        .events
+                        .iter()
+                        .zip(&new_events)
+                        .map(|(stored, event)| EventRef {
+                            stream: name.clone(),
+                            event_type: event.event_type.clone(),
+                            version: stored.version,
+                        })
+                        .collect();
+                    return Ok(Execution::Recorded {
+                        events,
+                        rejection,
+                        decided,
+                    });
+                }
+                Err(StoreError::WrongExpectedVersion { .. }) if attempt < MAX_ATTEMPTS => {
+                    tracing::debug!(stream = %name, attempt, "stream moved on; deciding again");
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+}
+
+/// Reads a stream from the beginning, page by page.
+pub async fn read_whole_stream(
+    store: &dyn EventStore,
+    stream: &str,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    const PAGE: usize = 1000;
+    let mut events = Vec::new();
+    loop {
+        let page = store.read_stream(stream, events.len() as u64, PAGE).await?;
+        let full = page.len() == PAGE;
+        events.extend(page);
+        if !full {
+            return Ok(events);
+        }
+    }
+}
+
+fn contains_dedupe_key(history: &[RecordedEvent], key: &str) -> bool {
+    history
+        .iter()
+        .any(|event| event.metadata.get("dedupe_key").and_then(Value::as_str) == Some(key))
+}
+
+/// The stream's domain events; envelope-only records (the raw deliveries) are skipped, and so
+/// is anything this binary cannot decode — which the anomalies projection reports.
+pub fn domain_events(history: &[RecordedEvent]) -> Vec<Event> {
+    history
+        .iter()
+        .filter(|e| e.event_type != DELIVERY_RECEIVED)
+        .filter_map(|e| {
+            Event::from_parts(&e.event_type, e.schema_version, e.data.clone())
+                .map_err(|error| {
+                    tracing::warn!(stream = %e.stream, version = e.version, %error,
+                        "stored event not understood; the aggregate decides without it");
+                })
+                .ok()
+        })
+        .collect()
+}
+
+fn envelope(decided: &[Event], provenance: &Provenance) -> Vec<NewEvent> {
+    let metadata = |index: usize| {
+        json!({
+            "provider": provenance.provider,
+            "delivery_id": provenance.delivery_id(),
+            "request_id": provenance.request_id,
+            // Only the first event carries the key: one key, one delivery.
+            "dedupe_key": if index == 0 { Value::from(provenance.dedupe_key.as_str()) } else { Value::Null },
+            "correlation": provenance.correlation,
+            "causation": provenance.causation,
+        })
+    };
+    let id = |index: usize| {
+        Uuid::new_v5(
+            &EVENT_ID_NAMESPACE,
+            format!("{}#{index}", provenance.dedupe_key).as_bytes(),
+        )
+    };
+    let mut events = Vec::with_capacity(decided.len() + 1);
+    if let Some(raw) = &provenance.raw_delivery {
+        events.push(NewEvent {
+            event_id: id(0),
+            event_type: DELIVERY_RECEIVED.to_owned(),
+            schema_version: 1,
+            occurred_at: provenance.occurred_at,
+            data: raw.clone(),
+            metadata: metadata(0),
+        });
+    }
+    for event in decided {
+        let index = events.len();
+        events.push(NewEvent {
+            event_id: id(index),
+            event_type: event.event_type().to_owned(),
+            schema_version: event.schema_version(),
+            occurred_at: event.occurred_at(),
+            data: event.to_json(),
+            metadata: metadata(index),
+        });
+    }
+    events
+}

@@ -1,0 +1,135 @@
+//! The server's async face of the read models: every query runs on the blocking pool, so a
+//! slow SQLite read never stalls the ingest path's reactor threads.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use switchboard_intake::BranchRef;
+use switchboard_projections::{ProjectionError, ReadModels};
+
+use crate::Error;
+use crate::availability::{Busy, OpeningHours};
+
+#[derive(Clone)]
+pub struct ReadModelHandle {
+    inner: Arc<ReadModels>,
+}
+
+impl From<ProjectionError> for Error {
+    fn from(error: ProjectionError) -> Self {
+        match error {
+            ProjectionError::BadCursor(_) => {
+                Error::bad_request("invalid_cursor", error.to_string())
+            }
+            ProjectionError::BadLimit(_) => Error::bad_request("invalid_limit", error.to_string()),
+            other => Error::ReadModels(other.to_string()),
+        }
+    }
+}
+
+impl ReadModelHandle {
+    pub fn new(read_models: ReadModels) -> Self {
+        ReadModelHandle {
+            inner: Arc::new(read_models),
+        }
+    }
+
+    /// Runs a query on the blocking pool.
+    pub async fn query<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&ReadModels) -> Result<T, ProjectionError> + Send + 'static,
+    ) -> Result<T, Error> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || query(&inner))
+            .await
+            .map_err(|e| Error::Internal(format!("read-model query panicked: {e}")))?
+            .map_err(Error::from)
+    }
+
+    pub async fn tenant_for_token_hash(&self, hash: &str) -> Result<Option<String>, Error> {
+        let hash = hash.to_owned();
+        self.query(move |rm| rm.tenant_by_token_hash(&hash)).await
+    }
+
+    /// The branch a dialled number rings at, for the time zone of the caller's appointment.
+    pub async fn branch_for_number(&self, number: &str) -> Result<Option<BranchRef>, Error> {
+        let number = number.to_owned();
+        let owner = self.query(move |rm| rm.number_owner(&number)).await?;
+        Ok(owner.and_then(|owner| {
+            Some(BranchRef {
+                tenant_id: owner.tenant_id,
+                branch_id: owner.branch_id?,
+                time_zone: owner.time_zone.and_then(|zone| zone.parse::<Tz>().ok()),
+            })
+        }))
+    }
+
+    /// What `check_availability` needs: the booked slots and opening hours of the branch the
+    /// call rang at. A call no tenant owns yet gets the default week and no bookings.
+    pub async fn availability_inputs(
+        &self,
+        call_id: &str,
+        to_number: Option<&str>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<(Vec<Busy>, OpeningHours), Error> {
+        let call_id = call_id.to_owned();
+        let to_number = to_number.map(str::to_owned);
+        let availability = self
+            .query(move |rm| {
+                let owner = match to_number.as_deref() {
+                    Some(number) => rm
+                        .number_owner(number)?
+                        .map(|owner| (owner.tenant_id, owner.branch_id)),
+                    None => None,
+                };
+                let owner = match owner {
+                    Some(owner) => Some(owner),
+                    None => rm
+                        .call(&call_id)?
+                        .and_then(|call| Some((call.tenant_id?, call.branch_id))),
+                };
+                match owner {
+                    Some((tenant_id, branch_id)) => rm
+                        // Staff is matched by name in `availability::check`, which knows that
+                        // "Marie" and "Marie Schmidt" are one person.
+                        .availability(&tenant_id, branch_id.as_deref(), None, from, to)
+                        .map(Some),
+                    None => Ok(None),
+                }
+            })
+            .await?;
+        let Some(availability) = availability else {
+            return Ok((Vec::new(), OpeningHours::default()));
+        };
+        let mut hours = OpeningHours::default();
+        if let Ok(zone) = availability.time_zone.parse::<Tz>() {
+            hours.time_zone = zone;
+        }
+        if !availability.default_hours {
+            hours.days = [None; 7];
+            for day in &availability.opening_hours {
+                hours.days[day.day as usize] = Some((day.opens, day.closes));
+            }
+        }
+        let busy = availability
+            .busy
+            .iter()
+            .filter_map(|slot| {
+                Some(Busy {
+                    start: parse_time(&slot.start)?,
+                    end: parse_time(&slot.end)?,
+                    staff: slot.staff.clone(),
+                })
+            })
+            .collect();
+        Ok((busy, hours))
+    }
+}
+
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}

@@ -1,0 +1,60 @@
+//! Where a verified delivery goes: the intake crate's pure routing, fed with what only the
+//! server knows (the branch a number rings at, the availability answer it computed).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use switchboard_domain::StreamId;
+use switchboard_intake::{BranchRef, Context, Route};
+use switchboard_webhooks::Delivery;
+use switchboard_webhooks::payload::retell::RetellEvent;
+use uuid::Uuid;
+
+use crate::functions::FunctionAnswer;
+use crate::ledger::Target;
+use crate::{AppState, Error};
+
+/// The stream and what to record there for one delivery.
+pub async fn target_for(
+    state: &AppState,
+    delivery: &Delivery,
+    function_answer: Option<&FunctionAnswer>,
+    received_at: DateTime<Utc>,
+    delivery_id: Uuid,
+) -> Result<Target, Error> {
+    let mut branches = BTreeMap::<String, BranchRef>::new();
+    if let Some(number) = dialled_number(delivery)
+        && let Some(branch) = state.read_models.branch_for_number(number).await?
+    {
+        branches.insert(number.to_owned(), branch);
+    }
+    let mut context = Context::new(received_at, &branches);
+    if let Some(answer) = function_answer {
+        context = context.with_availability_answer(answer.answer.clone());
+    }
+    Ok(match switchboard_intake::route(delivery, &context)? {
+        Route::Decide { stream, command } => Target::Decide { stream, command },
+        // No rule for it, but a verified delivery is never dropped: it stays with its call
+        // when it names one, else in a stream of its own (which also makes a re-delivery a
+        // duplicate).
+        Route::Unhandled { .. } => Target::Keep {
+            stream: match delivery.call_id() {
+                Some(call_id) => StreamId::call(call_id).to_string(),
+                None => format!("delivery-{delivery_id}"),
+            },
+        },
+    })
+}
+
+/// The number the caller dialled, which names the branch.
+fn dialled_number(delivery: &Delivery) -> Option<&str> {
+    match delivery {
+        Delivery::Retell(
+            RetellEvent::CallStarted(event)
+            | RetellEvent::CallEnded(event)
+            | RetellEvent::CallAnalyzed(event),
+        ) => event.call.to_number.as_deref(),
+        Delivery::RetellFunction(request) => request.call.to_number.as_deref(),
+        _ => None,
+    }
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Ingest benchmark: a release `switchboard serve` on a fresh temp data dir (embedded store,
+# durable appends), driven over loopback by tools/loadgen. Prints throughput and latency.
+#
+#   scripts/bench-ingest.sh                # all three runs below
+#   DURATION=20 scripts/bench-ingest.sh    # longer runs
+#
+# Runs: (1) as fast as 64 connections go; (2) paced at 10,000 deliveries/s for latency;
+# (3) 5,000 deliveries/s with check_availability calls alongside (their p99 reported apart).
+# Everything stays on 127.0.0.1 and every run stops by itself after DURATION seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION="${DURATION:-10}"
+SECRET="bench-secret"
+cargo build --release -q -p switchboard-cli -p switchboard-loadgen
+
+data_dir="$(mktemp -d)"
+log="$data_dir/server.log"
+cleanup() {
+  [[ -n "${server_pid:-}" ]] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+  rm -rf "$data_dir"
+}
+trap cleanup EXIT
+
+SWITCHBOARD_RETELL_SECRETS="$SECRET" RUST_LOG=warn \
+  ./target/release/switchboard serve --listen 127.0.0.1:0 --data-dir "$data_dir/data" >"$log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 100); do
+  url="$(sed -n 's/^switchboard listening on //p' "$log" | head -n1)"
+  [[ -n "$url" ]] && break
+  sleep 0.1
+done
+[[ -n "${url:-}" ]] || { cat "$log"; echo "server did not start" >&2; exit 1; }
+
+echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'); date: $(date -u +%F)"
+echo "server: $url (embedded SQLite, synchronous=FULL)"
+loadgen() { ./target/release/switchboard-loadgen --url "$url" --secret "$SECRET" --duration "$DURATION" "$@"; }
+
+echo "== 1. maximum throughput, 64 connections"
+loadgen --connections 64
+echo "== 2. paced at 10,000 deliveries/s"
+loadgen --connections 64 --rate 10000
+echo "== 3. 5,000 deliveries/s with check_availability at 50/s"
+loadgen --connections 32 --rate 5000 --function-rate 50

@@ -1,0 +1,604 @@
+//! End to end: the real `switchboard serve` on a temp data dir, spoken to over HTTP.
+//! Every status of INTERFACE.md's ingest table, rotation, duplicates across endpoints,
+//! concurrency on one stream, SIGKILL and restart, graceful shutdown.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use switchboard_e2e::*;
+use switchboard_webhooks::{Scheme, Secret, sign};
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn call_event(event: &str, call_id: &str) -> Value {
+    json!({
+        "event": event,
+        "call": {
+            "call_id": call_id,
+            "from_number": "+4915123456789",
+            "to_number": "+493083793369",
+            "direction": "inbound",
+            "agent_id": "agent_abc123def456",
+            "start_timestamp": 1703244123456i64,
+            "end_timestamp": 1703244423456i64,
+            "duration": 300,
+            "transcript": "Agent: Guten Tag\nKunde: Termin bitte",
+        },
+        "timestamp": 1703244423456i64
+    })
+}
+
+fn booking(trigger: &str, uid: &str, created_at: &str) -> Value {
+    json!({
+        "triggerEvent": trigger,
+        "createdAt": created_at,
+        "payload": {
+            "id": 2026361,
+            "uid": uid,
+            "title": "Herrenhaarschnitt mit Max Mustermann",
+            "startTime": "2025-04-15T12:30:00.000Z",
+            "endTime": "2025-04-15T13:00:00.000Z",
+            "organizer": {"id": 12345, "name": "Marie Schmidt", "email": "marie@salon.de"},
+            "attendees": [{"email": "max@example.com", "name": "Max Mustermann"}],
+            "metadata": {"call_id": "call-story"},
+            "status": "ACCEPTED"
+        }
+    })
+}
+
+async fn post_signed(
+    client: &reqwest::Client,
+    url: &str,
+    scheme: Scheme,
+    secret: &str,
+    body: &[u8],
+    at_ms: i64,
+) -> (u16, Value) {
+    let mut request = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_vec());
+    for (name, value) in sign(scheme, &Secret::new(secret), body, at_ms) {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn retell(client: &reqwest::Client, server: &TestServer, body: &Value) -> (u16, Value) {
+    post_signed(
+        client,
+        &server.url("/api/retell/webhook"),
+        Scheme::RetellDocumented,
+        RETELL_SECRET,
+        body.to_string().as_bytes(),
+        now_ms(),
+    )
+    .await
+}
+
+async fn calcom(client: &reqwest::Client, server: &TestServer, body: &Value) -> (u16, Value) {
+    post_signed(
+        client,
+        &server.url("/api/calcom/webhook"),
+        Scheme::CalcomDocumented,
+        CALCOM_SECRET,
+        body.to_string().as_bytes(),
+        now_ms(),
+    )
+    .await
+}
+
+async fn stream(client: &reqwest::Client, server: &TestServer, name: &str) -> Vec<Value> {
+    let response = client
+        .get(server.url(&format!("/api/streams/{name}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("stream request");
+    assert_eq!(response.status().as_u16(), 200, "GET /api/streams/{name}");
+    let body: Value = response.json().await.expect("json");
+    body["events"].as_array().cloned().unwrap_or_default()
+}
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn every_status_of_the_ingest_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = ServerOptions::new(dir.path());
+    // No Stripe secret: Stripe deliveries must be refused with no_secret_configured.
+    options
+        .env
+        .retain(|(k, _)| k != "SWITCHBOARD_STRIPE_SECRETS");
+    options.extra_args = vec!["--max-body".into(), "4096".into()];
+    let server = TestServer::start(options);
+    let client = client();
+
+    // 200 accepted: the raw delivery and the decided events, with their versions.
+    let (status, body) = retell(&client, &server, &call_event("call_ended", "call-a")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "accepted");
+    assert!(body["delivery_id"].is_string());
+    let types: Vec<_> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(types[0], "DeliveryReceived");
+    assert!(types.contains(&"CallEnded".to_owned()), "{types:?}");
+    assert!(
+        body["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["stream"] == "call-call-a")
+    );
+
+    // 409 duplicate: the same delivery again, also through the unified endpoint.
+    let (status, body) = retell(&client, &server, &call_event("call_ended", "call-a")).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (409, Some("duplicate")),
+        "{body}"
+    );
+    let raw = call_event("call_ended", "call-a").to_string();
+    let (status, _) = post_signed(
+        &client,
+        &server.url("/api/webhook"),
+        Scheme::RetellDocumented,
+        RETELL_SECRET,
+        raw.as_bytes(),
+        now_ms(),
+    )
+    .await;
+    assert_eq!(status, 409);
+    let events = stream(&client, &server, "call-call-a").await;
+    assert_eq!(events.len(), 2, "a duplicate appends nothing: {events:#?}");
+
+    // 200 anomaly: a reschedule after a cancellation is recorded, not refused.
+    let (status, _) = calcom(
+        &client,
+        &server,
+        &booking("BOOKING_CREATED", "bkg-1", "2025-04-14T10:30:00.000Z"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = calcom(
+        &client,
+        &server,
+        &booking("BOOKING_CANCELLED", "bkg-1", "2025-04-14T15:00:00.000Z"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = calcom(
+        &client,
+        &server,
+        &booking("BOOKING_RESCHEDULED", "bkg-1", "2025-04-14T16:00:00.000Z"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("anomaly")),
+        "{body}"
+    );
+    assert!(body["reason"].is_string());
+
+    // 200 function call: the answer in the seed's shape.
+    let function_call = json!({
+        "event": "function_call", "call_id": "call-a", "function_name": "check_availability",
+        "arguments": {"date": "2035-04-17", "time": "14:30", "duration": 30, "staff": "Marie"},
+        "request_id": "req_xyz789", "timestamp": 1703244223456i64
+    });
+    let (status, body) = retell(&client, &server, &function_call).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["request_id"], "req_xyz789");
+    assert_eq!(body["result"]["available"], true, "{body}");
+    assert_eq!(
+        body["result"]["slots"][0]["start"],
+        "2035-04-17T14:30:00+02:00"
+    );
+
+    // 400 malformed: not JSON; and a payload missing what its event needs, with the path.
+    let (status, body) = post_signed(
+        &client,
+        &server.url("/api/retell/webhook"),
+        Scheme::RetellDocumented,
+        RETELL_SECRET,
+        b"{not json",
+        now_ms(),
+    )
+    .await;
+    assert_eq!((status, code(&body)), (400, "malformed_payload"), "{body}");
+    let missing = json!({"event": "call_ended", "call": {"from_number": "+49"}});
+    let (status, body) = retell(&client, &server, &missing).await;
+    assert_eq!((status, code(&body)), (400, "malformed_payload"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("$.call.call_id"),
+        "{body}"
+    );
+
+    // 401: unsigned, mis-signed, stale, and a provider with no secret.
+    let response = client
+        .post(server.url("/api/webhook"))
+        .body(raw.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    assert_eq!(code(&response.json().await.unwrap()), "missing_signature");
+    let (status, body) = post_signed(
+        &client,
+        &server.url("/api/retell/webhook"),
+        Scheme::RetellDocumented,
+        "wrong-secret",
+        raw.as_bytes(),
+        now_ms(),
+    )
+    .await;
+    assert_eq!((status, code(&body)), (401, "invalid_signature"), "{body}");
+    let (status, body) = post_signed(
+        &client,
+        &server.url("/api/retell/webhook"),
+        Scheme::RetellSdk,
+        RETELL_SECRET,
+        raw.as_bytes(),
+        now_ms() - 10 * 60 * 1000,
+    )
+    .await;
+    assert_eq!((status, code(&body)), (401, "stale_timestamp"), "{body}");
+    let (status, body) = post_signed(
+        &client,
+        &server.url("/api/retell/webhook"),
+        Scheme::RetellSdk,
+        RETELL_SECRET,
+        raw.as_bytes(),
+        now_ms() + 10 * 60 * 1000,
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body)),
+        (401, "stale_timestamp"),
+        "a future timestamp is refused too: {body}"
+    );
+    let stripe_event = json!({"id": "evt_1", "object": "event", "type": "invoice.payment_succeeded", "created": 1703244123, "data": {"object": {"id": "in_1", "object": "invoice", "customer": "cus_1", "amount_paid": 9900, "currency": "eur"}}});
+    let (status, body) = post_signed(
+        &client,
+        &server.url("/api/stripe/webhook"),
+        Scheme::Stripe,
+        "whsec_x",
+        stripe_event.to_string().as_bytes(),
+        now_ms(),
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body)),
+        (401, "no_secret_configured"),
+        "{body}"
+    );
+
+    // 413: over --max-body, refused before it is read.
+    let big = vec![b' '; 8192];
+    let (status, body) = post_signed(
+        &client,
+        &server.url("/api/retell/webhook"),
+        Scheme::RetellDocumented,
+        RETELL_SECRET,
+        &big,
+        now_ms(),
+    )
+    .await;
+    assert_eq!((status, code(&body)), (413, "payload_too_large"), "{body}");
+
+    // None of the refusals changed a stream; all of them are in the quarantine.
+    assert_eq!(
+        stream(&client, &server, "call-call-a").await.len(),
+        4,
+        "call_ended (2 events) + function call (2 events)"
+    );
+    let quarantine: Value = client
+        .get(server.url("/api/quarantine"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let codes: HashSet<_> = quarantine["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["code"].as_str().unwrap().to_owned())
+        .collect();
+    for expected in [
+        "malformed_payload",
+        "missing_signature",
+        "invalid_signature",
+        "stale_timestamp",
+        "no_secret_configured",
+        "payload_too_large",
+    ] {
+        assert!(
+            codes.contains(expected),
+            "quarantine lacks {expected}: {codes:?}"
+        );
+    }
+    let metrics = client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("switchboard_verification_failures_total"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn rate_limited_deliveries_get_429_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = ServerOptions::new(dir.path());
+    options.extra_args = vec![
+        "--rate-limit".into(),
+        "1".into(),
+        "--rate-limit-burst".into(),
+        "2".into(),
+    ];
+    let server = TestServer::start(options);
+    let client = client();
+    let mut limited = None;
+    for i in 0..5 {
+        let body = call_event("call_started", &format!("rl-{i}")).to_string();
+        let mut request = client
+            .post(server.url("/api/retell/webhook"))
+            .body(body.clone());
+        for (name, value) in sign(
+            Scheme::RetellDocumented,
+            &Secret::new(RETELL_SECRET),
+            body.as_bytes(),
+            now_ms(),
+        ) {
+            request = request.header(name, value);
+        }
+        let response = request.send().await.unwrap();
+        if response.status().as_u16() == 429 {
+            limited = Some(response);
+            break;
+        }
+    }
+    let response = limited.expect("a burst of 5 over a quota of 1/s with burst 2 is limited");
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
+    assert_eq!(code(&response.json().await.unwrap()), "rate_limited");
+}
+
+#[tokio::test]
+async fn a_rotated_secret_verifies_alongside_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = ServerOptions::new(dir.path());
+    options
+        .env
+        .retain(|(k, _)| k != "SWITCHBOARD_RETELL_SECRETS");
+    options.env.push((
+        "SWITCHBOARD_RETELL_SECRETS".into(),
+        "old-secret, new-secret".into(),
+    ));
+    let server = TestServer::start(options);
+    let client = client();
+    for (i, secret) in ["old-secret", "new-secret"].iter().enumerate() {
+        let body = call_event("call_started", &format!("rot-{i}")).to_string();
+        let (status, body) = post_signed(
+            &client,
+            &server.url("/api/retell/webhook"),
+            Scheme::RetellSdk,
+            secret,
+            body.as_bytes(),
+            now_ms(),
+        )
+        .await;
+        assert_eq!(status, 200, "{secret}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn a_hundred_parallel_deliveries_to_one_call_make_one_consistent_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(ServerOptions::new(dir.path()));
+    let client = client();
+    let url = server.url("/api/retell/webhook");
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        // 50 distinct facts (function calls), each sent twice, plus the call's lifecycle.
+        let body = match i % 4 {
+            0 => call_event("call_started", "busy-call"),
+            1 => call_event("call_ended", "busy-call"),
+            _ => json!({
+                "event": "function_call", "call_id": "busy-call", "function_name": "check_availability",
+                "arguments": {"date": "2035-04-17", "time": "10:00"},
+                "request_id": format!("req-{}", i / 2), "timestamp": 1703244223456i64
+            }),
+        };
+        let client = client.clone();
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            post_signed(
+                &client,
+                &url,
+                Scheme::RetellDocumented,
+                RETELL_SECRET,
+                body.to_string().as_bytes(),
+                now_ms(),
+            )
+            .await
+        }));
+    }
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        assert!(
+            matches!(status, 200 | 409),
+            "no 5xx under contention: {status} {body}"
+        );
+    }
+    let events = stream(&client, &server, "call-busy-call").await;
+    let versions: Vec<u64> = events
+        .iter()
+        .map(|e| e["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        versions,
+        (0..events.len() as u64).collect::<Vec<_>>(),
+        "contiguous versions"
+    );
+    let keys: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["metadata"]["dedupe_key"].as_str())
+        .collect();
+    let unique: HashSet<_> = keys.iter().collect();
+    assert_eq!(keys.len(), unique.len(), "no delivery recorded twice");
+    // started, ended, and the distinct function calls (request ids req-1, req-3, …, 25 of them
+    // from i%4 in {2,3} → i/2 distinct per pair).
+    let distinct_requests: HashSet<_> = (0..100).filter(|i| i % 4 >= 2).map(|i| i / 2).collect();
+    assert_eq!(keys.len(), 2 + distinct_requests.len());
+}
+
+#[tokio::test]
+async fn sigkill_under_load_loses_no_acknowledged_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = TestServer::start(ServerOptions::new(dir.path()));
+    let client = client();
+    let url = server.url("/api/retell/webhook");
+    let (tx, mut acked) = tokio::sync::mpsc::unbounded_channel();
+    let mut senders = Vec::new();
+    for worker in 0..8 {
+        let client = client.clone();
+        let url = url.clone();
+        let tx = tx.clone();
+        senders.push(tokio::spawn(async move {
+            for n in 0..2000 {
+                let body = call_event("call_ended", &format!("kill-{worker}-{n}")).to_string();
+                let mut request = client.post(&url).body(body.clone());
+                for (name, value) in sign(
+                    Scheme::RetellDocumented,
+                    &Secret::new(RETELL_SECRET),
+                    body.as_bytes(),
+                    now_ms(),
+                ) {
+                    request = request.header(name, value);
+                }
+                match request.send().await {
+                    Ok(response) if response.status().as_u16() == 200 => {
+                        let _ = tx.send(body);
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    drop(tx);
+    // Let some deliveries through, then kill without warning.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.kill();
+    for sender in senders {
+        let _ = sender.await;
+    }
+    let mut acknowledged = Vec::new();
+    while let Ok(body) = acked.try_recv() {
+        acknowledged.push(body);
+    }
+    assert!(
+        !acknowledged.is_empty(),
+        "some deliveries were acknowledged before the kill"
+    );
+
+    let server = TestServer::start(ServerOptions::new(dir.path()));
+    let url = server.url("/api/retell/webhook");
+    for body in &acknowledged {
+        let (status, response) = post_signed(
+            &client,
+            &url,
+            Scheme::RetellDocumented,
+            RETELL_SECRET,
+            body.as_bytes(),
+            now_ms(),
+        )
+        .await;
+        assert_eq!(
+            status, 409,
+            "an acknowledged delivery must be stored: {response}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_deliveries_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = TestServer::start(ServerOptions::new(dir.path()));
+    let client = client();
+    let url = server.url("/api/retell/webhook");
+    let mut tasks = Vec::new();
+    for n in 0..50 {
+        let client = client.clone();
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let body = call_event("call_ended", &format!("term-{n}")).to_string();
+            let result = {
+                let mut request = client.post(&url).body(body.clone());
+                for (name, value) in sign(
+                    Scheme::RetellDocumented,
+                    &Secret::new(RETELL_SECRET),
+                    body.as_bytes(),
+                    now_ms(),
+                ) {
+                    request = request.header(name, value);
+                }
+                request.send().await
+            };
+            (body, result.map(|r| r.status().as_u16()).ok())
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let status = server.terminate();
+    assert!(status.success(), "graceful shutdown exits 0: {status:?}");
+    let mut acknowledged = Vec::new();
+    for task in tasks {
+        if let (body, Some(200)) = task.await.unwrap() {
+            acknowledged.push(body);
+        }
+    }
+    let server = TestServer::start(ServerOptions::new(dir.path()));
+    for body in &acknowledged {
+        let (status, _) = post_signed(
+            &client,
+            &server.url("/api/retell/webhook"),
+            Scheme::RetellDocumented,
+            RETELL_SECRET,
+            body.as_bytes(),
+            now_ms(),
+        )
+        .await;
+        assert_eq!(status, 409);
+    }
+}
