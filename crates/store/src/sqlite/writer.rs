@@ -123,7 +123,10 @@ impl Writer {
         match self.try_commit(batch) {
             Ok(results) => results,
             Err(error) => {
-                // Nothing of the batch is durable; the connection is left outside any
+                // The callers are told "unavailable, retry". Should a failed COMMIT have left
+                // its frames in the WAL (an fsync error after the write), recovery may still
+                // find them; a retry then matches by event id and answers already_recorded,
+                // so nothing is recorded twice. The connection is left outside any
                 // transaction so the next batch starts clean.
                 if !self.conn.is_autocommit() {
                     let _ = self.conn.execute_batch("ROLLBACK");
