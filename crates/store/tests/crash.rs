@@ -3,7 +3,8 @@
 //! The parent re-runs this test binary as a child (only `appends_until_killed`, selected by
 //! name and by an environment variable naming the store file). The child appends from several
 //! tasks, three events per append, and prints `acked N` once `append` returned Ok for append N.
-//! The parent kills the child after some hundreds of acks, reopens the store, and checks.
+//! The parent kills the child after some hundreds of acks, reopens the store, and checks; three
+//! rounds on the same file.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -18,6 +19,11 @@ use switchboard_store::{EventStore, ExpectedVersion, SqliteOptions, SqliteStore}
 use uuid::Uuid;
 
 const CHILD_ENV: &str = "SWITCHBOARD_CRASH_TEST_STORE";
+/// The number of the child's first append, so each round appends streams of its own.
+const FIRST_APPEND_ENV: &str = "SWITCHBOARD_CRASH_TEST_FIRST_APPEND";
+/// Kill, reopen and check this many times on the same file: recovery must also hold for a file
+/// that was itself recovered after a kill.
+const ROUNDS: u64 = 3;
 const EVENTS_PER_APPEND: u64 = 3;
 const CHILD_TASKS: u64 = 8;
 /// The child stops by itself after this many appends, should the parent never kill it.
@@ -41,6 +47,10 @@ fn appends_until_killed() {
     let Some(path) = std::env::var_os(CHILD_ENV) else {
         return;
     };
+    let first: u64 = std::env::var(FIRST_APPEND_ENV)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -53,7 +63,9 @@ fn appends_until_killed() {
             .map(|task| {
                 let store = store.clone();
                 tokio::spawn(async move {
-                    for append in (task..CHILD_MAX_APPENDS).step_by(CHILD_TASKS as usize) {
+                    for append in
+                        (first + task..first + CHILD_MAX_APPENDS).step_by(CHILD_TASKS as usize)
+                    {
                         let events = (0..EVENTS_PER_APPEND)
                             .map(|i| {
                                 new_event(
@@ -83,7 +95,21 @@ fn appends_until_killed() {
 async fn acknowledged_appends_survive_sigkill() {
     let dir = tempfile::TempDir::new().unwrap();
     let path = dir.path().join("events.db");
+    let mut acked = HashSet::new();
+    for round in 0..ROUNDS {
+        let acked_now = run_child_and_kill(&path, round * CHILD_MAX_APPENDS);
+        assert!(
+            !acked_now.is_empty(),
+            "round {round}: the child acknowledged no append before it was killed"
+        );
+        acked.extend(acked_now);
+        check_after_crash(&path, &acked).await;
+    }
+}
 
+/// Runs the child on `path` until it has acknowledged enough appends (or for a bounded time),
+/// SIGKILLs it, and returns the appends it acknowledged.
+fn run_child_and_kill(path: &Path, first_append: u64) -> HashSet<u64> {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -92,7 +118,8 @@ async fn acknowledged_appends_survive_sigkill() {
             "--nocapture",
             "--test-threads=1",
         ])
-        .env(CHILD_ENV, &path)
+        .env(CHILD_ENV, path)
+        .env(FIRST_APPEND_ENV, first_append.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -130,12 +157,13 @@ async fn acknowledged_appends_survive_sigkill() {
     for line in lines.try_iter() {
         record_ack(&mut acked, &line);
     }
-    assert!(
-        !acked.is_empty(),
-        "the child acknowledged no append before it was killed"
-    );
+    acked
+}
 
-    let store = SqliteStore::open(&path, SqliteOptions::default()).expect("reopen after SIGKILL");
+/// Reopens the store and checks that every acknowledged append is there in full and that no
+/// append is there in part.
+async fn check_after_crash(path: &Path, acked: &HashSet<u64>) {
+    let store = SqliteStore::open(path, SqliteOptions::default()).expect("reopen after SIGKILL");
     let mut by_stream: BTreeMap<String, Vec<(u64, Uuid)>> = BTreeMap::new();
     let mut next = 0;
     loop {
@@ -160,7 +188,7 @@ async fn acknowledged_appends_survive_sigkill() {
             .collect();
         assert_eq!(events, &complete, "{stream} is half-written");
     }
-    for append in &acked {
+    for append in acked {
         assert!(
             by_stream.contains_key(&stream_of(*append)),
             "append {append} was acknowledged but is missing after the crash ({} acked, {} stored)",
@@ -169,14 +197,15 @@ async fn acknowledged_appends_survive_sigkill() {
         );
     }
     eprintln!(
-        "crash test: {} appends acknowledged, {} stored after SIGKILL",
+        "crash test: {} appends acknowledged so far, {} stored after SIGKILL",
         acked.len(),
         by_stream.len()
     );
 }
 
 fn record_ack(acked: &mut HashSet<u64>, line: &str) {
-    if let Some(n) = line.strip_prefix("acked ") {
+    // The first ack shares its line with libtest's "test appends_until_killed ... ".
+    if let Some((_, n)) = line.rsplit_once("acked ") {
         acked.insert(n.trim().parse().expect("an ack line holds a number"));
     }
 }
