@@ -57,6 +57,10 @@ fn main() {
     let started = Instant::now();
     let replayed_at = Arc::new(std::sync::Mutex::new(None));
     let mark = Arc::clone(&replayed_at);
+    // Resident memory at each quarter of the replay: flat means it does not grow with the
+    // number of events folded.
+    let quarters = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&quarters);
     let report = runtime
         .block_on(rebuild(
             store.clone(),
@@ -64,6 +68,15 @@ fn main() {
             None,
             None,
             move |done, total| {
+                let mut seen = seen.lock().unwrap();
+                if done * 4 >= total * (seen.len() as u64 + 1) {
+                    seen.push((
+                        done,
+                        status_kib("VmRSS:"),
+                        status_kib("RssAnon:"),
+                        status_kib("RssFile:"),
+                    ));
+                }
                 if done >= total {
                     *mark.lock().unwrap() = Some(Instant::now());
                 }
@@ -76,7 +89,7 @@ fn main() {
         .unwrap()
         .map(|at| at - started)
         .unwrap_or(total);
-    let peak_kib = vm_hwm_kib();
+    let peak_kib = status_kib("VmHWM:");
     let read_models = std::fs::metadata(data_dir.path().join("read_models.sqlite"))
         .map(|m| m.len())
         .unwrap_or(0);
@@ -95,6 +108,16 @@ fn main() {
         total.as_secs_f64(),
         report.events as f64 / total.as_secs_f64()
     );
+    // The store's readers map the event file (mmap), so reading it makes file pages resident:
+    // RssFile grows with the history read, RssAnon (the heap) is what the rebuild itself holds.
+    for (done, rss, anon, file) in quarters.lock().unwrap().iter() {
+        println!(
+            "  at position {done}: VmRSS {} MiB = RssAnon {} MiB + RssFile {} MiB",
+            rss / 1024,
+            anon / 1024,
+            file / 1024
+        );
+    }
     println!("  peak resident memory (VmHWM): {} MiB", peak_kib / 1024);
     println!("  read models file: {} MiB", read_models / (1024 * 1024));
     print_table_sizes(&data_dir.path().join("read_models.sqlite"));
@@ -110,11 +133,11 @@ async fn generate(store_path: &Path, events: u64) {
     );
 }
 
-fn vm_hwm_kib() -> u64 {
+fn status_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }

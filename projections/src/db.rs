@@ -135,8 +135,9 @@ pub fn open_scratch(path: &Path) -> Result<Connection, ProjectionError> {
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.pragma_update(None, "journal_mode", "MEMORY")?;
     conn.pragma_update(None, "synchronous", "OFF")?;
-    // A bounded page cache (64 MiB) keeps memory flat however long the history is.
-    conn.pragma_update(None, "cache_size", -65_536)?;
+    // A bounded page cache (8 MiB) keeps memory flat however long the history is; a larger
+    // one (64 MiB) measured no faster on the 1M-event benchmark.
+    conn.pragma_update(None, "cache_size", -8_192)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.execute_batch(SCHEMA)?;
     Ok(conn)
