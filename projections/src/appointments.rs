@@ -257,7 +257,10 @@ pub(crate) fn requested(cx: &Cx<'_>, event: &AppointmentRequested) -> Applied {
     };
     push_history(cx, &id, entry)?;
     attribution::settle_appointment(cx, &id, false)?;
-    attribution::settle_call(cx, call_id, None, false)
+    match calls::row(cx, call_id)? {
+        Some(call) => attribution::settle_call(cx, call_id, call, None, false),
+        None => Ok(()),
+    }
 }
 
 /// Connects a booking and the call it came from, both ways, and folds the call's open request

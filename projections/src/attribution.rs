@@ -7,49 +7,22 @@
 use rusqlite::{OptionalExtension, params};
 
 use crate::apply::{Applied, Cx};
+use crate::calls::CallRow;
 use crate::customers::{self, Person};
 use crate::{anomalies, tenants};
 
-struct CallRow {
-    tenant_id: Option<String>,
-    branch_id: Option<String>,
-    tenant_number: Option<String>,
-    customer_number: Option<String>,
-    customer_id: Option<String>,
-    customer_name: Option<String>,
-}
-
 /// Attributes the call if it is not yet, links its customer, and passes what changed on to
-/// the appointments that came from it. `hint` is the tenant the intake routed the delivery to;
-/// `report` records an `unattributed_call` anomaly when nothing owns the number.
+/// the appointments that came from it. `call` is the row as the caller's statement left it;
+/// `hint` is the tenant the intake routed the delivery to; `report` records an
+/// `unattributed_call` anomaly when nothing owns the number.
 pub(crate) fn settle_call(
     cx: &Cx<'_>,
     call_id: &str,
+    call: CallRow,
     hint: Option<(&str, Option<&str>)>,
     report: bool,
 ) -> Applied {
-    let Some(call) = cx
-        .conn
-        .prepare_cached(
-            "SELECT tenant_id, branch_id, tenant_number, customer_number, customer_id,
-                    customer_name
-             FROM calls WHERE call_id = ?1",
-        )?
-        .query_row([call_id], |r| {
-            Ok(CallRow {
-                tenant_id: r.get(0)?,
-                branch_id: r.get(1)?,
-                tenant_number: r.get(2)?,
-                customer_number: r.get(3)?,
-                customer_id: r.get(4)?,
-                customer_name: r.get(5)?,
-            })
-        })
-        .optional()?
-    else {
-        return Ok(());
-    };
-    let mut changed = false;
+    let mut attributed = false;
     let mut owner = call.tenant_id.clone().map(|t| (t, call.branch_id.clone()));
     if owner.is_none() {
         owner = match hint {
@@ -58,14 +31,12 @@ pub(crate) fn settle_call(
         };
         match &owner {
             Some((tenant, branch)) => {
-                cx.conn
-                    .prepare_cached(
-                        "UPDATE calls SET tenant_id = ?2, branch_id = ?3 WHERE call_id = ?1",
-                    )?
-                    .execute(params![call_id, tenant, branch])?;
                 tenants::add_call(cx, tenant, branch.as_deref())?;
-                anomalies::resolve(cx, "call", call_id, tenant)?;
-                changed = true;
+                if !call.created {
+                    // A call created by this very event cannot have an anomaly yet.
+                    anomalies::resolve(cx, "call", call_id, tenant)?;
+                }
+                attributed = true;
             }
             None if report => {
                 let message = match &call.tenant_number {
@@ -77,6 +48,7 @@ pub(crate) fn settle_call(
             None => {}
         }
     }
+    let mut customer = None;
     if let Some((tenant, _)) = &owner {
         let person = Person {
             name: call.customer_name.as_deref(),
@@ -85,31 +57,34 @@ pub(crate) fn settle_call(
         };
         match (&call.customer_id, &call.customer_number) {
             (None, Some(number)) => {
-                let id = customers::link(cx, tenant, number, person)?;
-                cx.conn
-                    .prepare_cached("UPDATE calls SET customer_id = ?2 WHERE call_id = ?1")?
-                    .execute(params![call_id, id])?;
-                customers::count_call(cx, &id)?;
-                changed = true;
+                customer = Some(customers::link(cx, tenant, number, person, 1, 0)?);
             }
             (Some(id), _) if call.customer_name.is_some() => customers::update(cx, id, person)?,
             _ => {}
         }
     }
-    if changed {
-        let waiting: Vec<String> = cx
-            .conn
-            .prepare_cached(
-                "SELECT appointment_id FROM appointments
-                 WHERE call_id = ?1
-                   AND (tenant_id IS NULL OR branch_id IS NULL OR customer_id IS NULL)
-                 ORDER BY seq",
-            )?
-            .query_map([call_id], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        for appointment_id in waiting {
-            settle_appointment(cx, &appointment_id, false)?;
-        }
+    if !attributed && customer.is_none() {
+        return Ok(());
+    }
+    let (tenant, branch) = owner.unzip();
+    cx.conn
+        .prepare_cached(
+            "UPDATE calls SET tenant_id = ?2, branch_id = ?3, customer_id = COALESCE(?4, customer_id)
+             WHERE call_id = ?1",
+        )?
+        .execute(params![call_id, tenant, branch.flatten(), customer])?;
+    let waiting: Vec<String> = cx
+        .conn
+        .prepare_cached(
+            "SELECT appointment_id FROM appointments
+             WHERE call_id = ?1
+               AND (tenant_id IS NULL OR branch_id IS NULL OR customer_id IS NULL)
+             ORDER BY seq",
+        )?
+        .query_map([call_id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for appointment_id in waiting {
+        settle_appointment(cx, &appointment_id, false)?;
     }
     Ok(())
 }
@@ -224,20 +199,27 @@ pub(crate) fn settle_appointment(cx: &Cx<'_>, appointment_id: &str, report: bool
     }
 
     if row.customer_id.is_none() {
-        let phone = cx.phones.normalize(row.attendee_phone.as_deref());
-        let customer = match phone {
-            Some(phone) => {
-                let person = Person {
-                    name: row.attendee_name.as_deref(),
-                    email: row.attendee_email.as_deref(),
-                    authoritative: true,
-                };
-                Some(customers::link(cx, &tenant, &phone, person)?)
-            }
-            None => call
+        let person = Person {
+            name: row.attendee_name.as_deref(),
+            email: row.attendee_email.as_deref(),
+            authoritative: true,
+        };
+        let customer = match cx.phones.normalize(row.attendee_phone.as_deref()) {
+            // Created or merged with the appointment counted in the same statement.
+            Some(phone) => Some(customers::link(cx, &tenant, &phone, person, 0, 1)?),
+            // No usable phone: the person is the caller of the call the booking came from.
+            None => match call
                 .as_ref()
                 .filter(|(t, _, _)| *t == tenant)
-                .and_then(|(_, _, c)| c.clone()),
+                .and_then(|(_, _, c)| c.clone())
+            {
+                Some(id) => {
+                    customers::count_appointment(cx, &id, 1)?;
+                    customers::update(cx, &id, person)?;
+                    Some(id)
+                }
+                None => None,
+            },
         };
         if let Some(id) = customer {
             cx.conn
@@ -245,15 +227,6 @@ pub(crate) fn settle_appointment(cx: &Cx<'_>, appointment_id: &str, report: bool
                     "UPDATE appointments SET customer_id = ?2 WHERE appointment_id = ?1",
                 )?
                 .execute(params![appointment_id, id])?;
-            customers::count_appointment(cx, &id, 1)?;
-            if row.attendee_phone.is_none() {
-                let person = Person {
-                    name: row.attendee_name.as_deref(),
-                    email: row.attendee_email.as_deref(),
-                    authoritative: true,
-                };
-                customers::update(cx, &id, person)?;
-            }
         }
     }
     Ok(())

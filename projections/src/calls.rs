@@ -13,51 +13,163 @@ use switchboard_domain::event::{
 use crate::apply::{Applied, Cx, ts};
 use crate::attribution;
 
-/// Creates the row when this is the call's first event; true when it did.
-pub(crate) fn ensure(cx: &Cx<'_>, call_id: &str) -> Result<bool, rusqlite::Error> {
-    let created = cx
+/// What attribution needs to know about a call, as the statement that changed it returned it.
+pub(crate) struct CallRow {
+    /// This event created the row.
+    pub created: bool,
+    pub tenant_id: Option<String>,
+    pub branch_id: Option<String>,
+    pub tenant_number: Option<String>,
+    pub customer_number: Option<String>,
+    pub customer_id: Option<String>,
+    pub customer_name: Option<String>,
+}
+
+/// Every upsert below returns the row, so attribution needs no second read. `seq` is only set
+/// on insert: it equals this event's position exactly when this event created the row.
+macro_rules! returning_row {
+    ($sql:literal) => {
+        concat!(
+            $sql,
+            " RETURNING seq, tenant_id, branch_id, tenant_number, customer_number, customer_id, customer_name"
+        )
+    };
+}
+
+fn returned(cx: &Cx<'_>, row: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
+    Ok(CallRow {
+        created: row.get::<_, i64>(0)? == cx.seq(),
+        tenant_id: row.get(1)?,
+        branch_id: row.get(2)?,
+        tenant_number: row.get(3)?,
+        customer_number: row.get(4)?,
+        customer_id: row.get(5)?,
+        customer_name: row.get(6)?,
+    })
+}
+
+/// Runs one of the upserts and, when it created the row, links a booking that named this
+/// call before the call itself arrived.
+fn upsert(
+    cx: &Cx<'_>,
+    sql: &'static str,
+    call_id: &str,
+    args: &[&dyn rusqlite::ToSql],
+) -> Result<CallRow, rusqlite::Error> {
+    let row = cx
         .conn
-        .prepare_cached(
-            "INSERT INTO calls (call_id, seq, status, updated_at) VALUES (?1, ?2, 'started', ?3)
-             ON CONFLICT (call_id) DO NOTHING",
-        )?
-        .execute(params![call_id, cx.seq(), cx.at])?;
-    if created == 1 {
-        // A booking that named this call before the call itself arrived: link it now.
+        .prepare_cached(sql)?
+        .query_row(args, |r| returned(cx, r))?;
+    if row.created {
         link_latest_booking(cx, call_id)?;
     }
-    Ok(created == 1)
+    Ok(row)
+}
+
+/// Creates the row when this is the call's first event; returns it either way.
+pub(crate) fn ensure(cx: &Cx<'_>, call_id: &str) -> Result<CallRow, rusqlite::Error> {
+    upsert(
+        cx,
+        returning_row!(
+            "INSERT INTO calls (call_id, seq, status, updated_at) VALUES (?1, ?2, 'started', ?3)
+         ON CONFLICT (call_id) DO UPDATE SET updated_at = excluded.updated_at"
+        ),
+        call_id,
+        params![call_id, cx.seq(), cx.at],
+    )
+}
+
+/// The call's row as it is now, for attribution triggered by another stream's event.
+pub(crate) fn row(cx: &Cx<'_>, call_id: &str) -> Result<Option<CallRow>, rusqlite::Error> {
+    cx.conn
+        .prepare_cached(
+            "SELECT seq, tenant_id, branch_id, tenant_number, customer_number, customer_id,
+                    customer_name
+             FROM calls WHERE call_id = ?1",
+        )?
+        .query_row([call_id], |r| returned(cx, r))
+        .optional()
 }
 
 pub(crate) fn started(cx: &Cx<'_>, event: &CallStarted) -> Applied {
-    ensure(cx, &event.call_id)?;
-    parties(cx, &event.call_id, &event.parties)?;
-    attribution::settle_call(cx, &event.call_id, hint(&event.parties), true)
+    let p = Parties::of(cx, &event.parties);
+    let row = upsert(
+        cx,
+        returning_row!(
+            "INSERT INTO calls (call_id, seq, status, from_number, to_number, direction, agent_id,
+                            started_at, tenant_number, customer_number, updated_at)
+         VALUES (?1, ?2, 'started', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (call_id) DO UPDATE SET
+             from_number = COALESCE(excluded.from_number, from_number),
+             to_number = COALESCE(excluded.to_number, to_number),
+             direction = COALESCE(excluded.direction, direction),
+             agent_id = COALESCE(excluded.agent_id, agent_id),
+             started_at = COALESCE(started_at, excluded.started_at),
+             tenant_number = COALESCE(excluded.tenant_number, tenant_number),
+             customer_number = COALESCE(excluded.customer_number, customer_number),
+             updated_at = excluded.updated_at"
+        ),
+        &event.call_id,
+        params![
+            event.call_id,
+            cx.seq(),
+            event.parties.from_number,
+            event.parties.to_number,
+            event.parties.direction,
+            event.parties.agent_id,
+            p.started_at,
+            p.tenant_number,
+            p.customer_number,
+            cx.at,
+        ],
+    )?;
+    attribution::settle_call(cx, &event.call_id, row, hint(&event.parties), true)
 }
 
 pub(crate) fn ended(cx: &Cx<'_>, event: &CallEnded) -> Applied {
-    ensure(cx, &event.call_id)?;
-    parties(cx, &event.call_id, &event.parties)?;
+    let p = Parties::of(cx, &event.parties);
     let outcome = &event.outcome;
     let ended_at = outcome.ended_at.map(ts).unwrap_or_else(|| cx.at.clone());
-    cx.conn
-        .prepare_cached(
-            "UPDATE calls SET
-                 ended_at = ?2,
-                 status = CASE WHEN analyzed_at IS NULL THEN 'ended' ELSE 'analyzed' END,
-                 duration_s = COALESCE(?3, duration_s),
-                 call_status = COALESCE(?4, call_status),
-                 end_reason = COALESCE(?5, end_reason),
-                 recording_url = COALESCE(?6, recording_url),
-                 transcript = COALESCE(?7, transcript),
-                 summary = COALESCE(summary, ?8),
-                 customer_name = COALESCE(?9, customer_name),
-                 sentiment = COALESCE(sentiment, ?10),
-                 updated_at = ?11
-             WHERE call_id = ?1",
-        )?
-        .execute(params![
+    let row = upsert(
+        cx,
+        returning_row!(
+            "INSERT INTO calls (call_id, seq, status, from_number, to_number, direction, agent_id,
+                            started_at, tenant_number, customer_number, ended_at, duration_s,
+                            call_status, end_reason, recording_url, transcript, summary,
+                            customer_name, sentiment, updated_at)
+         VALUES (?1, ?2, 'ended', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                 ?17, ?18, ?19)
+         ON CONFLICT (call_id) DO UPDATE SET
+             from_number = COALESCE(excluded.from_number, from_number),
+             to_number = COALESCE(excluded.to_number, to_number),
+             direction = COALESCE(excluded.direction, direction),
+             agent_id = COALESCE(excluded.agent_id, agent_id),
+             started_at = COALESCE(started_at, excluded.started_at),
+             tenant_number = COALESCE(excluded.tenant_number, tenant_number),
+             customer_number = COALESCE(excluded.customer_number, customer_number),
+             ended_at = excluded.ended_at,
+             status = CASE WHEN analyzed_at IS NULL THEN 'ended' ELSE 'analyzed' END,
+             duration_s = COALESCE(excluded.duration_s, duration_s),
+             call_status = COALESCE(excluded.call_status, call_status),
+             end_reason = COALESCE(excluded.end_reason, end_reason),
+             recording_url = COALESCE(excluded.recording_url, recording_url),
+             transcript = COALESCE(excluded.transcript, transcript),
+             summary = COALESCE(summary, excluded.summary),
+             customer_name = COALESCE(excluded.customer_name, customer_name),
+             sentiment = COALESCE(sentiment, excluded.sentiment),
+             updated_at = excluded.updated_at"
+        ),
+        &event.call_id,
+        params![
             event.call_id,
+            cx.seq(),
+            event.parties.from_number,
+            event.parties.to_number,
+            event.parties.direction,
+            event.parties.agent_id,
+            p.started_at,
+            p.tenant_number,
+            p.customer_number,
             ended_at,
             outcome.duration_s.map(|d| d as i64),
             outcome.call_status,
@@ -68,55 +180,67 @@ pub(crate) fn ended(cx: &Cx<'_>, event: &CallEnded) -> Applied {
             outcome.customer_name,
             outcome.sentiment,
             cx.at,
-        ])?;
-    attribution::settle_call(cx, &event.call_id, hint(&event.parties), true)
+        ],
+    )?;
+    attribution::settle_call(cx, &event.call_id, row, hint(&event.parties), true)
 }
 
 pub(crate) fn analyzed(cx: &Cx<'_>, event: &CallAnalyzed) -> Applied {
-    ensure(cx, &event.call_id)?;
     let analysis = &event.analysis;
     // The analysis' summary is the considered one: it wins over the end-of-call summary.
-    cx.conn
-        .prepare_cached(
-            "UPDATE calls SET
-                 analyzed_at = ?2,
-                 status = CASE WHEN ended_at IS NULL THEN status ELSE 'analyzed' END,
-                 summary = COALESCE(?3, summary),
-                 sentiment = COALESCE(?4, sentiment),
-                 successful = COALESCE(?5, successful),
-                 updated_at = ?2
-             WHERE call_id = ?1",
-        )?
-        .execute(params![
+    // Before the end is recorded the call still reads `started`.
+    let row = upsert(
+        cx,
+        returning_row!(
+            "INSERT INTO calls (call_id, seq, status, analyzed_at, summary, sentiment, successful,
+                            updated_at)
+         VALUES (?1, ?2, 'started', ?3, ?4, ?5, ?6, ?3)
+         ON CONFLICT (call_id) DO UPDATE SET
+             analyzed_at = excluded.analyzed_at,
+             status = CASE WHEN ended_at IS NULL THEN status ELSE 'analyzed' END,
+             summary = COALESCE(excluded.summary, summary),
+             sentiment = COALESCE(excluded.sentiment, sentiment),
+             successful = COALESCE(excluded.successful, successful),
+             updated_at = excluded.updated_at"
+        ),
+        &event.call_id,
+        params![
             event.call_id,
+            cx.seq(),
             cx.at,
             analysis.summary,
             analysis.sentiment,
             analysis.successful,
-        ])?;
-    attribution::settle_call(cx, &event.call_id, None, false)
+        ],
+    )?;
+    attribution::settle_call(cx, &event.call_id, row, None, false)
 }
 
 pub(crate) fn availability_checked(cx: &Cx<'_>, event: &AvailabilityChecked) -> Applied {
-    ensure(cx, &event.call_id)?;
-    cx.conn
-        .prepare_cached(
-            "UPDATE calls SET availability_checks = availability_checks + 1, updated_at = ?2
-             WHERE call_id = ?1",
-        )?
-        .execute(params![event.call_id, cx.at])?;
-    attribution::settle_call(cx, &event.call_id, None, false)
+    let row = upsert(
+        cx,
+        returning_row!(
+            "INSERT INTO calls (call_id, seq, status, availability_checks, updated_at)
+         VALUES (?1, ?2, 'started', 1, ?3)
+         ON CONFLICT (call_id) DO UPDATE SET
+             availability_checks = availability_checks + 1,
+             updated_at = excluded.updated_at"
+        ),
+        &event.call_id,
+        params![event.call_id, cx.seq(), cx.at],
+    )?;
+    attribution::settle_call(cx, &event.call_id, row, None, false)
 }
 
 pub(crate) fn linked_to_booking(cx: &Cx<'_>, event: &CallLinkedToBooking) -> Applied {
-    ensure(cx, &event.call_id)?;
+    let row = ensure(cx, &event.call_id)?;
     link_booking(
         cx,
         &event.call_id,
         &event.booking_uid,
         &ts(event.occurred_at),
     )?;
-    attribution::settle_call(cx, &event.call_id, None, false)
+    attribution::settle_call(cx, &event.call_id, row, None, false)
 }
 
 /// Points the call at a booking, unless it already points at a newer one (a reschedule to a
@@ -169,42 +293,28 @@ fn link_latest_booking(cx: &Cx<'_>, call_id: &str) -> Result<(), rusqlite::Error
     Ok(())
 }
 
-/// Records who called whom; the numbers are normalized to E.164 for attribution and for the
-/// customer, and kept as sent in `from_number` / `to_number`.
-fn parties(cx: &Cx<'_>, call_id: &str, parties: &CallParties) -> Result<(), rusqlite::Error> {
-    let outbound = parties.direction.as_deref() == Some("outbound");
-    let (business, caller) = if outbound {
-        (&parties.from_number, &parties.to_number)
-    } else {
-        (&parties.to_number, &parties.from_number)
-    };
-    let tenant_number = cx.phones.normalize(business.as_deref());
-    let customer_number = cx.phones.normalize(caller.as_deref());
-    cx.conn
-        .prepare_cached(
-            "UPDATE calls SET
-                 from_number = COALESCE(?2, from_number),
-                 to_number = COALESCE(?3, to_number),
-                 direction = COALESCE(?4, direction),
-                 agent_id = COALESCE(?5, agent_id),
-                 started_at = COALESCE(started_at, ?6),
-                 tenant_number = COALESCE(?7, tenant_number),
-                 customer_number = COALESCE(?8, customer_number),
-                 updated_at = ?9
-             WHERE call_id = ?1",
-        )?
-        .execute(params![
-            call_id,
-            parties.from_number,
-            parties.to_number,
-            parties.direction,
-            parties.agent_id,
-            parties.started_at.map(ts),
-            tenant_number,
-            customer_number,
-            cx.at,
-        ])?;
-    Ok(())
+/// Who called whom, with the numbers normalized to E.164 for attribution and for the customer
+/// (`from_number` / `to_number` are kept as sent).
+struct Parties {
+    tenant_number: Option<String>,
+    customer_number: Option<String>,
+    started_at: Option<String>,
+}
+
+impl Parties {
+    fn of(cx: &Cx<'_>, parties: &CallParties) -> Parties {
+        let outbound = parties.direction.as_deref() == Some("outbound");
+        let (business, caller) = if outbound {
+            (&parties.from_number, &parties.to_number)
+        } else {
+            (&parties.to_number, &parties.from_number)
+        };
+        Parties {
+            tenant_number: cx.phones.normalize(business.as_deref()),
+            customer_number: cx.phones.normalize(caller.as_deref()),
+            started_at: parties.started_at.map(ts),
+        }
+    }
 }
 
 fn hint(parties: &CallParties) -> Option<(&str, Option<&str>)> {

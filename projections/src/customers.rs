@@ -27,12 +27,15 @@ pub(crate) struct Person<'a> {
     pub authoritative: bool,
 }
 
-/// The customer for `phone_e164` at `tenant_id`, created on first sight; returns its id.
+/// The customer for `phone_e164` at `tenant_id`, created on first sight, with `calls` and
+/// `appointments` added to its counts; returns its id.
 pub(crate) fn link(
     cx: &Cx<'_>,
     tenant_id: &str,
     phone_e164: &str,
     person: Person<'_>,
+    calls: i64,
+    appointments: i64,
 ) -> Result<String, rusqlite::Error> {
     let id = customer_id(tenant_id, phone_e164);
     let exists: Option<i64> = cx
@@ -44,8 +47,9 @@ pub(crate) fn link(
         cx.conn
             .prepare_cached(
                 "INSERT INTO customers (customer_id, seq, tenant_id, phone, name, email,
-                                        first_seen_at, last_seen_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+                                        calls_count, appointments_count, first_seen_at,
+                                        last_seen_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
             )?
             .execute(params![
                 id,
@@ -54,11 +58,31 @@ pub(crate) fn link(
                 phone_e164,
                 person.name,
                 person.email,
+                calls,
+                appointments,
                 cx.at
             ])?;
         tenants::add_customer(cx, tenant_id)?;
     } else {
-        update(cx, &id, person)?;
+        let sql = if person.authoritative {
+            "UPDATE customers SET name = COALESCE(?2, name), email = COALESCE(?3, email),
+                 last_seen_at = max(last_seen_at, ?4), calls_count = calls_count + ?5,
+                 appointments_count = appointments_count + ?6
+             WHERE customer_id = ?1"
+        } else {
+            "UPDATE customers SET name = COALESCE(name, ?2), email = COALESCE(email, ?3),
+                 last_seen_at = max(last_seen_at, ?4), calls_count = calls_count + ?5,
+                 appointments_count = appointments_count + ?6
+             WHERE customer_id = ?1"
+        };
+        cx.conn.prepare_cached(sql)?.execute(params![
+            id,
+            person.name,
+            person.email,
+            cx.at,
+            calls,
+            appointments
+        ])?;
     }
     Ok(id)
 }
@@ -75,15 +99,6 @@ pub(crate) fn update(cx: &Cx<'_>, id: &str, person: Person<'_>) -> Result<(), ru
     cx.conn
         .prepare_cached(sql)?
         .execute(params![id, person.name, person.email, cx.at])?;
-    Ok(())
-}
-
-pub(crate) fn count_call(cx: &Cx<'_>, id: &str) -> Result<(), rusqlite::Error> {
-    cx.conn
-        .prepare_cached(
-            "UPDATE customers SET calls_count = calls_count + 1 WHERE customer_id = ?1",
-        )?
-        .execute([id])?;
     Ok(())
 }
 

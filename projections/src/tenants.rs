@@ -12,7 +12,7 @@ use switchboard_domain::event::{
 };
 
 use crate::apply::{Applied, Cx, ts};
-use crate::{anomalies, attribution};
+use crate::{anomalies, attribution, calls};
 
 /// Makes sure the tenant has a row: counts and payments may name a tenant (by routing or
 /// `metadata.company_id`) before its registration is folded.
@@ -107,7 +107,9 @@ pub(crate) fn phone_number_assigned(cx: &Cx<'_>, event: &PhoneNumberAssigned) ->
         .query_map([&number], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     for call_id in waiting {
-        attribution::settle_call(cx, &call_id, None, false)?;
+        if let Some(call) = calls::row(cx, &call_id)? {
+            attribution::settle_call(cx, &call_id, call, None, false)?;
+        }
     }
     Ok(())
 }

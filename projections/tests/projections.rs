@@ -679,7 +679,7 @@ async fn an_event_the_read_models_refuse_is_undone_as_a_whole_and_recorded() {
     rusqlite::Connection::open(projector.path())
         .unwrap()
         .execute_batch(
-            "CREATE TRIGGER poison BEFORE UPDATE OF ended_at ON calls WHEN NEW.call_id = 'poison'
+            "CREATE TRIGGER poison BEFORE UPDATE OF tenant_id ON calls WHEN NEW.call_id = 'poison'
              BEGIN SELECT RAISE(ABORT, 'poisoned row'); END;",
         )
         .unwrap();
