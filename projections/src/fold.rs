@@ -31,14 +31,37 @@ pub(crate) fn fold_batch(
     phones: &PhoneBook,
     events: impl IntoIterator<Item = RecordedEvent>,
 ) -> Result<Folded, ProjectionError> {
-    let mut positions = Vec::new();
-    let decoded: Vec<Decoded> = events
-        .into_iter()
-        .filter_map(|event| {
-            positions.push(event.position);
-            decode(event)
-        })
-        .collect();
+    fold_decoded(conn, phones, DecodedBatch::decode(events))
+}
+
+/// A batch decoded ahead of its transaction (the rebuild decodes on the reader's thread, so
+/// the fold thread only writes).
+pub(crate) struct DecodedBatch {
+    /// Every event's position, including those no read model uses.
+    positions: Vec<u64>,
+    decoded: Vec<Decoded>,
+}
+
+impl DecodedBatch {
+    pub(crate) fn decode(events: impl IntoIterator<Item = RecordedEvent>) -> DecodedBatch {
+        let mut positions = Vec::new();
+        let decoded = events
+            .into_iter()
+            .filter_map(|event| {
+                positions.push(event.position);
+                decode(event)
+            })
+            .collect();
+        DecodedBatch { positions, decoded }
+    }
+}
+
+pub(crate) fn fold_decoded(
+    conn: &mut Connection,
+    phones: &PhoneBook,
+    batch: DecodedBatch,
+) -> Result<Folded, ProjectionError> {
+    let DecodedBatch { positions, decoded } = batch;
     let Some(&last) = positions.last() else {
         return Ok(Folded {
             applied: 0,

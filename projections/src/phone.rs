@@ -9,9 +9,10 @@ use phonenumber::country;
 /// Germany, and its callers' numbers arrive as `0151…` as often as `+49151…`.
 const DEFAULT_REGION: country::Id = country::Id::DE;
 
-/// Entries kept before the cache starts over. Parsing with libphonenumber's metadata costs
-/// microseconds, and the same numbers call again and again; the bound keeps memory flat.
-const CACHE_LIMIT: usize = 65_536;
+/// Entries kept before the cache starts over (a few tens of MiB at most). Parsing with
+/// libphonenumber's metadata costs microseconds, and the same numbers call again and again;
+/// the bound keeps memory flat however long the history is.
+const CACHE_LIMIT: usize = 262_144;
 
 /// Normalizes one number; None when it is not a phone number at all.
 pub fn normalize(raw: &str) -> Option<String> {

@@ -27,7 +27,7 @@ use crate::db::{
     ProjectionName, all_tables, checkpoint, open_live, open_scratch, read_models_path,
     set_checkpoint,
 };
-use crate::fold::fold_batch;
+use crate::fold::{DecodedBatch, fold_decoded};
 use crate::phone::PhoneBook;
 
 /// Events read from the store per page (and folded per transaction).
@@ -279,7 +279,7 @@ impl<P: FnMut(u64, u64) + Send + 'static> Replay<P> {
         stop: Stop,
     ) -> Result<(Connection, u64), ProjectionError> {
         let from = checkpoint(&conn)? + 1;
-        let (pages_tx, mut pages_rx) = mpsc::channel::<Vec<RecordedEvent>>(READ_AHEAD);
+        let (pages_tx, mut pages_rx) = mpsc::channel::<DecodedBatch>(READ_AHEAD);
         let store = Arc::clone(&self.store);
         let reader = tokio::spawn(async move {
             let mut next = from;
@@ -293,7 +293,9 @@ impl<P: FnMut(u64, u64) + Send + 'static> Replay<P> {
                 let before = page.len();
                 page.retain(|event| stop.admits(event));
                 let stopped = page.len() < before;
-                if !page.is_empty() && pages_tx.send(page).await.is_err() {
+                // Decoding the domain events here puts it on the reader's core, beside the
+                // store's own JSON parsing, and leaves the fold thread to SQLite.
+                if !page.is_empty() && pages_tx.send(DecodedBatch::decode(page)).await.is_err() {
                     // The fold gave up; its error is the one to report.
                     return Ok(());
                 }
@@ -313,7 +315,7 @@ impl<P: FnMut(u64, u64) + Send + 'static> Replay<P> {
             let mut events = 0u64;
             let result = (|| {
                 while let Some(page) = pages_rx.blocking_recv() {
-                    let folded = fold_batch(&mut conn, &phones, page)?;
+                    let folded = fold_decoded(&mut conn, &phones, page)?;
                     events += folded.applied as u64;
                     progress(folded.checkpoint, total.max(folded.checkpoint));
                 }

@@ -168,6 +168,10 @@ async fn until_builds_the_past_into_its_own_file_and_leaves_the_live_tables_alon
     drop(h.project().await);
     let then = h.head();
     let as_it_was = dump(&read_models_path(h.data_dir()));
+    // Every event so far was recorded before this moment, every later one after it.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let moment = chrono::Utc::now();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
 
     generate(h.dyn_store(), 1_500, 4).await;
     drop(h.project().await);
@@ -195,5 +199,22 @@ async fn until_builds_the_past_into_its_own_file_and_leaves_the_live_tables_alon
         dump(&read_models_path(h.data_dir())),
         now,
         "live tables untouched"
+    );
+
+    let by_time = rebuild(
+        h.dyn_store(),
+        h.data_dir(),
+        None,
+        Some(Until::Time(moment)),
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(by_time.checkpoint, then);
+    assert_ne!(by_time.path, report.path);
+    assert_eq!(
+        dump(&by_time.path),
+        as_it_was,
+        "the past by time, row for row"
     );
 }
