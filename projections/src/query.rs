@@ -395,13 +395,12 @@ impl ReadModels {
         self.page("calls", CALL_COLUMNS, tenant_id, limit, after, call_view)
     }
 
-    /// An appointment by booking uid (or by `request-{call_id}` for an open request).
+    /// An appointment by booking uid (or by `request-{call_id}` for an open request): a
+    /// booking's row is keyed by its uid.
     pub fn appointment(&self, id: &str) -> Result<Option<AppointmentView>, ProjectionError> {
         self.with(|conn| {
-            let sql = format!(
-                "SELECT {APPOINTMENT_COLUMNS} FROM appointments
-                 WHERE appointment_id = ?1 OR booking_uid = ?1 LIMIT 1"
-            );
+            let sql =
+                format!("SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE appointment_id = ?1");
             Ok(conn
                 .prepare_cached(&sql)?
                 .query_row([id], appointment_view)
