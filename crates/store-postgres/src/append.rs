@@ -6,7 +6,7 @@
 //! in position order. That makes the global order safe; group commit is what makes it fast:
 //! the lock, the round trips and the WAL flush are paid once per batch, not once per append.
 //! A batch is a handful of set-based statements, pipelined on one connection:
-//! lock and read what the batch's streams and ids hold, decide in memory ([`crate::batch`]),
+//! lock and read what the batch's streams and ids hold, decide in memory (`batch.rs`),
 //! write all events in one INSERT, commit.
 
 use std::sync::Arc;
@@ -33,8 +33,8 @@ const UPSERT_STREAMS: &str = include_str!("sql/upsert_streams.sql");
 const ADVANCE_POSITIONS: &str = include_str!("sql/advance_positions.sql");
 const NOTIFY: &str = include_str!("sql/notify.sql");
 
-/// One append, validated and laid out as the columns `switchboard_append` takes, built on
-/// the caller's task so the writer only talks to the database.
+/// One append, validated, serialized and laid out as columns on the caller's task, so the
+/// writer only decides and talks to the database.
 pub(crate) struct AppendRequest {
     pub stream: String,
     pub expected: ExpectedVersion,

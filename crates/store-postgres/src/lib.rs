@@ -1,15 +1,16 @@
 //! The PostgreSQL backend of the Switchboard event store: several stateless instances share
 //! one database.
 //!
-//! * Schema: created and migrated by the store itself, versioned (see [`migrate`]); each store
+//! * Schema: created and migrated by the store itself, versioned (`migrate.rs`); each store
 //!   lives in one PostgreSQL schema, so one database can hold several (tests use one each).
-//! * Appends: group commit in one transaction per batch, positions handed out in commit order
-//!   under a single-row lock (see [`append`] and `sql/schema_v1.sql`), which is how `$all`
-//!   stays safe under concurrent writers in any number of processes.
-//! * `watch_head`: fed by LISTEN/NOTIFY (see [`notify`]), so subscriptions wake on commits
-//!   made by other processes too.
-//! * Connections: a small pool (see [`pool`]) that replaces dead connections, so the store
-//!   reconnects by itself once the database is back.
+//! * Appends: group commit in one transaction per batch (`append.rs`, decided in `batch.rs`),
+//!   positions handed out in commit order under a single-row lock (`sql/schema_v1.sql`), which
+//!   is how `$all` stays safe under concurrent writers in any number of processes.
+//! * Reads: plain SQL by position or version (`read.rs`).
+//! * `watch_head`: fed by LISTEN/NOTIFY (`notify.rs`), so subscriptions wake on commits made
+//!   by other processes too.
+//! * Connections: a small pool (`pool.rs`) that replaces dead connections, so the store
+//!   reconnects by itself once the database is back. Errors: `error.rs`.
 
 mod append;
 mod batch;
