@@ -12,6 +12,11 @@ use crate::ProjectionError;
 
 const SCHEMA: &str = include_str!("schema.sql");
 
+/// The layout of the read-model tables, stamped into the file (`PRAGMA user_version`). A file
+/// of another layout is derived data from another build: it is emptied and refolded from
+/// position 0, never migrated by hand.
+pub const LAYOUT_VERSION: i64 = 1;
+
 /// The live read models' file name inside the data dir.
 pub const READ_MODELS_FILE: &str = "read_models.sqlite";
 
@@ -113,7 +118,20 @@ pub fn open_live(path: &Path) -> Result<Connection, ProjectionError> {
     // NORMAL in WAL keeps the file consistent on power loss; a lost last commit is replayed
     // from the checkpoint, which is the whole point of keeping it in the same transaction.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let layout: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if layout != 0 && layout != LAYOUT_VERSION {
+        tracing::warn!(
+            path = %path.display(), found = layout, expected = LAYOUT_VERSION,
+            "read models of another layout: emptied, they are refolded from the start"
+        );
+        let tx = conn.unchecked_transaction()?;
+        for table in all_tables().chain(["checkpoint"]) {
+            tx.execute_batch(&format!("DROP TABLE IF EXISTS \"{table}\""))?;
+        }
+        tx.commit()?;
+    }
     conn.execute_batch(SCHEMA)?;
+    conn.pragma_update(None, "user_version", LAYOUT_VERSION)?;
     Ok(conn)
 }
 
@@ -140,6 +158,7 @@ pub fn open_scratch(path: &Path) -> Result<Connection, ProjectionError> {
     conn.pragma_update(None, "cache_size", -8_192)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.execute_batch(SCHEMA)?;
+    conn.pragma_update(None, "user_version", LAYOUT_VERSION)?;
     Ok(conn)
 }
 

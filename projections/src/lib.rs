@@ -29,7 +29,7 @@ mod tenants;
 
 pub use apply::{DELIVERY_RECEIVED, ts};
 pub use customers::customer_id;
-pub use db::{ProjectionName, READ_MODELS_FILE, open_reader, read_models_path};
+pub use db::{LAYOUT_VERSION, ProjectionName, READ_MODELS_FILE, open_reader, read_models_path};
 pub use error::ProjectionError;
 pub use export::{ExportFormat, export};
 pub use phone::normalize as normalize_phone;

@@ -709,3 +709,33 @@ async fn an_event_the_read_models_refuse_is_undone_as_a_whole_and_recorded() {
     assert_eq!(read.tenant("t1").unwrap().unwrap().counts.calls, 2);
     assert_eq!(read.checkpoint().unwrap(), h.head());
 }
+
+#[tokio::test]
+async fn read_models_of_another_layout_are_emptied_and_refolded() {
+    let h = Harness::new();
+    open_tenant(&h, "t1", 0).await;
+    h.append(
+        "call-c1",
+        vec![call_ended("c1", "+4915123456789", SALON, 1)],
+    )
+    .await;
+    drop(h.project().await);
+    let path = switchboard_projections::read_models_path(h.data_dir());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("UPDATE calls SET status = 'from another build'; PRAGMA user_version = 99;")
+        .unwrap();
+    drop(conn);
+
+    let read = h.project().await;
+    assert_eq!(read.call("c1").unwrap().unwrap().status, "ended");
+    assert_eq!(
+        read.tenant("t1").unwrap().unwrap().counts.calls,
+        1,
+        "refolded once, from 0"
+    );
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let layout: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(layout, switchboard_projections::LAYOUT_VERSION);
+}
