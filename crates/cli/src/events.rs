@@ -39,7 +39,7 @@ pub async fn run(command: EventsCommand) -> Result<(), CliError> {
             store,
             from_version,
         } => {
-            let store = open_store(&store)?;
+            let store = open_store(&store).await?;
             let mut next = from_version;
             let mut printed = 0usize;
             loop {
@@ -59,7 +59,7 @@ pub async fn run(command: EventsCommand) -> Result<(), CliError> {
             from_position,
             no_follow,
         } => {
-            let store = open_store(&store)?;
+            let store = open_store(&store).await?;
             if no_follow {
                 let mut next = from_position;
                 loop {

@@ -140,12 +140,10 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested: finishing in-flight deliveries");
 }
 
-/// Opens the store a read-only command names.
-pub fn open_store(
+/// Opens the store a command names.
+pub async fn open_store(
     args: &StoreArgs,
 ) -> Result<std::sync::Arc<dyn switchboard_store::EventStore>, CliError> {
     let (location, data_dir) = settings::resolve_store(args)?;
-    Ok(switchboard_server::backend::open_store(
-        &location, &data_dir,
-    )?)
+    Ok(switchboard_server::backend::open_store(&location, &data_dir).await?)
 }

@@ -51,7 +51,7 @@ fn parse_until(raw: &str) -> Result<Until, CliError> {
 pub async fn run_rebuild(args: RebuildArgs) -> Result<(), CliError> {
     let until = args.until.as_deref().map(parse_until).transpose()?;
     let (_, data_dir) = resolve_store(&args.store)?;
-    let store = open_store(&args.store)?;
+    let store = open_store(&args.store).await?;
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template(

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use switchboard_store::EventStore;
 use switchboard_store::sqlite::{SqliteOptions, SqliteStore};
+use switchboard_store_postgres::{PostgresOptions, PostgresStore};
 
 use crate::Error;
 use crate::config::StoreLocation;
@@ -12,7 +13,10 @@ use crate::config::StoreLocation;
 /// The embedded store's file inside the data dir.
 pub const EVENTS_FILE: &str = "events.sqlite";
 
-pub fn open_store(location: &StoreLocation, data_dir: &Path) -> Result<Arc<dyn EventStore>, Error> {
+pub async fn open_store(
+    location: &StoreLocation,
+    data_dir: &Path,
+) -> Result<Arc<dyn EventStore>, Error> {
     match location {
         StoreLocation::Embedded => {
             std::fs::create_dir_all(data_dir)
@@ -20,9 +24,13 @@ pub fn open_store(location: &StoreLocation, data_dir: &Path) -> Result<Arc<dyn E
             let store = SqliteStore::open(&data_dir.join(EVENTS_FILE), SqliteOptions::default())?;
             Ok(Arc::new(store))
         }
-        other => Err(Error::Config(format!(
-            "store {}: this build has no backend for it yet; use the embedded store",
-            other.describe()
+        StoreLocation::Postgres(url) => {
+            let store = PostgresStore::connect(url, PostgresOptions::default()).await?;
+            Ok(Arc::new(store))
+        }
+        StoreLocation::KurrentDb(_) => Err(Error::Config(format!(
+            "store {}: this build has no KurrentDB backend; use the embedded store or PostgreSQL",
+            location.describe()
         ))),
     }
 }

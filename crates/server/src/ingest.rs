@@ -211,7 +211,7 @@ async fn accept(
     let delivery_id = provenance.delivery_id();
 
     let function_answer = crate::functions::answer_for(state, &delivery, received_at).await?;
-    let target = crate::routing::target_for(
+    let routed = crate::routing::target_for(
         state,
         &delivery,
         function_answer.as_ref(),
@@ -219,11 +219,15 @@ async fn accept(
         delivery_id,
     )
     .await?;
+    let mut provenance = provenance;
+    if let (Some(unhandled), Some(raw)) = (routed.unhandled, provenance.raw_delivery.as_mut()) {
+        raw["unhandled"] = unhandled;
+    }
     let ledger = Ledger {
         store: state.store.as_ref(),
         locks: &state.locks,
     };
-    let execution = ledger.execute(&target, &provenance).await?;
+    let execution = ledger.execute(&routed.target, &provenance).await?;
     if let Some(answer) = function_answer {
         // The agent waits for the answer; a retried function call gets it again rather than a
         // 409 it cannot use.

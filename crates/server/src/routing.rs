@@ -14,6 +14,14 @@ use crate::functions::FunctionAnswer;
 use crate::ledger::Target;
 use crate::{AppState, Error};
 
+/// Where a delivery goes, and why the domain has no rule for it when it has none.
+pub struct Routed {
+    pub target: Target,
+    /// `{"event_type", "reason"}` for a delivery the domain has no rule for: kept with the
+    /// raw delivery so the anomalies read model lists it.
+    pub unhandled: Option<serde_json::Value>,
+}
+
 /// The stream and what to record there for one delivery.
 pub async fn target_for(
     state: &AppState,
@@ -21,7 +29,7 @@ pub async fn target_for(
     function_answer: Option<&FunctionAnswer>,
     received_at: DateTime<Utc>,
     delivery_id: Uuid,
-) -> Result<Target, Error> {
+) -> Result<Routed, Error> {
     let mut branches = BTreeMap::<String, BranchRef>::new();
     if let Some(number) = dialled_number(delivery)
         && let Some(branch) = state.read_models.branch_for_number(number).await?
@@ -33,15 +41,21 @@ pub async fn target_for(
         context = context.with_availability_answer(answer.answer.clone());
     }
     Ok(match switchboard_intake::route(delivery, &context)? {
-        Route::Decide { stream, command } => Target::Decide { stream, command },
+        Route::Decide { stream, command } => Routed {
+            target: Target::Decide { stream, command },
+            unhandled: None,
+        },
         // No rule for it, but a verified delivery is never dropped: it stays with its call
         // when it names one, else in a stream of its own (which also makes a re-delivery a
         // duplicate).
-        Route::Unhandled { .. } => Target::Keep {
-            stream: match delivery.call_id() {
-                Some(call_id) => StreamId::call(call_id).to_string(),
-                None => format!("delivery-{delivery_id}"),
+        Route::Unhandled { event_type, reason } => Routed {
+            target: Target::Keep {
+                stream: match delivery.call_id() {
+                    Some(call_id) => StreamId::call(call_id).to_string(),
+                    None => format!("delivery-{delivery_id}"),
+                },
             },
+            unhandled: Some(serde_json::json!({ "event_type": event_type, "reason": reason })),
         },
     })
 }

@@ -23,7 +23,7 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let store = backend::open_store(&config.store, &config.data_dir)?;
+    let store = backend::open_store(&config.store, &config.data_dir).await?;
     let projector = Projector::open(store.clone(), &config.data_dir)?;
     let lag = projector.lag();
     let read_models = ReadModelHandle::new(ReadModels::open(&config.data_dir)?);
