@@ -210,7 +210,35 @@ async fn the_story_is_attributed_queryable_isolated_and_rebuilds_the_same() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
+    // A verified delivery the domain has no rule for is kept and listed as an anomaly.
+    let refund = json!({"id": "evt_refund_1", "object": "event", "type": "charge.refunded", "created": 1703244200,
+        "data": {"object": {"id": "ch_1", "object": "charge", "customer": "cus_1"}}});
+    let (status, body) = deliver(
+        &client,
+        &server,
+        "/api/stripe/webhook",
+        Scheme::Stripe,
+        STRIPE_SECRET,
+        &refund,
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("accepted")),
+        "{body}"
+    );
     settle(&client, &server).await;
+    let (status, anomalies) = get(&client, &server, "/api/anomalies", Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, 200, "{anomalies}");
+    assert!(
+        anomalies["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["reason"] == "unknown_event_type"
+                && a["event_type"] == "stripe:charge.refunded"),
+        "{anomalies}"
+    );
 
     let (status, call_view) = get(&client, &server, "/api/calls/call-1", Some(SALON_TOKEN)).await;
     assert_eq!(status, 200, "{call_view}");

@@ -109,7 +109,7 @@ pub(crate) struct Decoded {
 /// Decodes an envelope; None for envelopes no read model is built from.
 pub(crate) fn decode(recorded: RecordedEvent) -> Option<Decoded> {
     if recorded.event_type == DELIVERY_RECEIVED {
-        return None;
+        return unhandled_delivery(recorded);
     }
     let RecordedEvent {
         stream,
@@ -132,6 +132,35 @@ pub(crate) fn decode(recorded: RecordedEvent) -> Option<Decoded> {
             .map(str::to_owned),
         at: ts(occurred_at),
         event,
+    })
+}
+
+/// A raw delivery is folded only when the domain had no rule for it (the server marks it
+/// `unhandled`): an event type no aggregate knows, listed as an `unknown_event_type` anomaly.
+fn unhandled_delivery(recorded: RecordedEvent) -> Option<Decoded> {
+    let unhandled = recorded.data.get("unhandled")?;
+    let provider = recorded
+        .data
+        .get("provider")
+        .and_then(|p| p.as_str())
+        .unwrap_or("unknown");
+    let event_type = unhandled
+        .get("event_type")
+        .and_then(|t| t.as_str())
+        .unwrap_or("?");
+    let reason = unhandled
+        .get("reason")
+        .and_then(|r| r.as_str())
+        .unwrap_or("no rule");
+    Some(Decoded {
+        position: recorded.position,
+        stream: recorded.stream,
+        event_type: format!("{provider}:{event_type}"),
+        tenant_hint: None,
+        at: ts(recorded.occurred_at),
+        event: Err(EventDecodeError::UnknownEventType(format!(
+            "{provider} {event_type} ({reason})"
+        ))),
     })
 }
 

@@ -413,6 +413,37 @@ async fn what_cannot_be_applied_becomes_an_anomaly_and_the_fold_goes_on() {
 }
 
 #[tokio::test]
+async fn a_delivery_the_domain_has_no_rule_for_is_listed_as_an_unknown_event_type() {
+    let h = Harness::new();
+    // What the server keeps for a verified `charge.refunded`: the raw delivery, marked.
+    h.append_raw(
+        "delivery-d1",
+        "DeliveryReceived",
+        json!({"provider": "stripe", "body": "{}",
+               "unhandled": {"event_type": "charge.refunded", "reason": "no rule for this Stripe event type"}}),
+    )
+    .await;
+    // A raw delivery whose events were decided is not an anomaly.
+    h.append_raw(
+        "call-c1",
+        "DeliveryReceived",
+        json!({"provider": "retell", "body": "{}"}),
+    )
+    .await;
+    let read = h.project().await;
+    let unknown = anomalies_with(&read, "unknown_event_type");
+    assert_eq!(unknown.len(), 1, "{unknown:?}");
+    assert_eq!(unknown[0].stream, "delivery-d1");
+    assert_eq!(unknown[0].event_type, "stripe:charge.refunded");
+    assert!(
+        unknown[0].message.contains("charge.refunded"),
+        "{}",
+        unknown[0].message
+    );
+    assert_eq!(read.checkpoint().unwrap(), h.head());
+}
+
+#[tokio::test]
 async fn a_payment_for_an_unknown_customer_is_attributed_when_the_customer_is_linked() {
     let h = Harness::new();
     let invoice = InvoiceFacts {

@@ -12,27 +12,37 @@ pub const CALCOM_SECRET: &str = "calcom-e2e-secret";
 pub const STRIPE_SECRET: &str = "whsec_e2e_secret";
 pub const ADMIN_TOKEN: &str = "admin-e2e-token";
 
-/// The `switchboard` binary cargo built for this test run.
+/// The `switchboard` binary, as of the sources under test.
 ///
-/// `cargo test --workspace` builds it because crates/cli has integration tests; when a test
-/// of this package is run alone it may be missing, so build it then.
+/// `cargo test --workspace` builds it (crates/cli has integration tests), but running only
+/// this package would use whatever binary an earlier build left; so make sure once per test
+/// process that it is current (a no-op when it is).
 pub fn switchboard_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> → target/<profile>/switchboard
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps");
-    let bin = profile_dir.join("switchboard");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "switchboard-cli", "--bin", "switchboard"])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build of switchboard failed");
-    }
-    bin
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("test executable path");
+            // target/<profile>/deps/<test> → target/<profile>/switchboard
+            let profile_dir = exe
+                .parent()
+                .and_then(Path::parent)
+                .expect("test binary lives in target/<profile>/deps");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args([
+                    "build",
+                    "-q",
+                    "-p",
+                    "switchboard-cli",
+                    "--bin",
+                    "switchboard",
+                ])
+                .status()
+                .expect("run cargo build");
+            assert!(status.success(), "cargo build of switchboard failed");
+            profile_dir.join("switchboard")
+        })
+        .clone()
 }
 
 /// A running `switchboard serve`, killed when dropped.
