@@ -9,11 +9,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::ledger::StreamLocks;
-use crate::quarantine::Quarantine;
-use crate::rate_limit::EndpointLimits;
 use crate::reactor::{CHECKPOINT_FILE, Reactor};
-use crate::read_models::ReadModelHandle;
 use crate::{AppState, Error, backend};
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests and returns. A delivery
@@ -26,35 +22,23 @@ pub async fn serve(
     let store = backend::open_store(&config.store, &config.data_dir).await?;
     let projector = Projector::open(store.clone(), &config.data_dir)?;
     let lag = projector.lag();
-    let read_models = ReadModelHandle::new(ReadModels::open(&config.data_dir)?);
+    let read_models = ReadModels::open(&config.data_dir)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::Config(format!("--listen {}: {e}", config.listen)))?;
     let local = listener
         .local_addr()
         .map_err(|e| Error::Internal(e.to_string()))?;
-    let locks = Arc::new(StreamLocks::default());
-
+    let state = Arc::new(AppState::new(store, config, read_models, lag));
     let (stop_background, background_stopped) = watch::channel(false);
     let projections = tokio::spawn(projector.run(background_stopped.clone()));
     let reactor = Reactor {
-        store: store.clone(),
-        locks: locks.clone(),
-        checkpoint_path: config.data_dir.join(CHECKPOINT_FILE),
+        store: state.store.clone(),
+        locks: state.locks.clone(),
+        checkpoint_path: state.config.data_dir.join(CHECKPOINT_FILE),
     };
     let policy = tokio::spawn(reactor.run(background_stopped));
 
-    let state = Arc::new(AppState {
-        store,
-        keyring: config.secrets.keyring(),
-        locks,
-        quarantine: Quarantine::new(config.quarantine_capacity),
-        limits: config.rate_limit.map(EndpointLimits::new),
-        metrics: crate::metrics::install(),
-        lag,
-        read_models,
-        config,
-    });
     warn_about_missing_secrets(&state);
     tracing::info!(
         address = %local,

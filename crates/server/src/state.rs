@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use switchboard_projections::ProjectionLag;
+use switchboard_projections::{ProjectionLag, ReadModels};
 use switchboard_store::EventStore;
 
 use switchboard_webhooks::Keyring;
@@ -15,19 +15,40 @@ use crate::rate_limit::EndpointLimits;
 use crate::read_models::ReadModelHandle;
 
 pub struct AppState {
-    pub store: Arc<dyn EventStore>,
-    pub config: Config,
-    pub keyring: Keyring,
-    pub locks: Arc<StreamLocks>,
-    pub quarantine: Quarantine,
-    pub limits: Option<EndpointLimits>,
-    pub metrics: PrometheusHandle,
+    pub(crate) store: Arc<dyn EventStore>,
+    pub(crate) config: Config,
+    pub(crate) keyring: Keyring,
+    pub(crate) locks: Arc<StreamLocks>,
+    pub(crate) quarantine: Quarantine,
+    pub(crate) limits: Option<EndpointLimits>,
+    pub(crate) metrics: PrometheusHandle,
     /// How far the read models trail the store.
-    pub lag: ProjectionLag,
-    pub read_models: ReadModelHandle,
+    pub(crate) lag: ProjectionLag,
+    pub(crate) read_models: ReadModelHandle,
 }
 
 impl AppState {
+    /// Everything the handlers share, for a store and read models already open. `serve`
+    /// builds one; tests build one around a store they control.
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        config: Config,
+        read_models: ReadModels,
+        lag: ProjectionLag,
+    ) -> AppState {
+        AppState {
+            store,
+            keyring: config.secrets.keyring(),
+            locks: Arc::new(StreamLocks::default()),
+            quarantine: Quarantine::new(config.quarantine_capacity),
+            limits: config.rate_limit.map(EndpointLimits::new),
+            metrics: crate::metrics::install(),
+            lag,
+            read_models: ReadModelHandle::new(read_models),
+            config,
+        }
+    }
+
     /// The global position up to which the read models are built.
     pub fn projected_position(&self) -> u64 {
         self.lag.checkpoint()
