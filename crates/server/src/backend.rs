@@ -25,12 +25,67 @@ pub async fn open_store(
             Ok(Arc::new(store))
         }
         StoreLocation::Postgres(url) => {
-            let store = PostgresStore::connect(url, PostgresOptions::default()).await?;
+            let (url, schema) = split_schema(url);
+            let mut options = PostgresOptions::default();
+            if let Some(schema) = schema {
+                options.schema = schema;
+            }
+            let store = PostgresStore::connect(&url, options).await?;
             Ok(Arc::new(store))
         }
         StoreLocation::KurrentDb(_) => Err(Error::Config(format!(
             "store {}: this build has no KurrentDB backend; use the embedded store or PostgreSQL",
             location.describe()
         ))),
+    }
+}
+
+/// `postgres://…/db?schema=name` chooses the schema the store lives in (default
+/// `switchboard`), so several deployments or test runs can share one database. The parameter
+/// is ours, not libpq's, so it is taken out before the URL reaches the driver.
+fn split_schema(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let mut schema = None;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|pair| match pair.strip_prefix("schema=") {
+            Some(name) => {
+                schema = Some(name.to_owned());
+                false
+            }
+            None => !pair.is_empty(),
+        })
+        .collect();
+    let url = if rest.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    (url, schema)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_schema;
+
+    #[test]
+    fn the_schema_parameter_is_ours_and_other_parameters_stay() {
+        assert_eq!(
+            split_schema("postgres://u@h/db?schema=sb_1&connect_timeout=3"),
+            (
+                "postgres://u@h/db?connect_timeout=3".to_owned(),
+                Some("sb_1".to_owned())
+            )
+        );
+        assert_eq!(
+            split_schema("postgres://u@h/db?schema=sb_1"),
+            ("postgres://u@h/db".to_owned(), Some("sb_1".to_owned()))
+        );
+        assert_eq!(
+            split_schema("postgres://u@h/db"),
+            ("postgres://u@h/db".to_owned(), None)
+        );
     }
 }

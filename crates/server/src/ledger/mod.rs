@@ -161,6 +161,12 @@ impl Ledger<'_> {
                 .await;
             crate::metrics::append_latency(started.elapsed());
             match appended {
+                // Another writer (another instance) appended this very delivery between our
+                // read and our append: the store recognised the event ids and wrote nothing.
+                // To the provider that is a duplicate like any other.
+                Ok(outcome) if outcome.already_recorded => {
+                    return Ok(Execution::Duplicate { stream: name });
+                }
                 Ok(outcome) => {
                     let events = outcome
                         .events
