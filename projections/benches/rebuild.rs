@@ -54,12 +54,19 @@ fn main() {
     let data_dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(&store_path, SqliteOptions::default()).unwrap());
     let head = runtime.block_on(store.head_position()).unwrap();
+    if std::env::var_os("SWITCHBOARD_BENCH_READ_ONLY").is_some() {
+        runtime.block_on(read_only(store.as_ref()));
+        return;
+    }
     let started = Instant::now();
     let replayed_at = Arc::new(std::sync::Mutex::new(None));
     let mark = Arc::clone(&replayed_at);
     // Resident memory at each quarter of the replay: flat means it does not grow with the
     // number of events folded.
     let quarters = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let fold_cpu = Arc::new(std::sync::Mutex::new(None));
+    let fold_cpu_mark = Arc::clone(&fold_cpu);
+    let cpu_before = cpu_seconds("/proc/self/stat");
     let seen = Arc::clone(&quarters);
     let report = runtime
         .block_on(rebuild(
@@ -79,11 +86,15 @@ fn main() {
                 }
                 if done >= total {
                     *mark.lock().unwrap() = Some(Instant::now());
+                    // The progress callback runs on the fold thread: its CPU time is the
+                    // fold's own cost, apart from the store read on the other threads.
+                    *fold_cpu_mark.lock().unwrap() = Some(cpu_seconds("/proc/thread-self/stat"));
                 }
             },
         ))
         .unwrap();
     let total = started.elapsed();
+    let process_cpu = cpu_seconds("/proc/self/stat") - cpu_before;
     let replay = replayed_at
         .lock()
         .unwrap()
@@ -108,6 +119,11 @@ fn main() {
         total.as_secs_f64(),
         report.events as f64 / total.as_secs_f64()
     );
+    println!(
+        "  CPU: fold thread {:.2} s, whole process {:.2} s (user + system, replay + swap)",
+        fold_cpu.lock().unwrap().unwrap_or(0.0),
+        process_cpu
+    );
     // The store's readers map the event file (mmap), so reading it makes file pages resident:
     // RssFile grows with the history read, RssAnon (the heap) is what the rebuild itself holds.
     for (done, rss, anon, file) in quarters.lock().unwrap().iter() {
@@ -121,6 +137,25 @@ fn main() {
     println!("  peak resident memory (VmHWM): {} MiB", peak_kib / 1024);
     println!("  read models file: {} MiB", read_models / (1024 * 1024));
     print_table_sizes(&data_dir.path().join("read_models.sqlite"));
+}
+
+/// The floor the store sets: `$all` read page by page as the rebuild reads it, folded nowhere.
+async fn read_only(store: &SqliteStore) {
+    let started = Instant::now();
+    let cpu_before = cpu_seconds("/proc/self/stat");
+    let (mut next, mut events) = (1, 0u64);
+    loop {
+        let page = store.read_all(next, 4_096).await.unwrap();
+        let Some(last) = page.last() else { break };
+        next = last.position + 1;
+        events += page.len() as u64;
+    }
+    let took = started.elapsed().as_secs_f64();
+    println!(
+        "store read only: {events} events in {took:.2} s = {:.0} events/s, CPU {:.2} s",
+        events as f64 / took,
+        cpu_seconds("/proc/self/stat") - cpu_before
+    );
 }
 
 async fn generate(store_path: &Path, events: u64) {
@@ -140,6 +175,19 @@ fn status_kib(field: &str) -> u64 {
         .find_map(|line| line.strip_prefix(field))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// utime + stime of a `/proc/.../stat` file, in seconds (clock ticks of 10 ms).
+fn cpu_seconds(stat: &str) -> f64 {
+    let text = std::fs::read_to_string(stat).unwrap_or_default();
+    // The command name (field 2) may contain spaces; the fields after it are plain numbers.
+    let fields: Vec<&str> = text
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    // After the command name: state is index 0, utime index 11, stime index 12.
+    (ticks(11) + ticks(12)) as f64 / 100.0
 }
 
 fn print_table_sizes(path: &PathBuf) {
