@@ -185,7 +185,12 @@ fn cpu_seconds(stat: &str) -> f64 {
         .rsplit_once(')')
         .map(|(_, rest)| rest.split_whitespace().collect())
         .unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     // After the command name: state is index 0, utime index 11, stime index 12.
     (ticks(11) + ticks(12)) as f64 / 100.0
 }

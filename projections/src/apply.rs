@@ -106,6 +106,32 @@ pub(crate) struct Decoded {
     event: Result<Event, EventDecodeError>,
 }
 
+/// The phone numbers a projection normalizes when it folds this event (the caller's and the
+/// business's number, an attendee's or a request's phone, a number being assigned), so they
+/// can be normalized ahead of the fold.
+pub(crate) fn phone_numbers(decoded: &Decoded) -> impl Iterator<Item = &str> {
+    let event = decoded.event.as_ref().ok();
+    let (a, b): (Option<&str>, Option<&str>) = match event {
+        Some(Event::CallStarted(e)) => (
+            e.parties.from_number.as_deref(),
+            e.parties.to_number.as_deref(),
+        ),
+        Some(Event::CallEnded(e)) => (
+            e.parties.from_number.as_deref(),
+            e.parties.to_number.as_deref(),
+        ),
+        Some(Event::BookingCreated(e)) => (
+            e.details.attendees.first().and_then(|a| a.phone.as_deref()),
+            None,
+        ),
+        Some(Event::AppointmentRequested(e)) => (e.form.phone.as_deref(), None),
+        Some(Event::PhoneNumberAssigned(e)) => (Some(e.phone_number.as_str()), None),
+        Some(Event::PhoneNumberUnassigned(e)) => (Some(e.phone_number.as_str()), None),
+        _ => (None, None),
+    };
+    a.into_iter().chain(b)
+}
+
 /// Decodes an envelope; None for envelopes no read model is built from.
 pub(crate) fn decode(recorded: RecordedEvent) -> Option<Decoded> {
     if recorded.event_type == DELIVERY_RECEIVED {

@@ -12,6 +12,10 @@ use crate::ProjectionError;
 
 const SCHEMA: &str = include_str!("schema.sql");
 
+/// The indexes only queries use; a rebuild creates them after its replay (see
+/// [`create_query_indexes`]).
+const QUERY_INDEXES: &str = include_str!("query_indexes.sql");
+
 /// The layout of the read-model tables, stamped into the file (`PRAGMA user_version`). A file
 /// of another layout is derived data from another build: it is emptied and refolded from
 /// position 0, never migrated by hand.
@@ -131,12 +135,21 @@ pub fn open_live(path: &Path) -> Result<Connection, ProjectionError> {
         tx.commit()?;
     }
     conn.execute_batch(SCHEMA)?;
+    conn.execute_batch(QUERY_INDEXES)?;
     conn.pragma_update(None, "user_version", LAYOUT_VERSION)?;
     Ok(conn)
 }
 
+/// Creates the indexes only queries use (the fold never looks rows up by them): on a rebuilt
+/// file once its replay is done, and on the live file after a swap replaced its tables.
+pub(crate) fn create_query_indexes(conn: &Connection) -> Result<(), ProjectionError> {
+    conn.execute_batch(QUERY_INDEXES)?;
+    Ok(())
+}
+
 /// Opens a discardable file for a rebuild: no journal on disk, no fsync. Rollback to a
-/// savepoint still works because the journal is kept in memory.
+/// savepoint still works because the journal is kept in memory. The query-only indexes are
+/// left out: the caller creates them once the replay is done ([`create_query_indexes`]).
 pub fn open_scratch(path: &Path) -> Result<Connection, ProjectionError> {
     for stale in [
         path.to_path_buf(),

@@ -1,11 +1,13 @@
 //! One batch of events into the read models: rows and checkpoint in one transaction, so the
 //! effect of every event is applied exactly once however often a process stops and restarts.
 
+use std::collections::HashMap;
+
 use rusqlite::{Connection, TransactionBehavior};
 use switchboard_store::RecordedEvent;
 
 use crate::ProjectionError;
-use crate::apply::{ApplyError, Decoded, Mode, apply, decode};
+use crate::apply::{ApplyError, Decoded, Mode, apply, decode, phone_numbers};
 use crate::db::{checkpoint, set_checkpoint};
 use crate::phone::PhoneBook;
 
@@ -31,7 +33,7 @@ pub(crate) fn fold_batch(
     phones: &PhoneBook,
     events: impl IntoIterator<Item = RecordedEvent>,
 ) -> Result<Folded, ProjectionError> {
-    fold_decoded(conn, phones, DecodedBatch::decode(events))
+    fold_decoded(conn, phones, DecodedBatch::decode(events, None))
 }
 
 /// A batch decoded ahead of its transaction (the rebuild decodes on the reader's thread, so
@@ -40,19 +42,40 @@ pub(crate) struct DecodedBatch {
     /// Every event's position, including those no read model uses.
     positions: Vec<u64>,
     decoded: Vec<Decoded>,
+    /// The batch's phone numbers, normalized ahead of the fold (empty when the fold
+    /// normalizes them itself).
+    phones: HashMap<String, Option<String>>,
 }
 
 impl DecodedBatch {
-    pub(crate) fn decode(events: impl IntoIterator<Item = RecordedEvent>) -> DecodedBatch {
+    /// Decodes `events`; with `phones`, also normalizes the numbers they carry, so the fold
+    /// finds them in its memo (the result is the same either way: normalizing is a pure
+    /// function, this only moves the work to the decoding thread).
+    pub(crate) fn decode(
+        events: impl IntoIterator<Item = RecordedEvent>,
+        phones: Option<&PhoneBook>,
+    ) -> DecodedBatch {
         let mut positions = Vec::new();
-        let decoded = events
+        let decoded: Vec<Decoded> = events
             .into_iter()
             .filter_map(|event| {
                 positions.push(event.position);
                 decode(event)
             })
             .collect();
-        DecodedBatch { positions, decoded }
+        let mut normalized = HashMap::new();
+        if let Some(book) = phones {
+            for raw in decoded.iter().flat_map(phone_numbers) {
+                if !normalized.contains_key(raw) {
+                    normalized.insert(raw.to_owned(), book.normalize(Some(raw)));
+                }
+            }
+        }
+        DecodedBatch {
+            positions,
+            decoded,
+            phones: normalized,
+        }
     }
 }
 
@@ -61,7 +84,12 @@ pub(crate) fn fold_decoded(
     phones: &PhoneBook,
     batch: DecodedBatch,
 ) -> Result<Folded, ProjectionError> {
-    let DecodedBatch { positions, decoded } = batch;
+    let DecodedBatch {
+        positions,
+        decoded,
+        phones: normalized,
+    } = batch;
+    phones.learn(normalized);
     let Some(&last) = positions.last() else {
         return Ok(Folded {
             applied: 0,

@@ -47,6 +47,18 @@ impl PhoneBook {
         cache.insert(raw.to_owned(), normalized.clone());
         normalized
     }
+
+    /// Takes in numbers another memo normalized already (the rebuild's reader thread parses
+    /// the numbers of a page while the fold thread writes the previous one).
+    pub(crate) fn learn(&self, known: impl IntoIterator<Item = (String, Option<String>)>) {
+        let mut cache = self.cache.borrow_mut();
+        for (raw, normalized) in known {
+            if cache.len() >= CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(raw, normalized);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -84,5 +96,19 @@ mod tests {
             assert_eq!(book.normalize(Some(raw)), normalize(raw));
         }
         assert_eq!(book.normalize(None), None);
+    }
+
+    #[test]
+    fn learned_numbers_answer_like_normalize() {
+        let reader = PhoneBook::default();
+        let folder = PhoneBook::default();
+        let known: Vec<_> = ["0151 23456789", "nope"]
+            .into_iter()
+            .map(|raw| (raw.to_owned(), reader.normalize(Some(raw))))
+            .collect();
+        folder.learn(known);
+        for raw in ["0151 23456789", "nope", "030 83793369"] {
+            assert_eq!(folder.normalize(Some(raw)), normalize(raw));
+        }
     }
 }

@@ -24,8 +24,8 @@ use tokio::sync::mpsc;
 
 use crate::ProjectionError;
 use crate::db::{
-    ProjectionName, all_tables, checkpoint, open_live, open_scratch, read_models_path,
-    set_checkpoint,
+    ProjectionName, all_tables, checkpoint, create_query_indexes, open_live, open_scratch,
+    read_models_path, set_checkpoint,
 };
 use crate::fold::{DecodedBatch, fold_decoded};
 use crate::phone::PhoneBook;
@@ -109,6 +109,7 @@ pub async fn rebuild(
             .run(open_scratch(&building)?, total, Stop::Until(until))
             .await?;
         let reached = checkpoint(&conn)?;
+        create_query_indexes(&conn)?;
         drop(conn);
         let path = data_dir.join(until.file_name());
         std::fs::rename(&building, &path).map_err(|e| ProjectionError::io(&path, e))?;
@@ -201,6 +202,9 @@ fn try_swap(
                 swap_table(&tx, table)?;
             }
         }
+        // The fresh file has only the indexes its fold needed; the dropped tables took their
+        // query indexes with them.
+        create_query_indexes(&tx)?;
         set_checkpoint(&tx, fresh)?;
         tx.commit()?;
         Ok(Some(fresh))
@@ -209,8 +213,9 @@ fn try_swap(
     result
 }
 
-/// Replaces `main.{table}` by `fresh.{table}`: same definition, same rows, same indexes
-/// (created after the rows, which is faster than maintaining them row by row).
+/// Replaces `main.{table}` by `fresh.{table}`: same definition, same rows, the fold's indexes
+/// (created after the rows, which is faster than maintaining them row by row); the caller adds
+/// the query-only ones.
 fn swap_table(tx: &Connection, table: &str) -> Result<(), ProjectionError> {
     debug_assert!(
         all_tables().any(|t| t == table),
@@ -282,6 +287,9 @@ impl<P: FnMut(u64, u64) + Send + 'static> Replay<P> {
         let (pages_tx, mut pages_rx) = mpsc::channel::<DecodedBatch>(READ_AHEAD);
         let store = Arc::clone(&self.store);
         let reader = tokio::spawn(async move {
+            // The reader's own memo: phone numbers are parsed here, beside the decoding, and
+            // handed to the fold with each page.
+            let reader_phones = PhoneBook::default();
             let mut next = from;
             loop {
                 let mut page = store.read_all(next, PAGE).await?;
@@ -295,7 +303,12 @@ impl<P: FnMut(u64, u64) + Send + 'static> Replay<P> {
                 let stopped = page.len() < before;
                 // Decoding the domain events here puts it on the reader's core, beside the
                 // store's own JSON parsing, and leaves the fold thread to SQLite.
-                if !page.is_empty() && pages_tx.send(DecodedBatch::decode(page)).await.is_err() {
+                if !page.is_empty()
+                    && pages_tx
+                        .send(DecodedBatch::decode(page, Some(&reader_phones)))
+                        .await
+                        .is_err()
+                {
                     // The fold gave up; its error is the one to report.
                     return Ok(());
                 }

@@ -3,6 +3,8 @@
 -- rebuild creates these same tables in a fresh file and swaps them in.
 -- Rows are ordered for paging by `seq`: the global position of the event that created the row,
 -- identical in live processing and in a rebuild.
+-- The indexes here are the ones the folds look rows up by; the ones only queries use are in
+-- query_indexes.sql (a rebuild creates those once, after its replay).
 
 -- How far the read models have folded `$all`; written in the same transaction as the rows.
 CREATE TABLE IF NOT EXISTS checkpoint (
@@ -46,10 +48,8 @@ CREATE TABLE IF NOT EXISTS calls (
     analyzed_at        TEXT,
     updated_at         TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS calls_by_tenant ON calls (tenant_id, seq);
 CREATE INDEX IF NOT EXISTS calls_unattributed ON calls (tenant_number) WHERE tenant_id IS NULL;
 CREATE INDEX IF NOT EXISTS calls_by_booking ON calls (booking_uid);
-CREATE INDEX IF NOT EXISTS calls_by_customer ON calls (customer_id);
 
 -- ----------------------------------------------------------------------------- appointments
 CREATE TABLE IF NOT EXISTS appointments (
@@ -79,11 +79,8 @@ CREATE TABLE IF NOT EXISTS appointments (
     created_at       TEXT,
     updated_at       TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS appointments_by_tenant ON appointments (tenant_id, seq);
 CREATE INDEX IF NOT EXISTS appointments_by_call ON appointments (call_id);
 CREATE INDEX IF NOT EXISTS appointments_by_organizer ON appointments (organizer_id) WHERE tenant_id IS NULL;
-CREATE INDEX IF NOT EXISTS appointments_by_customer ON appointments (customer_id);
-CREATE INDEX IF NOT EXISTS appointments_by_staff ON appointments (tenant_id, start_at);
 
 -- -------------------------------------------------------------------------------- customers
 CREATE TABLE IF NOT EXISTS customers (
@@ -187,7 +184,6 @@ CREATE TABLE IF NOT EXISTS payments (
     failure_message    TEXT,
     occurred_at        TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS payments_by_tenant ON payments (tenant_id, seq);
 CREATE INDEX IF NOT EXISTS payments_by_customer ON payments (stripe_customer_id) WHERE tenant_id IS NULL;
 
 -- -------------------------------------------------------------------------------- anomalies

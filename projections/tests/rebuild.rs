@@ -142,6 +142,11 @@ async fn rebuilding_one_projection_swaps_only_its_tables() {
     .await
     .unwrap();
     assert_eq!(report.swapped, vec![ProjectionName::Calls]);
+    assert_eq!(
+        indexes(&path),
+        expected_indexes(),
+        "every index after the swap"
+    );
     let after = dump(&path);
     for ((table, want), (_, got)) in expected.iter().zip(&after) {
         if table == "tenants" {
@@ -196,6 +201,11 @@ async fn until_builds_the_past_into_its_own_file_and_leaves_the_live_tables_alon
     assert!(report.swapped.is_empty());
     assert_eq!(dump(&report.path), as_it_was, "the past, row for row");
     assert_eq!(
+        indexes(&report.path),
+        expected_indexes(),
+        "every index in the past"
+    );
+    assert_eq!(
         dump(&read_models_path(h.data_dir())),
         now,
         "live tables untouched"
@@ -217,4 +227,27 @@ async fn until_builds_the_past_into_its_own_file_and_leaves_the_live_tables_alon
         as_it_was,
         "the past by time, row for row"
     );
+}
+
+/// The indexes of a read-models file, by name and definition.
+fn indexes(path: &std::path::Path) -> Vec<(String, String)> {
+    Connection::open(path)
+        .unwrap()
+        .prepare(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL
+             ORDER BY name",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// The indexes of live read models opened from scratch: a rebuild (which builds the
+/// query-only ones after its replay) must leave the same.
+fn expected_indexes() -> Vec<(String, String)> {
+    let h = Harness::new();
+    drop(Projector::open(h.dyn_store(), h.data_dir()).unwrap());
+    indexes(&read_models_path(h.data_dir()))
 }
