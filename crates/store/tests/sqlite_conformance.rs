@@ -487,3 +487,109 @@ async fn group_commit_gives_each_caller_its_own_result() {
         "contended v0, blocker ×2, contended v1, 16 new streams, one twin"
     );
 }
+
+/// A file written by schema version 1 (which also had a `UNIQUE (stream, event_id)` index) is
+/// migrated in place when opened: its events keep their positions and versions, and retries
+/// of them are still recognised.
+#[tokio::test]
+async fn a_version_1_file_is_migrated_keeping_its_events() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("events.db");
+    let id = Uuid::new_v4();
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!("../src/sqlite/sql/schema_v1.sql"))
+            .unwrap();
+        conn.execute(
+            "INSERT INTO events VALUES (7, 'call-1', 0, ?1, 'Tested', 1, 0, 0, 0, 0, '{\"v\":1}', '{}')",
+            [id.as_bytes().as_slice()],
+        )
+        .unwrap();
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+    }
+
+    let store = open(&path);
+    let read = store.read_all(0, 10).await.unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!((read[0].position, read[0].version), (7, 0));
+    assert_eq!(read[0].data, json!({"v": 1}));
+    let retry = store
+        .append(
+            "call-1",
+            ExpectedVersion::Any,
+            vec![new_event(id, "Tested", json!({"v": 1}))],
+        )
+        .await
+        .unwrap();
+    assert!(
+        retry.already_recorded,
+        "a v1 event's id must still be known"
+    );
+    assert_eq!((retry.events[0].version, retry.events[0].position), (0, 7));
+    drop(store);
+
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i32 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        version, SCHEMA_VERSION,
+        "the file is stamped with the new version"
+    );
+}
+
+/// The writer remembers each stream's last version and ids; a commit by another connection
+/// (another process on the same file) must make it read them again, not trust its memory.
+#[tokio::test]
+async fn the_writer_sees_appends_made_by_another_connection() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("events.db");
+    let store = open(&path);
+    store
+        .append("call-1", ExpectedVersion::NoStream, one("ours"))
+        .await
+        .unwrap();
+
+    let theirs = Uuid::new_v4();
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute(
+            "INSERT INTO events (stream, version, event_id, event_type, schema_version,
+                 occurred_s, occurred_ns, recorded_s, recorded_ns, data, metadata)
+             VALUES ('call-1', 1, ?1, 'Tested', 1, 0, 0, 0, 0, '{}', '{}')",
+            [theirs.as_bytes().as_slice()],
+        )
+        .unwrap();
+    }
+
+    let err = store
+        .append("call-1", ExpectedVersion::Exact(0), one("stale"))
+        .await
+        .expect_err("the stream is at version 1 now");
+    assert!(
+        matches!(
+            err,
+            StoreError::WrongExpectedVersion {
+                actual: Some(1),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let retry = store
+        .append(
+            "call-1",
+            ExpectedVersion::Any,
+            vec![new_event(theirs, "Tested", json!({}))],
+        )
+        .await
+        .unwrap();
+    assert!(retry.already_recorded, "their event's id must be known");
+    let next = store
+        .append("call-1", ExpectedVersion::Exact(1), one("after"))
+        .await
+        .unwrap();
+    assert_eq!(next.events[0].version, 2);
+}

@@ -7,6 +7,7 @@
 //! * The file is WAL with `synchronous=FULL`: when `append` returns, its events are on disk.
 
 mod errors;
+mod known_streams;
 mod reader;
 mod schema;
 mod writer;
@@ -107,6 +108,7 @@ impl SqliteStore {
             head: head_tx,
             max_batch: options.max_batch.max(1),
             counters: Arc::clone(&counters),
+            known: Default::default(),
         };
         let writer_thread = std::thread::Builder::new()
             .name("event-store-writer".to_owned())

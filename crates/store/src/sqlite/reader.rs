@@ -114,8 +114,8 @@ pub(crate) fn stream_version(conn: &Connection, stream: &str) -> Result<Option<u
 }
 
 /// The stream's last version (None when it has no events): a seek to the end of the stream's
-/// range in the (stream, version) index. Shared with the writer.
-pub(crate) fn last_version(conn: &Connection, stream: &str) -> rusqlite::Result<Option<u64>> {
+/// range in the (stream, version) index. (The writer keeps its own, see `known_streams`.)
+fn last_version(conn: &Connection, stream: &str) -> rusqlite::Result<Option<u64>> {
     let mut statement = conn.prepare_cached("SELECT max(version) FROM events WHERE stream = ?1")?;
     let last: Option<i64> = statement.query_row(params![stream], |row| row.get(0))?;
     Ok(last.map(|v| v as u64))

@@ -18,11 +18,14 @@ use crate::StoreError;
 pub const APPLICATION_ID: i32 = 0x5342_4556;
 
 /// The schema version this build writes and understands (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Each schema version's script, index = version - 1. A later version appends its migration
 /// here; existing entries never change, since stores in the field were built from them.
-const MIGRATIONS: &[&str] = &[include_str!("sql/schema_v1.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("sql/schema_v1.sql"),
+    include_str!("sql/schema_v2.sql"),
+];
 
 /// Negative: in KiB (SQLite's convention).
 const READER_CACHE_KIB: i64 = -16 * 1024;

@@ -16,11 +16,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use super::errors::{aborts_batch, from_sqlite};
-use super::reader::last_version;
+use super::known_streams::{KnownStream, KnownStreams};
 use crate::{AppendOutcome, AppendedEvent, ExpectedVersion, StoreError};
 
 const INSERT_EVENT: &str = include_str!("sql/insert_event.sql");
-const FIND_EVENT: &str = "SELECT version, position FROM events WHERE stream = ?1 AND event_id = ?2";
 
 /// The group size from which the writer lingers for stragglers, and how long. Far below an
 /// fsync, so it costs a lone caller nothing and a busy store a fraction of a commit.
@@ -59,6 +58,7 @@ pub(crate) struct Writer {
     pub head: watch::Sender<u64>,
     pub max_batch: usize,
     pub counters: Arc<WriterCounters>,
+    pub known: KnownStreams,
 }
 
 impl Writer {
@@ -131,6 +131,7 @@ impl Writer {
                 if !self.conn.is_autocommit() {
                     let _ = self.conn.execute_batch("ROLLBACK");
                 }
+                self.known.forget_all();
                 let error = from_sqlite(&self.path, error);
                 tracing::warn!(%error, appends = batch.len(), "event store batch failed");
                 batch.iter().map(|_| Err(error.clone())).collect()
@@ -145,24 +146,42 @@ impl Writer {
         // IMMEDIATE takes the write lock now, so waiting for another process's writer is
         // bounded by the busy timeout here rather than failing halfway through.
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        self.known.begin_batch(&self.conn)?;
         let recorded_at = Utc::now();
         let mut results = Vec::with_capacity(batch.len());
         for request in batch {
-            self.conn.prepare_cached("SAVEPOINT append")?.execute([])?;
-            match append_one(&self.conn, request, recorded_at) {
+            // One INSERT is atomic by itself: a failing statement is undone alone (SQLite's
+            // default ABORT) and the transaction goes on. Only an append of several events
+            // needs a savepoint to be all-or-nothing within the group.
+            let savepoint = request.events.len() > 1;
+            if savepoint {
+                self.conn.prepare_cached("SAVEPOINT append")?.execute([])?;
+            }
+            match append_one(&self.conn, &mut self.known, request, recorded_at) {
                 Ok(outcome) => {
-                    self.conn.prepare_cached("RELEASE append")?.execute([])?;
+                    if savepoint {
+                        self.conn.prepare_cached("RELEASE append")?.execute([])?;
+                    }
+                    if !outcome.already_recorded {
+                        self.known.appended(&request.stream, &outcome.events);
+                    }
                     results.push(Ok(outcome));
                 }
                 Err(refusal) => {
-                    self.conn
-                        .prepare_cached("ROLLBACK TO append")?
-                        .execute([])?;
-                    self.conn.prepare_cached("RELEASE append")?.execute([])?;
+                    if savepoint {
+                        self.conn
+                            .prepare_cached("ROLLBACK TO append")?
+                            .execute([])?;
+                        self.conn.prepare_cached("RELEASE append")?.execute([])?;
+                    }
                     match refusal {
                         Refusal::Refused(error) => results.push(Err(error)),
                         Refusal::Sqlite(error) if aborts_batch(&error) => return Err(error),
                         Refusal::Sqlite(error) => {
+                            // A constraint the checks above should have prevented: the
+                            // memory of the streams may be wrong, so it is rebuilt from the
+                            // file.
+                            self.known.forget_all();
                             results.push(Err(from_sqlite(&self.path, error)));
                         }
                     }
@@ -192,11 +211,13 @@ impl From<rusqlite::Error> for Refusal {
 /// expects), then the expected version, then the inserts.
 fn append_one(
     conn: &Connection,
+    known: &mut KnownStreams,
     request: &AppendRequest,
     recorded_at: DateTime<Utc>,
 ) -> Result<AppendOutcome, Refusal> {
     let stream = request.stream.as_str();
-    if let Some(existing) = already_recorded(conn, request)? {
+    let known = known.get(conn, stream)?;
+    if let Some(existing) = already_recorded(known, request)? {
         return Ok(AppendOutcome {
             stream: stream.to_owned(),
             events: existing,
@@ -204,7 +225,7 @@ fn append_one(
         });
     }
 
-    let actual = last_version(conn, stream)?;
+    let actual = known.last_version;
     let matches = match request.expected {
         ExpectedVersion::Any => true,
         ExpectedVersion::NoStream => actual.is_none(),
@@ -253,30 +274,25 @@ fn append_one(
 /// The recorded places of the request's events when all of them are already in the stream;
 /// None when none are; `PartiallyRecorded` when only some are.
 fn already_recorded(
-    conn: &Connection,
+    known: &KnownStream,
     request: &AppendRequest,
 ) -> Result<Option<Vec<AppendedEvent>>, Refusal> {
-    let mut find = conn.prepare_cached(FIND_EVENT)?;
     let mut found = Vec::new();
-    let mut first_missing = None;
+    let mut missing = false;
     for event in &request.events {
-        let mut rows = find.query(params![
-            request.stream,
-            event.event_id.as_bytes().as_slice()
-        ])?;
-        match rows.next()? {
-            Some(row) => found.push(AppendedEvent {
+        match known.ids.get(&event.event_id) {
+            Some(place) => found.push(AppendedEvent {
                 event_id: event.event_id,
-                version: row.get::<_, i64>(0)? as u64,
-                position: row.get::<_, i64>(1)? as u64,
+                version: place.version,
+                position: place.position,
             }),
-            None => first_missing = first_missing.or(Some(event.event_id)),
+            None => missing = true,
         }
     }
-    match (found.first(), first_missing) {
+    match (found.first(), missing) {
         (None, _) => Ok(None),
-        (Some(_), None) => Ok(Some(found)),
-        (Some(recorded), Some(_)) => Err(Refusal::Refused(StoreError::PartiallyRecorded {
+        (Some(_), false) => Ok(Some(found)),
+        (Some(recorded), true) => Err(Refusal::Refused(StoreError::PartiallyRecorded {
             stream: request.stream.clone(),
             event_id: recorded.event_id,
         })),
