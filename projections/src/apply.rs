@@ -7,6 +7,7 @@ use switchboard_domain::event::{Event, EventDecodeError};
 use switchboard_store::RecordedEvent;
 
 use crate::anomalies::{self, NewAnomaly};
+use crate::counts::BatchCounts;
 use crate::phone::PhoneBook;
 use crate::{ProjectionError, appointments, calls, tenants};
 
@@ -31,6 +32,8 @@ pub(crate) struct Cx<'a> {
     /// The event's provider time as read-model text.
     pub at: String,
     pub phones: &'a PhoneBook,
+    /// The batch's counts per tenant and branch, written at its end.
+    pub counts: &'a BatchCounts,
 }
 
 impl Cx<'_> {
@@ -208,6 +211,7 @@ pub(crate) enum Mode {
 pub(crate) fn apply(
     conn: &Connection,
     phones: &PhoneBook,
+    counts: &BatchCounts,
     decoded: &Decoded,
     mode: Mode,
 ) -> Result<(), ApplyError> {
@@ -219,6 +223,7 @@ pub(crate) fn apply(
         tenant_hint: decoded.tenant_hint.as_deref(),
         at: decoded.at.clone(),
         phones,
+        counts,
     };
     let event = match &decoded.event {
         Ok(event) => event,
@@ -237,6 +242,7 @@ pub(crate) fn apply(
     }
 
     conn.prepare_cached("SAVEPOINT apply_event")?.execute([])?;
+    let counted = counts.snapshot();
     match dispatch(&cx, event) {
         Ok(()) => {
             conn.prepare_cached("RELEASE apply_event")?.execute([])?;
@@ -245,6 +251,7 @@ pub(crate) fn apply(
         Err(failure) => {
             conn.prepare_cached("ROLLBACK TO apply_event")?
                 .execute([])?;
+            counts.restore(counted);
             conn.prepare_cached("RELEASE apply_event")?.execute([])?;
             match failure {
                 ApplyError::Fatal(error) => Err(ApplyError::Fatal(error)),

@@ -8,6 +8,7 @@ use switchboard_store::RecordedEvent;
 
 use crate::ProjectionError;
 use crate::apply::{ApplyError, Decoded, Mode, apply, decode, phone_numbers};
+use crate::counts::BatchCounts;
 use crate::db::{checkpoint, set_checkpoint};
 use crate::phone::PhoneBook;
 
@@ -106,8 +107,9 @@ pub(crate) fn fold_decoded(
             });
         }
         let mut failed = None;
+        let counts = BatchCounts::default();
         for event in decoded.iter().filter(|e| e.position > stored) {
-            match apply(&tx, phones, event, mode) {
+            match apply(&tx, phones, &counts, event, mode) {
                 Ok(()) => {}
                 Err(ApplyError::Fatal(error)) => return Err(error),
                 Err(ApplyError::Event(message)) => {
@@ -122,6 +124,7 @@ pub(crate) fn fold_decoded(
             tx.rollback()?;
             continue;
         }
+        counts.flush(&tx)?;
         set_checkpoint(&tx, last)?;
         tx.commit()?;
         return Ok(Folded {

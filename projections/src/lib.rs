@@ -16,6 +16,7 @@ mod apply;
 mod appointments;
 mod attribution;
 mod calls;
+mod counts;
 mod customers;
 mod db;
 mod error;

@@ -31,7 +31,7 @@ use crate::fold::{DecodedBatch, fold_decoded};
 use crate::phone::PhoneBook;
 
 /// Events read from the store per page (and folded per transaction).
-const PAGE: usize = 4_096;
+const PAGE: usize = 16_384;
 
 /// Pages read ahead of the fold: bounds memory to a few pages.
 const READ_AHEAD: usize = 2;

@@ -390,23 +390,7 @@ pub(crate) fn add_call(
     tenant: &str,
     branch: Option<&str>,
 ) -> Result<(), rusqlite::Error> {
-    // Upserts: one statement per count whether or not the row exists yet.
-    cx.conn
-        .prepare_cached(
-            "INSERT INTO tenants (tenant_id, seq, updated_at, calls_count) VALUES (?1, ?2, ?3, 1)
-             ON CONFLICT (tenant_id) DO UPDATE SET calls_count = calls_count + 1",
-        )?
-        .execute(params![tenant, cx.seq(), cx.at])?;
-    if let Some(branch) = branch {
-        cx.conn
-            .prepare_cached(
-                "INSERT INTO branches (tenant_id, branch_id, updated_at, calls_count)
-                 VALUES (?1, ?2, ?3, 1)
-                 ON CONFLICT (tenant_id, branch_id) DO UPDATE SET calls_count = calls_count + 1",
-            )?
-            .execute(params![tenant, branch, cx.at])?;
-    }
-    Ok(())
+    cx.counts.add_call(cx, tenant, branch)
 }
 
 /// Counts an appointment (`delta` 1) or uncounts a request merged into its booking (-1), at
@@ -419,32 +403,10 @@ pub(crate) fn add_appointment(
     delta: i64,
 ) -> Result<(), rusqlite::Error> {
     let tenant_delta = if at_tenant { delta } else { 0 };
-    cx.conn
-        .prepare_cached(
-            "INSERT INTO tenants (tenant_id, seq, updated_at, appointments_count)
-             VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (tenant_id) DO UPDATE SET appointments_count = appointments_count + ?4",
-        )?
-        .execute(params![tenant, cx.seq(), cx.at, tenant_delta])?;
-    if let Some(branch) = branch {
-        cx.conn
-            .prepare_cached(
-                "INSERT INTO branches (tenant_id, branch_id, updated_at, appointments_count)
-                 VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (tenant_id, branch_id)
-                 DO UPDATE SET appointments_count = appointments_count + ?4",
-            )?
-            .execute(params![tenant, branch, cx.at, delta])?;
-    }
-    Ok(())
+    cx.counts
+        .add_appointment(cx, tenant, tenant_delta, branch, delta)
 }
 
 pub(crate) fn add_customer(cx: &Cx<'_>, tenant: &str) -> Result<(), rusqlite::Error> {
-    cx.conn
-        .prepare_cached(
-            "INSERT INTO tenants (tenant_id, seq, updated_at, customers_count) VALUES (?1, ?2, ?3, 1)
-             ON CONFLICT (tenant_id) DO UPDATE SET customers_count = customers_count + 1",
-        )?
-        .execute(params![tenant, cx.seq(), cx.at])?;
-    Ok(())
+    cx.counts.add_customer(cx, tenant)
 }
