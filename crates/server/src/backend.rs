@@ -33,8 +33,18 @@ pub async fn open_store(
             let store = PostgresStore::connect(&url, options).await?;
             Ok(Arc::new(store))
         }
+        // Events go to KurrentDB; read models stay in the data dir's SQLite.
+        #[cfg(feature = "kurrentdb")]
+        StoreLocation::KurrentDb(url) => {
+            use switchboard_store_kurrentdb::{KurrentOptions, KurrentStore};
+            let store = KurrentStore::connect(url, KurrentOptions::default()).await?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(not(feature = "kurrentdb"))]
         StoreLocation::KurrentDb(_) => Err(Error::Config(format!(
-            "store {}: this build has no KurrentDB backend; use the embedded store or PostgreSQL",
+            "store {}: this binary was built without KurrentDB support; rebuild it with \
+             `cargo build --release -p switchboard-cli --features kurrentdb`, or use the \
+             embedded store or PostgreSQL",
             location.describe()
         ))),
     }
