@@ -13,6 +13,16 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// A Tuesday four to five weeks ahead: inside the bookable range, on an opening day.
+fn future_tuesday() -> String {
+    use chrono::Datelike;
+    let mut day = chrono::Utc::now().date_naive() + chrono::Duration::days(28);
+    while day.weekday() != chrono::Weekday::Tue {
+        day += chrono::Duration::days(1);
+    }
+    day.format("%Y-%m-%d").to_string()
+}
+
 fn call_event(event: &str, call_id: &str) -> Value {
     json!({
         "event": event,
@@ -196,19 +206,24 @@ async fn every_status_of_the_ingest_table() {
     assert!(body["reason"].is_string());
 
     // 200 function call: the answer in the seed's shape.
+    let tuesday = future_tuesday();
     let function_call = json!({
         "event": "function_call", "call_id": "call-a", "function_name": "check_availability",
-        "arguments": {"date": "2035-04-17", "time": "14:30", "duration": 30, "staff": "Marie"},
+        "arguments": {"date": tuesday, "time": "14:30", "duration": 30, "staff": "Marie"},
         "request_id": "req_xyz789", "timestamp": 1703244223456i64
     });
     let (status, body) = retell(&client, &server, &function_call).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["request_id"], "req_xyz789");
     assert_eq!(body["result"]["available"], true, "{body}");
-    assert_eq!(
-        body["result"]["slots"][0]["start"],
-        "2035-04-17T14:30:00+02:00"
+    let start = body["result"]["slots"][0]["start"].as_str().unwrap();
+    assert!(
+        start.starts_with(&format!("{tuesday}T14:30:00+0")),
+        "{start}"
     );
+    // The same function call again: the answer it was given, not a 409 the agent cannot use.
+    let (status, again) = retell(&client, &server, &function_call).await;
+    assert_eq!((status, &again), (200, &body));
 
     // 400 malformed: not JSON; and a payload missing what its event needs, with the path.
     let (status, body) = post_signed(
@@ -436,7 +451,7 @@ async fn a_hundred_parallel_deliveries_to_one_call_make_one_consistent_stream() 
             1 => call_event("call_ended", "busy-call"),
             _ => json!({
                 "event": "function_call", "call_id": "busy-call", "function_name": "check_availability",
-                "arguments": {"date": "2035-04-17", "time": "10:00"},
+                "arguments": {"date": future_tuesday(), "time": "10:00"},
                 "request_id": format!("req-{}", i / 2), "timestamp": 1703244223456i64
             }),
         };
@@ -454,13 +469,23 @@ async fn a_hundred_parallel_deliveries_to_one_call_make_one_consistent_stream() 
             .await
         }));
     }
-    for task in tasks {
+    let mut recorded = [0, 0];
+    for (i, task) in tasks.into_iter().enumerate() {
         let (status, body) = task.await.unwrap();
         assert!(
             matches!(status, 200 | 409),
             "no 5xx under contention: {status} {body}"
         );
+        // 25 copies each of call_started (i % 4 == 0) and call_ended (i % 4 == 1): one records.
+        if i % 4 < 2 && status == 200 {
+            recorded[i % 4] += 1;
+        }
     }
+    assert_eq!(
+        recorded,
+        [1, 1],
+        "exactly one copy of started and of ended is recorded"
+    );
     let events = stream(&client, &server, "call-busy-call").await;
     let versions: Vec<u64> = events
         .iter()
@@ -588,6 +613,10 @@ async fn sigterm_finishes_in_flight_deliveries_and_exits_cleanly() {
             acknowledged.push(body);
         }
     }
+    assert!(
+        !acknowledged.is_empty(),
+        "deliveries in flight or sent before the signal were answered"
+    );
     let server = TestServer::start(ServerOptions::new(dir.path()));
     for body in &acknowledged {
         let (status, _) = post_signed(

@@ -28,17 +28,23 @@ pub fn switchboard_bin() -> PathBuf {
                 .and_then(Path::parent)
                 .expect("test binary lives in target/<profile>/deps");
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
-                .args([
-                    "build",
-                    "-q",
-                    "-p",
-                    "switchboard-cli",
-                    "--bin",
-                    "switchboard",
-                ])
-                .status()
-                .expect("run cargo build");
+            let mut build = Command::new(cargo);
+            build.args([
+                "build",
+                "-q",
+                "-p",
+                "switchboard-cli",
+                "--bin",
+                "switchboard",
+            ]);
+            // Build the profile this test was built with, so the binary run is the one built.
+            if profile_dir
+                .file_name()
+                .is_some_and(|name| name == "release")
+            {
+                build.arg("--release");
+            }
+            let status = build.status().expect("run cargo build");
             assert!(status.success(), "cargo build of switchboard failed");
             profile_dir.join("switchboard")
         })

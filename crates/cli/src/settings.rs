@@ -6,8 +6,10 @@ use clap::Args;
 use serde::Deserialize;
 use switchboard_server::config::{
     Config, DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_MAX_BODY, LogFormat, ProviderSecrets,
-    RateLimit, SecretList, StoreLocation,
+    RateLimit, StoreLocation,
 };
+
+use switchboard_webhooks::Secret;
 
 use crate::CliError;
 
@@ -167,21 +169,29 @@ pub fn resolve_serve(args: &ServeArgs, env: EnvSecrets) -> Result<(Config, LogFo
             )));
         }
     };
+    // The environment's comma-separated list and the file's array are read alike: trimmed,
+    // blanks dropped (a trailing comma is formatting, not a secret).
     let pick = |env: Option<String>, file: &[String]| match env {
-        Some(list) => SecretList::from_comma_separated(&list),
-        None => SecretList(file.to_vec()),
+        Some(list) => Secret::parse_list(&list),
+        None => file
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(Secret::new)
+            .collect(),
     };
     let secrets = ProviderSecrets {
         retell: pick(env.retell, &file.secrets.retell),
         calcom: pick(env.calcom, &file.secrets.calcom),
         stripe: pick(env.stripe, &file.secrets.stripe),
     };
+    secrets.validate()?;
     let config = Config {
         listen,
         data_dir,
         store,
         secrets,
-        admin_token: env.admin_token.or(file.admin_token),
+        admin_token: env.admin_token.or(file.admin_token).map(Secret::new),
         max_body,
         rate_limit,
         ..Config::default()
@@ -245,8 +255,13 @@ mod tests {
         let (config, _) = resolve_serve(&args, env).unwrap();
         assert_eq!(config.listen.to_string(), "0.0.0.0:9000");
         assert_eq!(config.max_body, 20);
-        assert_eq!(config.secrets.retell.0, ["env1", "env2"]);
-        assert_eq!(config.secrets.calcom.0, ["c"]);
+        let exposed = |list: &[Secret]| {
+            list.iter()
+                .map(|s| s.expose().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(exposed(&config.secrets.retell), ["env1", "env2"]);
+        assert_eq!(exposed(&config.secrets.calcom), ["c"]);
     }
 
     #[test]

@@ -8,6 +8,10 @@ use crate::command::{Command, LinkBooking, MarkRescheduledTo};
 use crate::event::Event;
 use crate::stream::StreamId;
 
+/// The event types [`react`] may answer with commands: a reader of the log can skip decoding
+/// every other event.
+pub const REACTS_TO: [&str; 2] = ["BookingLinkedToCall", "BookingCreated"];
+
 /// The commands an event implies on other streams.
 ///
 /// * `BookingLinkedToCall` → the call links back (`LinkBooking` on `call-{call_id}`), even if
@@ -47,6 +51,19 @@ pub fn react(event: &Event) -> Vec<(StreamId, Command)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_event_types_that_react_are_listed_and_exist() {
+        for listed in REACTS_TO {
+            assert!(
+                Event::TYPES.iter().any(|(t, _)| *t == listed),
+                "{listed} is not an event type"
+            );
+        }
+        let reacting = created("bkg_new", Some("bkg_old"));
+        assert!(!react(&reacting).is_empty());
+        assert!(REACTS_TO.contains(&reacting.event_type()));
+    }
     use crate::event::{BookingCancelled, BookingCreated, BookingDetails, BookingLinkedToCall};
     use chrono::{TimeZone, Utc};
 

@@ -86,44 +86,38 @@ pub struct RateLimit {
     pub burst: u32,
 }
 
-/// One provider's secrets, newest first; any one verifies (rotation).
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct SecretList(pub Vec<String>);
-
-impl SecretList {
-    /// A comma-separated list as `SWITCHBOARD_*_SECRETS` carries it; blanks are dropped.
-    pub fn from_comma_separated(value: &str) -> Self {
-        SecretList(
-            value
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
-        )
-    }
-}
-
-impl std::fmt::Debug for SecretList {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "[{} secret(s) redacted]", self.0.len())
-    }
-}
-
+/// Each provider's secrets; any one verifies (rotation). `Secret` never prints its value.
 #[derive(Debug, Clone, Default)]
 pub struct ProviderSecrets {
-    pub retell: SecretList,
-    pub calcom: SecretList,
-    pub stripe: SecretList,
+    pub retell: Vec<Secret>,
+    pub calcom: Vec<Secret>,
+    pub stripe: Vec<Secret>,
 }
 
 impl ProviderSecrets {
+    /// Refuses a blank secret: HMAC with an empty key is a signature anyone can make, which
+    /// would be an unsigned mode by another name.
+    pub fn validate(&self) -> Result<(), Error> {
+        for (provider, secrets) in [
+            (Provider::Retell, &self.retell),
+            (Provider::Calcom, &self.calcom),
+            (Provider::Stripe, &self.stripe),
+        ] {
+            if secrets.iter().any(|s| s.expose().trim().is_empty()) {
+                return Err(Error::Config(format!(
+                    "a {} secret is empty or only whitespace; remove it or set the real secret",
+                    provider.display_name()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     pub fn keyring(&self) -> Keyring {
-        let secrets = |list: &SecretList| list.0.iter().cloned().map(Secret::new).collect();
         Keyring::new()
-            .with(Provider::Retell, secrets(&self.retell))
-            .with(Provider::Calcom, secrets(&self.calcom))
-            .with(Provider::Stripe, secrets(&self.stripe))
+            .with(Provider::Retell, self.retell.clone())
+            .with(Provider::Calcom, self.calcom.clone())
+            .with(Provider::Stripe, self.stripe.clone())
     }
 }
 
@@ -134,7 +128,8 @@ pub struct Config {
     pub store: StoreLocation,
     pub secrets: ProviderSecrets,
     /// Bearer token with full read and admin access; without it only tenant tokens work.
-    pub admin_token: Option<String>,
+    /// A `Secret`, so a printed config never shows it.
+    pub admin_token: Option<Secret>,
     pub max_body: usize,
     pub rate_limit: Option<RateLimit>,
     /// How many refused deliveries the quarantine keeps.
@@ -185,9 +180,14 @@ mod tests {
     }
 
     #[test]
-    fn secret_lists_split_on_commas_and_never_print() {
-        let list = SecretList::from_comma_separated(" a, ,b ");
-        assert_eq!(list.0, ["a", "b"]);
-        assert_eq!(format!("{list:?}"), "[2 secret(s) redacted]");
+    fn blank_secrets_are_refused_and_none_is_printed() {
+        let secrets = ProviderSecrets {
+            retell: Secret::parse_list("key_live_abc"),
+            calcom: vec![Secret::new(" ")],
+            ..ProviderSecrets::default()
+        };
+        let err = secrets.validate().unwrap_err().to_string();
+        assert!(err.contains("Cal.com"), "{err}");
+        assert!(!format!("{secrets:?}").contains("key_live_abc"));
     }
 }

@@ -16,6 +16,9 @@ pub enum Error {
     #[error("could not read the request body: {0}")]
     BodyUnreadable(String),
 
+    #[error("the request body did not arrive within {} s", after.as_secs())]
+    BodyTimeout { after: Duration },
+
     #[error(transparent)]
     Verify(#[from] switchboard_webhooks::VerifyError),
 
@@ -63,10 +66,6 @@ pub enum Error {
     /// The read models cannot answer (file locked, damaged); the streams are unaffected.
     #[error("read models: {0}")]
     ReadModels(String),
-
-    /// The service is shutting down and takes no new deliveries.
-    #[error("shutting down")]
-    ShuttingDown,
 
     #[error("internal error: {0}")]
     Internal(String),

@@ -8,6 +8,8 @@ use switchboard_webhooks::payload::retell::RetellEvent;
 
 use switchboard_domain::event::AvailabilityAnswer;
 
+use switchboard_intake::IntakeError;
+
 use crate::availability::{self, Request};
 use crate::{AppState, Error};
 
@@ -33,76 +35,91 @@ impl FunctionAnswer {
     }
 }
 
-/// Computes the answer when `delivery` is a function call; None for every other delivery.
+/// Computes the answer when `delivery` is a `check_availability` call; None for every other
+/// delivery, including other functions (routing keeps those as unhandled, never drops them).
 pub async fn answer_for(
     state: &AppState,
     delivery: &Delivery,
     now: DateTime<Utc>,
 ) -> Result<Option<FunctionAnswer>, Error> {
-    let (function, request_id, arguments, call_id, to_number) = match delivery {
+    // The two shapes name their arguments differently; errors point at the one received.
+    let (function, request_id, arguments, arguments_path, call_id, to_number) = match delivery {
         Delivery::Retell(RetellEvent::FunctionCall(call)) => (
-            call.function_name.clone(),
+            &call.function_name,
             Some(call.request_id.clone()),
-            call.arguments.clone(),
-            call.call_id.clone(),
+            &call.arguments,
+            "$.arguments",
+            &call.call_id,
             None,
         ),
         Delivery::RetellFunction(request) => (
-            request.name.clone(),
+            &request.name,
             None,
-            request.args.clone(),
-            request.call.call_id.clone(),
-            request.call.to_number.clone(),
+            &request.args,
+            "$.args",
+            &request.call.call_id,
+            request.call.to_number.as_deref(),
         ),
         _ => return Ok(None),
     };
     if function != CHECK_AVAILABILITY {
-        return Err(Error::bad_request(
-            "unknown_function",
-            format!(
-                "function {function:?} is not provided; the functions are: {CHECK_AVAILABILITY}"
-            ),
-        ));
+        return Ok(None);
     }
-    let request = availability_request(&arguments)?;
+    let request = availability_request(arguments, arguments_path, now)?;
     let window_start = crate::availability::day_start_utc(request.date);
     let window_end = window_start + Duration::days(8);
     let (busy, hours) = state
         .read_models
-        .availability_inputs(&call_id, to_number.as_deref(), window_start, window_end)
+        .availability_inputs(call_id, to_number, window_start, window_end)
         .await?;
     let answer = availability::check(&request, &busy, &hours, now);
     Ok(Some(FunctionAnswer { request_id, answer }))
 }
 
+/// How far ahead an appointment can be asked for; also keeps date arithmetic far from
+/// chrono's limits whatever year a caller says.
+const BOOKING_HORIZON_DAYS: i64 = 2 * 366;
+
 /// `{"date": "2025-04-15" | "15.04.2025", "time": "14:30", "duration": 30, "staff": "Marie"}`.
-fn availability_request(arguments: &Map<String, Value>) -> Result<Request, Error> {
+fn availability_request(
+    arguments: &Map<String, Value>,
+    path: &str,
+    now: DateTime<Utc>,
+) -> Result<Request, Error> {
+    let invalid = |name: &str, reason: String| {
+        Error::Intake(IntakeError::InvalidField {
+            path: format!("{path}.{name}"),
+            reason,
+        })
+    };
     let text = |name: &str| arguments.get(name).and_then(Value::as_str).map(str::trim);
     let date_text = text("date").ok_or_else(|| {
-        Error::bad_request(
-            "malformed_payload",
-            "$.arguments.date is missing (e.g. \"2025-04-15\")",
-        )
+        Error::Intake(IntakeError::MissingField {
+            path: format!("{path}.date"),
+        })
     })?;
     let date = NaiveDate::parse_from_str(date_text, "%Y-%m-%d")
         .or_else(|_| NaiveDate::parse_from_str(date_text, "%d.%m.%Y"))
         .map_err(|_| {
-            Error::bad_request(
-                "malformed_payload",
-                format!(
-                    "$.arguments.date {date_text:?} is not a date like 2025-04-15 or 15.04.2025"
-                ),
+            invalid(
+                "date",
+                format!("{date_text:?} is not a date like 2025-04-15 or 15.04.2025"),
             )
         })?;
+    let today = now.date_naive();
+    let earliest = today - Duration::days(1);
+    let latest = today + Duration::days(BOOKING_HORIZON_DAYS);
+    if date < earliest || date > latest {
+        return Err(invalid(
+            "date",
+            format!("{date} is outside the bookable range {earliest} to {latest}"),
+        ));
+    }
     let time = match text("time") {
         None | Some("") => None,
         Some(raw) => Some(
-            chrono::NaiveTime::parse_from_str(raw, "%H:%M").map_err(|_| {
-                Error::bad_request(
-                    "malformed_payload",
-                    format!("$.arguments.time {raw:?} is not a time like 14:30"),
-                )
-            })?,
+            chrono::NaiveTime::parse_from_str(raw, "%H:%M")
+                .map_err(|_| invalid("time", format!("{raw:?} is not a time like 14:30")))?,
         ),
     };
     let minutes = arguments
@@ -116,4 +133,47 @@ fn availability_request(arguments: &Map<String, Value>) -> Result<Request, Error
         duration: Duration::minutes(minutes),
         staff: text("staff").filter(|s| !s.is_empty()).map(str::to_owned),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    fn args(value: Value) -> Map<String, Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn dates_outside_the_bookable_range_are_refused_with_their_path() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap();
+        for date in ["+262143-12-31", "-262144-01-01", "2031-01-01", "2026-11-01"] {
+            let error =
+                availability_request(&args(json!({"date": date})), "$.args", now).unwrap_err();
+            match error {
+                Error::Intake(IntakeError::InvalidField { path, .. }) => {
+                    assert_eq!(path, "$.args.date")
+                }
+                other => panic!("{date}: {other:?}"),
+            }
+        }
+        let ok = availability_request(
+            &args(json!({"date": "24.11.2026", "time": "10:00"})),
+            "$.args",
+            now,
+        )
+        .unwrap();
+        assert_eq!(ok.date, NaiveDate::from_ymd_opt(2026, 11, 24).unwrap());
+    }
+
+    #[test]
+    fn a_missing_date_names_the_field_of_the_shape_received() {
+        let now = Utc::now();
+        let error = availability_request(&Map::new(), "$.arguments", now).unwrap_err();
+        assert!(
+            matches!(&error, Error::Intake(IntakeError::MissingField { path }) if path == "$.arguments.date"),
+            "{error:?}"
+        );
+    }
 }

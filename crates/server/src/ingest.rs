@@ -9,11 +9,13 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, header};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Value, json};
-use switchboard_domain::Rejection;
+use switchboard_domain::Event;
+use switchboard_domain::event::AvailabilityAnswer;
 use switchboard_webhooks::{Delivery, Provider, Verified, detect_provider, verify};
 use uuid::Uuid;
 
-use crate::ledger::{EventRef, Execution, Ledger, Provenance};
+use crate::functions::FunctionAnswer;
+use crate::ledger::{EventRef, Execution, Provenance};
 use crate::{AppState, Error};
 
 /// Which endpoint a delivery came in on.
@@ -95,19 +97,18 @@ pub async fn ingest(
     incoming: Incoming,
     body: Body,
 ) -> Result<Acknowledgement, Error> {
-    let endpoint_name = incoming.endpoint.name();
-    if let Some(limits) = &state.limits
-        && let Err(retry_after) = limits.check(endpoint_name)
-    {
-        crate::metrics::delivery(endpoint_name, "rate_limited");
-        return Err(Error::RateLimited { retry_after });
-    }
     let received_at = Utc::now();
     let provider_hint = incoming
         .endpoint
         .provider()
         .or_else(|| detect_provider(&header_pairs(&incoming.headers)));
     let provider_name = provider_hint.map_or("unknown", Provider::as_str);
+    if let Some(limits) = &state.limits
+        && let Err(retry_after) = limits.check(incoming.endpoint.name())
+    {
+        crate::metrics::delivery(provider_name, "rate_limited");
+        return Err(Error::RateLimited { retry_after });
+    }
 
     let body = match read_body(&incoming.headers, body, state.config.max_body).await {
         Ok(body) => body,
@@ -126,7 +127,9 @@ pub async fn ingest(
                 Acknowledgement::Duplicate { .. } => "duplicate",
             };
             crate::metrics::delivery(provider_name, outcome);
-            tracing::info!(provider = provider_name, outcome, "delivery");
+            // Debug, not info: at thousands of deliveries a second a line each would make the
+            // log the bottleneck; the metrics count every outcome.
+            tracing::debug!(provider = provider_name, outcome, "delivery");
             Ok(ack)
         }
         Err(error) => {
@@ -151,7 +154,9 @@ fn refuse(
     if let Error::Verify(_) | Error::Unsigned = error {
         crate::metrics::verification_failure(provider, code);
     }
-    if error.status().is_client_error() {
+    // A client that hung up mid-body sent nothing to keep; everything else the sender got
+    // wrong is kept for "why was this refused?".
+    if error.status().is_client_error() && !matches!(error, Error::BodyUnreadable(_)) {
         tracing::warn!(provider, code, error = %error, "delivery refused");
         state.quarantine.admit(
             &incoming.request_id,
@@ -187,29 +192,7 @@ async fn accept(
         _ => switchboard_webhooks::parse(provider, body)?,
     };
     let dedupe_key = delivery.dedupe_key(body);
-    let occurred_at = delivery_time(&delivery).unwrap_or(received_at);
-    let provenance = Provenance {
-        dedupe_key,
-        provider: provider.as_str().to_owned(),
-        request_id: incoming.request_id.clone(),
-        causation: String::new(),
-        correlation: delivery.call_id().map(str::to_owned),
-        raw_delivery: Some(raw_delivery(
-            incoming,
-            &verified,
-            &delivery,
-            body,
-            received_at,
-        )),
-        occurred_at,
-        keep_rejections: true,
-    };
-    let provenance = Provenance {
-        causation: provenance.delivery_id().to_string(),
-        ..provenance
-    };
-    let delivery_id = provenance.delivery_id();
-
+    let delivery_id = crate::ledger::delivery_id(&dedupe_key);
     let function_answer = crate::functions::answer_for(state, &delivery, received_at).await?;
     let routed = crate::routing::target_for(
         state,
@@ -219,18 +202,36 @@ async fn accept(
         delivery_id,
     )
     .await?;
-    let mut provenance = provenance;
-    if let (Some(unhandled), Some(raw)) = (routed.unhandled, provenance.raw_delivery.as_mut()) {
+    let mut raw = raw_delivery(incoming, &verified, &delivery, body, received_at);
+    if let Some(unhandled) = routed.unhandled {
         raw["unhandled"] = unhandled;
     }
-    let ledger = Ledger {
-        store: state.store.as_ref(),
-        locks: &state.locks,
+    let provenance = Provenance {
+        dedupe_key,
+        provider: provider.as_str().to_owned(),
+        request_id: incoming.request_id.clone(),
+        causation: delivery_id.to_string(),
+        correlation: delivery.call_id().map(str::to_owned),
+        raw_delivery: Some(raw),
+        occurred_at: delivery_time(&delivery).unwrap_or(received_at),
+        keep_rejections: true,
     };
-    let execution = ledger.execute(&routed.target, &provenance).await?;
+    let execution = state.ledger().execute(&routed.target, &provenance).await?;
     if let Some(answer) = function_answer {
-        // The agent waits for the answer; a retried function call gets it again rather than a
-        // 409 it cannot use.
+        // The agent waits for the answer; a retried function call gets the answer it was
+        // given the first time (recorded on the call's stream), not a 409 it cannot use.
+        let answer = match &execution {
+            Execution::Duplicate { stream } => {
+                match recorded_answer(state, stream, delivery_id).await? {
+                    Some(recorded) => FunctionAnswer {
+                        answer: recorded,
+                        ..answer
+                    },
+                    None => answer,
+                }
+            }
+            _ => answer,
+        };
         return Ok(Acknowledgement::FunctionResult {
             body: answer.response_body(),
         });
@@ -243,11 +244,10 @@ async fn accept(
         Execution::Recorded {
             events,
             rejection: Some(rejection),
-            ..
         } => Acknowledgement::Anomaly {
             delivery_id,
             events,
-            reason: rejection_code(&rejection),
+            reason: rejection.code(),
             message: rejection.to_string(),
         },
         Execution::Recorded { events, .. } => Acknowledgement::Accepted {
@@ -262,9 +262,27 @@ async fn accept(
     })
 }
 
-fn rejection_code(rejection: &Rejection) -> &'static str {
-    rejection.code()
+/// The availability answer recorded for an earlier copy of this function call.
+async fn recorded_answer(
+    state: &AppState,
+    stream: &str,
+    delivery_id: Uuid,
+) -> Result<Option<AvailabilityAnswer>, Error> {
+    let history = crate::ledger::read_whole_stream(state.store.as_ref(), stream).await?;
+    let delivery_id = delivery_id.to_string();
+    Ok(history
+        .into_iter()
+        .filter(|e| e.metadata.get("delivery_id").and_then(Value::as_str) == Some(&delivery_id))
+        .find_map(
+            |e| match Event::from_parts(&e.event_type, e.schema_version, e.data) {
+                Ok(Event::AvailabilityChecked(checked)) => Some(checked.answer),
+                _ => None,
+            },
+        ))
 }
+
+/// How long a sender may take to send its body.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Reads at most `limit` bytes: a declared length over it is refused before reading, and a
 /// chunked body stops being read as soon as it passes the limit.
@@ -277,7 +295,17 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
         return Err(Error::BodyTooLarge { limit });
     }
     use http_body_util::BodyExt;
-    match http_body_util::Limited::new(body, limit).collect().await {
+    // A sender that trickles its body would otherwise hold a task (and delay shutdown) for
+    // as long as it likes.
+    let collected = tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        http_body_util::Limited::new(body, limit).collect(),
+    )
+    .await
+    .map_err(|_| Error::BodyTimeout {
+        after: BODY_READ_TIMEOUT,
+    })?;
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<http_body_util::LengthLimitError>() => {
             Err(Error::BodyTooLarge { limit })

@@ -18,6 +18,7 @@ mod read_models;
 mod routing;
 mod serve;
 mod state;
+mod tenants;
 
 pub use error::Error;
 pub use http::router;

@@ -6,20 +6,23 @@
 //! from the event it reacts to, and the aggregates treat a repeated link as no change. So the
 //! checkpoint only saves work on restart; losing it is harmless.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use switchboard_domain::{Event, policy};
-use switchboard_store::{EventStore, RecordedEvent, Subscription};
+use switchboard_store::{EventStore, RecordedEvent, StoreError, Subscription};
 use tokio::sync::watch;
 
-use crate::ledger::{DELIVERY_RECEIVED, Ledger, Provenance, StreamLocks, Target};
+use crate::ledger::{Ledger, Provenance, StreamLocks, Target};
 
 pub const CHECKPOINT_FILE: &str = "policy.checkpoint";
 
-/// How many events between checkpoint writes while catching up.
-const CHECKPOINT_EVERY: u64 = 500;
+/// How often the checkpoint is saved while events flow; also saved on shutdown.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Asked to stop in the middle of a reaction: its event is not past the checkpoint.
+struct Stopped;
 
 pub struct Reactor {
     pub store: Arc<dyn EventStore>,
@@ -30,7 +33,7 @@ pub struct Reactor {
 impl Reactor {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut next = read_checkpoint(&self.checkpoint_path);
-        let mut since_saved = 0u64;
+        let mut saved = (next, Instant::now());
         let mut subscription = Subscription::new(self.store.clone(), next);
         loop {
             let event = tokio::select! {
@@ -39,36 +42,51 @@ impl Reactor {
             };
             match event {
                 Ok(event) => {
-                    self.react_to(&event).await;
+                    if self.react_to(&event, &mut shutdown).await.is_err() {
+                        break;
+                    }
                     next = event.position + 1;
-                    since_saved += 1;
-                    let caught_up =
-                        self.store.watch_head().borrow().checked_sub(event.position) == Some(0);
-                    if since_saved >= CHECKPOINT_EVERY || caught_up {
-                        write_checkpoint(&self.checkpoint_path, next);
-                        since_saved = 0;
+                    if saved.1.elapsed() >= CHECKPOINT_INTERVAL {
+                        save_checkpoint(&self.checkpoint_path, next).await;
+                        saved = (next, Instant::now());
                     }
                 }
                 Err(error) => {
                     tracing::warn!(%error, "policy: reading the log failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown.changed() => break,
+                    }
                     subscription = Subscription::new(self.store.clone(), next);
                 }
             }
         }
-        write_checkpoint(&self.checkpoint_path, next);
+        if saved.0 != next {
+            save_checkpoint(&self.checkpoint_path, next).await;
+        }
     }
 
-    async fn react_to(&self, recorded: &RecordedEvent) {
-        if recorded.event_type == DELIVERY_RECEIVED {
-            return;
+    fn ledger(&self) -> Ledger<'_> {
+        Ledger {
+            store: self.store.as_ref(),
+            locks: &self.locks,
+        }
+    }
+
+    async fn react_to(
+        &self,
+        recorded: &RecordedEvent,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), Stopped> {
+        if !policy::REACTS_TO.contains(&recorded.event_type.as_str()) {
+            return Ok(());
         }
         let Ok(event) = Event::from_parts(
             &recorded.event_type,
             recorded.schema_version,
             recorded.data.clone(),
         ) else {
-            return;
+            return Ok(());
         };
         for (index, (stream, command)) in policy::react(&event).into_iter().enumerate() {
             let target = Target::Decide { stream, command };
@@ -86,18 +104,21 @@ impl Reactor {
                 occurred_at: recorded.occurred_at,
                 keep_rejections: true,
             };
-            let ledger = Ledger {
-                store: self.store.as_ref(),
-                locks: &self.locks,
-            };
-            // A store outage must not drop a reaction: retry until it is recorded or we stop.
+            // A store outage or a contended stream must not drop a reaction: retry until it
+            // is recorded or we are asked to stop (the checkpoint then stays before it).
             let mut delay = Duration::from_millis(100);
             loop {
-                match ledger.execute(&target, &provenance).await {
+                match self.ledger().execute(&target, &provenance).await {
                     Ok(_) => break,
-                    Err(crate::Error::Store(error)) if error.is_transient() => {
+                    Err(crate::Error::Store(error))
+                        if error.is_transient()
+                            || matches!(error, StoreError::WrongExpectedVersion { .. }) =>
+                    {
                         tracing::warn!(%error, ?target, "policy reaction failed; retrying");
-                        tokio::time::sleep(delay).await;
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => {}
+                            _ = shutdown.changed() => return Err(Stopped),
+                        }
                         delay = (delay * 2).min(Duration::from_secs(10));
                     }
                     Err(error) => {
@@ -110,22 +131,33 @@ impl Reactor {
                 }
             }
         }
+        Ok(())
     }
 }
 
-fn read_checkpoint(path: &std::path::Path) -> u64 {
+fn read_checkpoint(path: &Path) -> u64 {
     std::fs::read_to_string(path)
         .ok()
         .and_then(|text| text.trim().parse().ok())
         .unwrap_or(0)
 }
 
-/// Write-then-rename, so a crash leaves the old or the new checkpoint, never a torn one.
-fn write_checkpoint(path: &std::path::Path, next: u64) {
-    let temp = path.with_extension("tmp");
-    let result =
-        std::fs::write(&temp, next.to_string()).and_then(|()| std::fs::rename(&temp, path));
-    if let Err(error) = result {
-        tracing::warn!(%error, path = %path.display(), "policy checkpoint not saved");
+/// Write, fsync, rename: a crash leaves the old or the new checkpoint, never a torn one. Off
+/// the async threads, since it waits for the disk.
+async fn save_checkpoint(path: &Path, next: u64) {
+    let path = path.to_owned();
+    let result = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let temp = path.with_extension("tmp");
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(next.to_string().as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temp, &path)
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "policy checkpoint not saved"),
+        Err(error) => tracing::warn!(%error, "policy checkpoint task failed"),
     }
 }

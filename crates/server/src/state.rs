@@ -9,7 +9,7 @@ use switchboard_store::EventStore;
 use switchboard_webhooks::Keyring;
 
 use crate::config::Config;
-use crate::ledger::StreamLocks;
+use crate::ledger::{Ledger, StreamLocks};
 use crate::quarantine::Quarantine;
 use crate::rate_limit::EndpointLimits;
 use crate::read_models::ReadModelHandle;
@@ -46,6 +46,14 @@ impl AppState {
             lag,
             read_models: ReadModelHandle::new(read_models),
             config,
+        }
+    }
+
+    /// Records commands on streams through this instance's per-stream locks.
+    pub(crate) fn ledger(&self) -> Ledger<'_> {
+        Ledger {
+            store: self.store.as_ref(),
+            locks: &self.locks,
         }
     }
 

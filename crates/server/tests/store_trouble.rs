@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use switchboard_projections::{Projector, ReadModels};
 use switchboard_server::AppState;
-use switchboard_server::config::{Config, SecretList};
+use switchboard_server::config::Config;
 use switchboard_store::sqlite::{SqliteOptions, SqliteStore};
 use switchboard_store::{
     AppendOutcome, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError,
@@ -109,7 +109,7 @@ async fn a_store_that_cannot_append_gets_503_and_the_service_recovers_with_it() 
     let as_store: Arc<dyn EventStore> = store.clone();
     let lag = Projector::open(as_store.clone(), dir.path()).unwrap().lag();
     let mut config = Config::default();
-    config.secrets.retell = SecretList(vec![SECRET.to_owned()]);
+    config.secrets.retell = vec![Secret::new(SECRET)];
     let state = AppState::new(
         as_store.clone(),
         config,

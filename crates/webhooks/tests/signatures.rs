@@ -242,6 +242,39 @@ fn every_stripe_v1_is_tried() {
 }
 
 #[test]
+fn a_stripe_header_with_more_signatures_than_any_roll_needs_is_refused_before_any_hmac() {
+    let bogus = "0".repeat(64);
+    let with = |count: usize| {
+        let mut header = format!("t={STRIPE_T}");
+        for _ in 1..count {
+            header.push_str(&format!(",v1={bogus}"));
+        }
+        header.push_str(&format!(",v1={STRIPE_KAT}"));
+        header
+    };
+    let check = |header: String| {
+        verify(
+            Provider::Stripe,
+            &[("Stripe-Signature", header.as_str())],
+            STRIPE_BODY,
+            &secrets(&["webhook_secret"]),
+            STRIPE_T * 1000,
+        )
+    };
+    assert!(
+        check(with(8)).is_ok(),
+        "eight signatures, the last valid, verify"
+    );
+    match check(with(9)) {
+        Err(VerifyError::MalformedHeader {
+            part: HeaderPart::Digest,
+            ..
+        }) => {}
+        other => panic!("nine signatures must be a malformed header, got {other:?}"),
+    }
+}
+
+#[test]
 fn stripe_v0_alone_is_not_accepted() {
     let headers = [("Stripe-Signature", format!("t={STRIPE_T},v0={STRIPE_KAT}"))];
     let err = verify(

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::authenticate;
+use super::params;
 use crate::{AppState, Error};
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -46,7 +47,7 @@ async fn quarantine(
     Query(query): Query<LimitQuery>,
 ) -> Result<Json<Value>, Error> {
     authenticate(&state, &headers).await?.require_admin()?;
-    let limit = parse_number("limit", query.limit.as_deref(), 100, 10_000)? as usize;
+    let limit = params::limit(query.limit.as_deref(), 100)?;
     Ok(Json(json!({ "items": state.quarantine.list(limit) })))
 }
 
@@ -57,7 +58,7 @@ async fn stream(
     Query(query): Query<LimitQuery>,
 ) -> Result<Json<Value>, Error> {
     authenticate(&state, &headers).await?.require_admin()?;
-    let limit = parse_number("limit", query.limit.as_deref(), 1000, 10_000)? as usize;
+    let limit = params::limit(query.limit.as_deref(), 1000)?.min(10_000);
     let from = parse_number("from_version", query.from_version.as_deref(), 0, u64::MAX)?;
     let events = state.store.read_stream(&stream, from, limit).await?;
     if events.is_empty() && state.store.stream_version(&stream).await?.is_none() {

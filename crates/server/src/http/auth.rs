@@ -55,7 +55,7 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Acces
     if let Some(admin) = &state.config.admin_token {
         // Compare digests so the comparison is constant-time and length-independent.
         let given = Sha256::digest(token.as_bytes());
-        let expected = Sha256::digest(admin.as_bytes());
+        let expected = Sha256::digest(admin.expose().as_bytes());
         if bool::from(given.ct_eq(&expected)) {
             return Ok(Access::Admin);
         }

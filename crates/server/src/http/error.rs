@@ -16,12 +16,15 @@ impl Error {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Error::BodyUnreadable(_) | Error::BadRequest { .. } | Error::Parse { .. } => {
                 StatusCode::BAD_REQUEST
             }
-            Error::Intake(error) => match error.path() {
-                Some(_) => StatusCode::BAD_REQUEST,
-                None => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Intake(error) => match error {
+                switchboard_intake::IntakeError::MissingAvailabilityAnswer => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+                _ => StatusCode::BAD_REQUEST,
             },
             Error::Verify(_) | Error::Unsigned => StatusCode::UNAUTHORIZED,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -29,7 +32,6 @@ impl Error {
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
-            Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Error::Store(e) => match e {
                 StoreError::EventTooLarge { .. } | StoreError::InvalidAppend(_) => {
                     StatusCode::BAD_REQUEST
@@ -47,6 +49,7 @@ impl Error {
         match self {
             Error::Config(_) | Error::Internal(_) | Error::ReadModels(_) => "internal_error",
             Error::BodyTooLarge { .. } => "payload_too_large",
+            Error::BodyTimeout { .. } => "request_timeout",
             Error::BodyUnreadable(_) => "malformed_payload",
             Error::Intake(error) => error.code(),
             Error::Parse { error } => error.code(),
@@ -58,7 +61,6 @@ impl Error {
             | Error::Unprocessable { code, .. } => code,
             Error::Forbidden(_) => "forbidden",
             Error::NotFound { .. } => "not_found",
-            Error::ShuttingDown => "shutting_down",
             Error::Store(e) => match e {
                 StoreError::EventTooLarge { .. } => "payload_too_large",
                 StoreError::InvalidAppend(_) => "malformed_payload",
@@ -111,7 +113,8 @@ impl IntoResponse for Error {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
             }
         }
-        if matches!(&self, Error::Store(e) if e.is_transient()) {
+        // Every 503 says when to come back: nothing was recorded, and a retry is expected.
+        if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));

@@ -5,6 +5,7 @@ mod auth;
 mod error;
 mod health;
 mod ingest;
+mod params;
 mod query;
 
 use std::sync::Arc;

@@ -8,13 +8,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use switchboard_intake::tenant::{TenantRegistrationRequest, register_tenant};
+use switchboard_intake::tenant::TenantRegistrationRequest;
 
 use super::auth::{Access, authenticate};
-use crate::ledger::{Execution, Ledger, Provenance, Target};
+use super::params;
 use crate::{AppState, Error};
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -36,18 +35,6 @@ struct ListQuery {
     tenant_id: Option<String>,
     limit: Option<String>,
     after: Option<String>,
-}
-
-fn limit(raw: Option<&str>) -> Result<usize, Error> {
-    match raw {
-        None => Ok(DEFAULT_LIMIT),
-        Some(text) => text.trim().parse::<usize>().map_err(|_| {
-            Error::bad_request(
-                "invalid_limit",
-                format!("limit={text:?} is not a whole number"),
-            )
-        }),
-    }
 }
 
 /// The tenant a list is for: a tenant token only ever lists its own.
@@ -98,7 +85,7 @@ async fn list_calls(
 ) -> Result<Json<Value>, Error> {
     let access = authenticate(&state, &headers).await?;
     let tenant = list_scope(&access, query.tenant_id)?;
-    let limit = limit(query.limit.as_deref())?;
+    let limit = params::limit(query.limit.as_deref(), DEFAULT_LIMIT)?;
     let page = state
         .read_models
         .query(move |rm| rm.calls(tenant.as_deref(), limit, query.after.as_deref()))
@@ -133,7 +120,7 @@ async fn list_appointments(
 ) -> Result<Json<Value>, Error> {
     let access = authenticate(&state, &headers).await?;
     let tenant = list_scope(&access, query.tenant_id)?;
-    let limit = limit(query.limit.as_deref())?;
+    let limit = params::limit(query.limit.as_deref(), DEFAULT_LIMIT)?;
     let page = state
         .read_models
         .query(move |rm| rm.appointments(tenant.as_deref(), limit, query.after.as_deref()))
@@ -201,7 +188,7 @@ async fn list_anomalies(
 ) -> Result<Json<Value>, Error> {
     let access = authenticate(&state, &headers).await?;
     let tenant = list_scope(&access, query.tenant_id)?;
-    let limit = limit(query.limit.as_deref())?;
+    let limit = params::limit(query.limit.as_deref(), DEFAULT_LIMIT)?;
     let page = state
         .read_models
         .query(move |rm| {
@@ -233,61 +220,21 @@ async fn get_tenant(
     Ok(Json(json!(tenant)))
 }
 
+/// Registering or changing a tenant is the admin's: a tenant that could edit its own
+/// registry could claim another tenant's phone number or organizer and read its calls.
 async fn put_tenant(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(tenant_id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, Error> {
-    let access = authenticate(&state, &headers).await?;
-    if !access.sees(Some(&tenant_id)) {
-        return Err(Error::not_found(format!("tenant {tenant_id}")));
-    }
-    let mut request: TenantRegistrationRequest = serde_json::from_slice(&body).map_err(|e| {
+    authenticate(&state, &headers).await?.require_admin()?;
+    let request: TenantRegistrationRequest = serde_json::from_slice(&body).map_err(|e| {
         Error::bad_request("malformed_payload", format!("tenant registration: {e}"))
     })?;
-    // Numbers are recorded in E.164, the form Retell reports `to_number` in, so attribution
-    // never depends on how a number was typed here.
-    for branch in &mut request.branches {
-        for number in &mut branch.phone_numbers {
-            if let Some(e164) = switchboard_projections::normalize_phone(number) {
-                *number = e164;
-            }
-        }
-    }
-    let now = Utc::now();
-    let (stream, command) = register_tenant(&tenant_id, request, now)?;
-    let request_id = uuid::Uuid::new_v4().to_string();
-    let provenance = Provenance {
-        // Each PUT is its own request; the aggregate records only what changed.
-        dedupe_key: format!("admin:{request_id}"),
-        provider: "admin".to_owned(),
-        request_id: request_id.clone(),
-        causation: request_id,
-        correlation: None,
-        raw_delivery: None,
-        occurred_at: now,
-        // An invalid registry is the caller's mistake to fix, not a fact to keep.
-        keep_rejections: false,
-    };
-    let ledger = Ledger {
-        store: state.store.as_ref(),
-        locks: &state.locks,
-    };
-    match ledger
-        .execute(&Target::Decide { stream, command }, &provenance)
-        .await?
-    {
-        Execution::Recorded { events, .. } => Ok((
-            StatusCode::OK,
-            Json(json!({ "status": "accepted", "tenant_id": tenant_id, "events": events })),
-        )),
-        Execution::Refused { rejection } => Err(Error::Unprocessable {
-            code: rejection.code(),
-            message: rejection.to_string(),
-        }),
-        Execution::Duplicate { .. } => Err(Error::Internal(
-            "a fresh request id was already recorded".to_owned(),
-        )),
-    }
+    let events = crate::tenants::register(&state, &tenant_id, request).await?;
+    Ok((
+        StatusCode::OK,
+        Json(json!({ "status": "accepted", "tenant_id": tenant_id, "events": events })),
+    ))
 }

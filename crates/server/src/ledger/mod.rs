@@ -55,8 +55,13 @@ pub struct Provenance {
 impl Provenance {
     /// The delivery id providers see: stable for retries of one delivery.
     pub fn delivery_id(&self) -> Uuid {
-        Uuid::new_v5(&EVENT_ID_NAMESPACE, self.dedupe_key.as_bytes())
+        delivery_id(&self.dedupe_key)
     }
+}
+
+/// The id of the delivery (or reaction) with this dedupe key: the same for every retry.
+pub fn delivery_id(dedupe_key: &str) -> Uuid {
+    Uuid::new_v5(&EVENT_ID_NAMESPACE, dedupe_key.as_bytes())
 }
 
 /// One stored event, as the ingest answer lists it.
@@ -74,8 +79,6 @@ pub enum Execution {
     Recorded {
         events: Vec<EventRef>,
         rejection: Option<Rejection>,
-        /// Domain events the aggregate decided (empty for a domain-level duplicate).
-        decided: Vec<Event>,
     },
     /// The dedupe key is already in the stream: nothing appended.
     Duplicate { stream: String },
@@ -147,17 +150,15 @@ impl Ledger<'_> {
                 return Ok(Execution::Recorded {
                     events: Vec::new(),
                     rejection,
-                    decided,
                 });
             }
+            // The types are all the answer needs; the events themselves (with a raw body of up
+            // to --max-body) move into the append rather than being copied.
+            let types: Vec<String> = new_events.iter().map(|e| e.event_type.clone()).collect();
             let started = Instant::now();
             let appended = self
                 .store
-                .append(
-                    &name,
-                    ExpectedVersion::from_current(current),
-                    new_events.clone(),
-                )
+                .append(&name, ExpectedVersion::from_current(current), new_events)
                 .await;
             crate::metrics::append_latency(started.elapsed());
             match appended {
@@ -171,18 +172,14 @@ impl Ledger<'_> {
                     let events = outcome
                         .events
                         .iter()
-                        .zip(&new_events)
-                        .map(|(stored, event)| EventRef {
+                        .zip(types)
+                        .map(|(stored, event_type)| EventRef {
                             stream: name.clone(),
-                            event_type: event.event_type.clone(),
+                            event_type,
                             version: stored.version,
                         })
                         .collect();
-                    return Ok(Execution::Recorded {
-                        events,
-                        rejection,
-                        decided,
-                    });
+                    return Ok(Execution::Recorded { events, rejection });
                 }
                 Err(StoreError::WrongExpectedVersion { .. }) if attempt < MAX_ATTEMPTS => {
                     tracing::debug!(stream = %name, attempt, "stream moved on; deciding again");

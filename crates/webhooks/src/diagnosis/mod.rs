@@ -240,6 +240,9 @@ pub fn diagnose<H: HeaderLookup + ?Sized>(
     diagnosis
 }
 
+/// The largest body whose re-encodings the diagnosis tries (real webhooks are a few KiB).
+pub const MAX_DIAGNOSED_BODY: usize = 64 * 1024;
+
 /// The mismatch diagnosis `verify` attaches. Costs a handful of HMACs and JSON re-encodings
 /// per secret, paid only on failures.
 pub(crate) fn diagnose_candidates(
@@ -249,6 +252,18 @@ pub(crate) fn diagnose_candidates(
     secrets: &[Secret],
 ) -> Diagnosis {
     let mut diagnosis = Diagnosis::default();
+    // Re-encoding a body and re-signing every variant costs several HMACs per secret; past a
+    // size no webhook reaches, an unauthenticated sender could make that expensive, so only
+    // the configuration's shape is examined.
+    if body.len() > MAX_DIAGNOSED_BODY {
+        shape_findings(
+            provider,
+            candidates.first().map(|c| c.scheme),
+            secrets,
+            &mut diagnosis,
+        );
+        return diagnosis;
+    }
     let variants = body_variants(body);
     for (secret_index, secret) in secrets.iter().enumerate() {
         let key = secret.expose().as_bytes();

@@ -60,10 +60,28 @@ pub fn verify<H: HeaderLookup + ?Sized>(
         return Err(VerifyError::NoSecretConfigured { provider });
     }
     let candidates = candidates(provider, headers)?;
+    // One MAC per secret and signed message: all of a Stripe header's `v1` entries share one
+    // timestamp, so a header with several signatures costs one HMAC of the body, not several.
     let matched = secrets.iter().enumerate().find_map(|(index, secret)| {
+        let key = secret.expose().as_bytes();
+        let mut computed: Option<(Scheme, Option<i64>, [u8; 32])> = None;
         candidates
             .iter()
-            .find(|candidate| digest_matches(candidate, secret.expose().as_bytes(), body))
+            .find(|candidate| {
+                let expected = match computed {
+                    Some((scheme, ts, mac))
+                        if scheme == candidate.scheme && ts == candidate.timestamp =>
+                    {
+                        mac
+                    }
+                    _ => {
+                        let mac = compute(candidate.scheme, key, body, candidate.timestamp);
+                        computed = Some((candidate.scheme, candidate.timestamp, mac));
+                        mac
+                    }
+                };
+                bool::from(expected.ct_eq(&candidate.digest))
+            })
             .map(|candidate| (index, candidate))
     });
     let Some((secret_index, candidate)) = matched else {

@@ -44,6 +44,17 @@ pub(crate) fn candidates<H: HeaderLookup + ?Sized>(
             _ => {}
         }
     }
+    // Stripe sends one `v1` per active secret (two during a roll). A header with dozens is
+    // not Stripe, and each entry would cost work: refuse it before any HMAC.
+    if signatures.len() > MAX_SIGNATURES {
+        return Err(malformed(
+            HeaderPart::Digest,
+            format!(
+                "{} `v1=` entries; Stripe sends at most a few (one per active secret), we accept up to {MAX_SIGNATURES}",
+                signatures.len()
+            ),
+        ));
+    }
     let Some(timestamp) = timestamp else {
         return Err(malformed(
             HeaderPart::Timestamp,
@@ -68,6 +79,9 @@ pub(crate) fn candidates<H: HeaderLookup + ?Sized>(
         })
         .collect())
 }
+
+/// The most `v1` signatures one header may carry.
+pub(crate) const MAX_SIGNATURES: usize = 8;
 
 pub(crate) fn sign(key: &[u8], body: &[u8], now_unix_ms: i64) -> Vec<(String, String)> {
     let t = now_unix_ms.div_euclid(1000);
