@@ -17,6 +17,7 @@ use switchboard_store::{EventStore, ExpectedVersion, NewEvent, RecordedEvent, St
 use uuid::Uuid;
 
 pub use locks::StreamLocks;
+use locks::{KnownStream, StreamState};
 
 use crate::Error;
 
@@ -119,18 +120,22 @@ impl Ledger<'_> {
         provenance: &Provenance,
     ) -> Result<Execution, Error> {
         let name = target.stream_name();
-        let _guard = self.locks.lock(&name).await;
+        let mut state = self.locks.lock(&name).await;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let history = read_whole_stream(self.store, &name).await?;
-            if contains_dedupe_key(&history, &provenance.dedupe_key) {
+            // First use of the stream in this process, or another writer moved it on: read
+            // what we have not seen. Otherwise what we know is what our own appends made it.
+            if state.is_none() || attempt > 1 {
+                catch_up(self.store, &name, &mut state).await?;
+            }
+            let known = state.get_or_insert_with(KnownStream::default);
+            if known.dedupe_keys.contains(&provenance.dedupe_key) {
                 return Ok(Execution::Duplicate { stream: name });
             }
-            let current = history.last().map(|e| e.version);
             let (decided, rejection) = match target {
                 Target::Decide { stream, command } => {
-                    match decide(stream, &domain_events(&history), command.clone()) {
+                    match decide(stream, &known.history, command.clone()) {
                         Ok(events) => (events, None),
                         Err(rejection) if !provenance.keep_rejections => {
                             return Ok(Execution::Refused { rejection });
@@ -158,7 +163,11 @@ impl Ledger<'_> {
             let started = Instant::now();
             let appended = self
                 .store
-                .append(&name, ExpectedVersion::from_current(current), new_events)
+                .append(
+                    &name,
+                    ExpectedVersion::from_current(known.version),
+                    new_events,
+                )
                 .await;
             crate::metrics::append_latency(started.elapsed());
             match appended {
@@ -166,9 +175,14 @@ impl Ledger<'_> {
                 // read and our append: the store recognised the event ids and wrote nothing.
                 // To the provider that is a duplicate like any other.
                 Ok(outcome) if outcome.already_recorded => {
+                    // What we know is behind the store now; read it again next time.
+                    *state = None;
                     return Ok(Execution::Duplicate { stream: name });
                 }
                 Ok(outcome) => {
+                    known.version = outcome.last_version();
+                    known.dedupe_keys.insert(provenance.dedupe_key.clone());
+                    known.history.extend(decided);
                     let events = outcome
                         .events
                         .iter()
@@ -185,8 +199,37 @@ impl Ledger<'_> {
                     tracing::debug!(stream = %name, attempt, "stream moved on; deciding again");
                     continue;
                 }
+                // Nothing we know changed: an append that failed wrote nothing, and one whose
+                // answer was lost shows up as a version conflict next time.
                 Err(error) => return Err(error.into()),
             }
+        }
+    }
+}
+
+/// Reads the events of `stream` after what `state` knows, and folds them in.
+async fn catch_up(
+    store: &dyn EventStore,
+    stream: &str,
+    state: &mut StreamState,
+) -> Result<(), StoreError> {
+    const PAGE: usize = 1000;
+    let known = state.get_or_insert_with(KnownStream::default);
+    loop {
+        let from = known.version.map_or(0, |v| v + 1);
+        let page = store.read_stream(stream, from, PAGE).await?;
+        let full = page.len() == PAGE;
+        for recorded in page {
+            known.version = Some(recorded.version);
+            if let Some(key) = recorded.metadata.get("dedupe_key").and_then(Value::as_str) {
+                known.dedupe_keys.insert(key.to_owned());
+            }
+            if let Some(event) = domain_event(recorded) {
+                known.history.push(event);
+            }
+        }
+        if !full {
+            return Ok(());
         }
     }
 }
@@ -208,27 +251,19 @@ pub async fn read_whole_stream(
     }
 }
 
-fn contains_dedupe_key(history: &[RecordedEvent], key: &str) -> bool {
-    history
-        .iter()
-        .any(|event| event.metadata.get("dedupe_key").and_then(Value::as_str) == Some(key))
-}
-
-/// The stream's domain events; envelope-only records (the raw deliveries) are skipped, and so
-/// is anything this binary cannot decode — which the anomalies projection reports.
-pub fn domain_events(history: &[RecordedEvent]) -> Vec<Event> {
-    history
-        .iter()
-        .filter(|e| e.event_type != DELIVERY_RECEIVED)
-        .filter_map(|e| {
-            Event::from_parts(&e.event_type, e.schema_version, e.data.clone())
-                .map_err(|error| {
-                    tracing::warn!(stream = %e.stream, version = e.version, %error,
-                        "stored event not understood; the aggregate decides without it");
-                })
-                .ok()
+/// A stored event as the aggregate sees it; envelope-only records (the raw deliveries) are
+/// not domain events, and anything this binary cannot decode is left out — the anomalies
+/// projection reports it.
+fn domain_event(recorded: RecordedEvent) -> Option<Event> {
+    if recorded.event_type == DELIVERY_RECEIVED {
+        return None;
+    }
+    Event::from_parts(&recorded.event_type, recorded.schema_version, recorded.data)
+        .map_err(|error| {
+            tracing::warn!(stream = %recorded.stream, version = recorded.version, %error,
+                "stored event not understood; the aggregate decides without it");
         })
-        .collect()
+        .ok()
 }
 
 fn envelope(decided: &[Event], provenance: &Provenance) -> Vec<NewEvent> {
@@ -272,4 +307,137 @@ fn envelope(decided: &[Event], provenance: &Provenance) -> Vec<NewEvent> {
         });
     }
     events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use switchboard_domain::command::{CallCommand, StartCall};
+    use switchboard_domain::event::CallParties;
+    use switchboard_store::sqlite::{SqliteOptions, SqliteStore};
+
+    fn provenance(key: &str) -> Provenance {
+        Provenance {
+            dedupe_key: key.to_owned(),
+            provider: "retell".to_owned(),
+            request_id: key.to_owned(),
+            causation: key.to_owned(),
+            correlation: Some("c1".to_owned()),
+            raw_delivery: Some(serde_json::json!({"body": key})),
+            occurred_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
+            keep_rejections: true,
+        }
+    }
+
+    fn keep(stream: &str) -> Target {
+        Target::Keep {
+            stream: stream.to_owned(),
+        }
+    }
+
+    fn versions(execution: &Execution) -> Vec<u64> {
+        match execution {
+            Execution::Recorded { events, .. } => events.iter().map(|e| e.version).collect(),
+            other => panic!("expected a record, got {other:?}"),
+        }
+    }
+
+    /// Two ledgers with their own locks and caches on one store behave like two instances on
+    /// one database: a stale cache costs a retry, never a wrong version or a lost duplicate.
+    #[tokio::test]
+    async fn a_stale_cache_catches_up_and_still_finds_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            SqliteStore::open(&dir.path().join("events.sqlite"), SqliteOptions::default()).unwrap();
+        let (locks_a, locks_b) = (StreamLocks::default(), StreamLocks::default());
+        let a = Ledger {
+            store: &store,
+            locks: &locks_a,
+        };
+        let b = Ledger {
+            store: &store,
+            locks: &locks_b,
+        };
+
+        assert_eq!(
+            versions(
+                &a.execute(&keep("call-c1"), &provenance("d1"))
+                    .await
+                    .unwrap()
+            ),
+            [0]
+        );
+        // B has never seen the stream: it reads it, then appends after A's event.
+        assert_eq!(
+            versions(
+                &b.execute(&keep("call-c1"), &provenance("d2"))
+                    .await
+                    .unwrap()
+            ),
+            [1]
+        );
+        // A still believes the stream ends at 0: its append conflicts, it catches up, retries.
+        assert_eq!(
+            versions(
+                &a.execute(&keep("call-c1"), &provenance("d3"))
+                    .await
+                    .unwrap()
+            ),
+            [2]
+        );
+        // And it now knows B's delivery: a copy of it is a duplicate.
+        assert!(matches!(
+            a.execute(&keep("call-c1"), &provenance("d2"))
+                .await
+                .unwrap(),
+            Execution::Duplicate { .. }
+        ));
+        // B is behind by A's last append and learns it the same way.
+        assert!(matches!(
+            b.execute(&keep("call-c1"), &provenance("d3"))
+                .await
+                .unwrap(),
+            Execution::Duplicate { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_aggregate_decides_on_what_the_cache_holds_including_its_own_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            SqliteStore::open(&dir.path().join("events.sqlite"), SqliteOptions::default()).unwrap();
+        let locks = StreamLocks::default();
+        let ledger = Ledger {
+            store: &store,
+            locks: &locks,
+        };
+        let at = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+        let start = || Target::Decide {
+            stream: StreamId::call("c1"),
+            command: Command::Call(CallCommand::StartCall(StartCall {
+                call_id: "c1".into(),
+                occurred_at: at,
+                parties: CallParties::default(),
+            })),
+        };
+        let first = ledger
+            .execute(&start(), &provenance("started-1"))
+            .await
+            .unwrap();
+        assert_eq!(versions(&first), [0, 1], "raw delivery and CallStarted");
+        // Another copy of `call_started` under a different key: the Call aggregate, fed from
+        // the cache, sees the call already started and decides nothing new.
+        let second = ledger
+            .execute(&start(), &provenance("started-2"))
+            .await
+            .unwrap();
+        match second {
+            Execution::Recorded { events, .. } => {
+                let types: Vec<_> = events.iter().map(|e| e.event_type.as_str()).collect();
+                assert_eq!(types, ["DeliveryReceived"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
