@@ -141,7 +141,7 @@ impl KurrentStore {
         if let Some(position) = last.and_then(switchboard_position) {
             inner.advance_head(position);
         }
-        let feed = subscription::spawn_feed(Arc::clone(&inner), last);
+        let feed = subscription::spawn_feed(Arc::clone(&inner));
         Ok(KurrentStore { inner, head, feed })
     }
 

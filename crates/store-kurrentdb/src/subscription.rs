@@ -1,57 +1,67 @@
-//! The head feed: a catch-up subscription to `$all`, filtered to the store's streams, that
-//! moves `watch_head` for every commit, this process's or another's.
+//! The head feed: a subscription to `$all`, filtered to the store's streams, that moves
+//! `watch_head` for every commit, this process's or another's.
 //!
 //! The head is only a wake-up call for `switchboard_store::Subscription`, which then reads
-//! `$all` itself; so the feed carries no events, only positions, and losing its connection
-//! loses nothing: it subscribes again from the last position it saw and catches up.
+//! `$all` itself, so the feed carries positions, not events, and starts live (from the end)
+//! rather than scanning the log. Whenever the server confirms a subscription (the first time,
+//! and after the client resubscribed by itself) the newest position is read once, so commits
+//! made while the feed was connecting or down still move the head.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use kurrentdb::{Position, StreamPosition, SubscribeToAllOptions};
+use kurrentdb::{StreamPosition, SubscribeToAllOptions, SubscriptionEvent};
 use tokio::task::JoinHandle;
 
 use crate::Inner;
 use crate::mapping::switchboard_position;
-use crate::read::filter;
+use crate::read::{filter, last_event};
 
-/// The pause before subscribing again after the subscription failed (server restarting,
-/// network gone): long enough not to hammer a server that is down.
+/// The pause before subscribing again after the subscription failed for good (the client
+/// retries by itself first): long enough not to hammer a server that is down.
 const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
 
-/// Starts the feed after `from` (the newest event when the store opened; None: the start).
-pub fn spawn_feed(inner: Arc<Inner>, from: Option<Position>) -> JoinHandle<()> {
+pub fn spawn_feed(inner: Arc<Inner>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut from = from.map_or(StreamPosition::Start, StreamPosition::Position);
         loop {
             let options = SubscribeToAllOptions::default()
-                .position(from)
+                .position(StreamPosition::End)
                 .filter(filter(&inner));
             let mut subscription = inner.client.subscribe_to_all(&options).await;
-            loop {
-                match subscription.next().await {
-                    Ok(resolved) => {
-                        let Some(record) = resolved.event else {
-                            continue;
-                        };
-                        let position = record.position;
-                        inner.boundaries.remember(position);
-                        from = StreamPosition::Position(position);
-                        if let Some(head) = switchboard_position(position) {
-                            inner.advance_head(head);
-                        }
-                    }
-                    Err(error) => {
-                        tracing::warn!(
-                            server = %inner.target,
-                            %error,
-                            "KurrentDB head subscription failed; subscribing again"
-                        );
-                        break;
-                    }
-                }
+            if let Err(error) = follow(&inner, &mut subscription).await {
+                tracing::warn!(
+                    server = %inner.target,
+                    %error,
+                    "KurrentDB head subscription failed; subscribing again"
+                );
             }
             tokio::time::sleep(RESUBSCRIBE_AFTER).await;
         }
     })
+}
+
+/// Moves the head until the subscription fails.
+async fn follow(
+    inner: &Inner,
+    subscription: &mut kurrentdb::Subscription,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    loop {
+        match subscription.next_subscription_event().await? {
+            SubscriptionEvent::Confirmed(_) => {
+                if let Some(head) = last_event(inner).await?.and_then(switchboard_position) {
+                    inner.advance_head(head);
+                }
+            }
+            SubscriptionEvent::EventAppeared(resolved) => {
+                if let Some(record) = resolved.event {
+                    inner.boundaries.remember(record.position);
+                    if let Some(head) = switchboard_position(record.position) {
+                        inner.advance_head(head);
+                    }
+                }
+            }
+            // Checkpoints are positions the server's filter scanned past, not commits of ours.
+            _ => {}
+        }
+    }
 }
