@@ -15,10 +15,24 @@ use tonic::Code;
 /// The server a store talks to, as messages name it: the URL without user, password or
 /// query (`kurrentdb://host:2113`).
 pub fn describe(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("kurrentdb", url));
-    let rest = rest.split(['?', '/']).next().unwrap_or_default();
-    let hosts = rest.rsplit_once('@').map_or(rest, |(_, hosts)| hosts);
+    let url = without_credentials(url);
+    let (scheme, rest) = url.split_once("://").unwrap_or(("kurrentdb", &url));
+    let hosts = rest.split(['?', '/']).next().unwrap_or_default();
     format!("{scheme}://{hosts}")
+}
+
+/// The URL with its `user:password@` part taken out, everything else as it was.
+pub fn without_credentials(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    let authority_end = rest.find(['?', '/']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let hosts = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, hosts)| hosts);
+    format!("{scheme}{hosts}{tail}")
 }
 
 /// Maps a failure met while talking to `target` (see [`describe`]).
@@ -75,6 +89,11 @@ mod tests {
             "esdb+discover://a:1,b:2"
         );
         assert_eq!(describe("kdb://db"), "kdb://db");
+        assert_eq!(
+            without_credentials("kurrentdb://admin:p@ss@a:1,b:2?tls=false&x=/y"),
+            "kurrentdb://a:1,b:2?tls=false&x=/y"
+        );
+        assert_eq!(without_credentials("esdb://db:2113"), "esdb://db:2113");
     }
 
     #[test]

@@ -117,13 +117,18 @@ impl KurrentStore {
             options.namespace = namespace;
         }
         let target = error::describe(&url);
-        let settings: ClientSettings =
-            url.parse()
-                .map_err(|e: kurrentdb::ClientSettingsParseError| {
-                    // The parser's message names the setting at fault, not the URL, so no password
-                    // can leak here.
-                    StoreError::Backend(format!("invalid KurrentDB URL {target}: {}", e.message()))
-                })?;
+        let settings = url.parse::<ClientSettings>().map_err(|_| {
+            // The parser's messages quote parts of the URL: they are taken from the URL
+            // without its credentials, so none can leak.
+            let why = error::without_credentials(&url)
+                .parse::<ClientSettings>()
+                .err()
+                .map_or_else(
+                    || "the user or password part is malformed".to_owned(),
+                    |e| e.message().to_owned(),
+                );
+            StoreError::Backend(format!("invalid KurrentDB URL {target}: {why}"))
+        })?;
         let names = Names::new(&options.namespace, &options.categories)?;
         let client = Client::new(settings)
             .map_err(|e| StoreError::Backend(format!("KurrentDB {target}: {e}")))?;
@@ -249,14 +254,20 @@ mod tests {
 
     #[tokio::test]
     async fn a_url_that_does_not_parse_is_refused_without_its_password() {
-        let err = KurrentStore::connect("postgres://u:secret@db", KurrentOptions::default())
-            .await
-            .err()
-            .expect("a postgres URL is not a KurrentDB URL");
-        assert!(
-            matches!(&err, StoreError::Backend(m) if m.contains("invalid KurrentDB URL") && !m.contains("secret")),
-            "{err:?}"
-        );
+        for url in [
+            "postgres://u:secret@db",
+            "kurrentdb://u:secret@db:port?tls=false",
+            "kurrentdb://u:secret@db:2113?tls=maybe",
+        ] {
+            let err = KurrentStore::connect(url, KurrentOptions::default())
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{url} must be refused"));
+            assert!(
+                matches!(&err, StoreError::Backend(m) if m.contains("invalid KurrentDB URL") && !m.contains("secret")),
+                "{url}: {err:?}"
+            );
+        }
     }
 
     #[tokio::test]
