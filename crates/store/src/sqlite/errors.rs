@@ -37,7 +37,8 @@ pub(crate) fn from_sqlite(path: &Path, error: rusqlite::Error) -> StoreError {
 }
 
 /// True when the error leaves the write transaction unusable, so the whole batch must be
-/// rolled back (as opposed to a constraint failure local to one append's savepoint).
+/// rolled back (as opposed to a constraint failure local to one append: its savepoint, or its
+/// one INSERT statement, is undone and the batch goes on).
 pub(crate) fn aborts_batch(error: &rusqlite::Error) -> bool {
     !matches!(
         error.sqlite_error_code(),

@@ -2,9 +2,15 @@
 //! groups.
 //!
 //! Appends that arrive while a commit is in progress queue up in the channel; the next round
-//! drains them all into one transaction, so one fsync covers the whole group. Each append runs
-//! inside its own SAVEPOINT, so one caller's refusal (wrong expected version, partial retry,
-//! a constraint failure) is rolled back alone and never touches the others in the group.
+//! drains them all into one transaction, so one fsync covers the whole group. One caller's
+//! refusal (wrong expected version, partial retry, a constraint failure) is rolled back alone
+//! and never touches the others in the group: the checks come before any write, an append of
+//! several events runs inside its own SAVEPOINT, and a single-event append is one INSERT, which
+//! SQLite undoes by itself when it fails. (Most appends carry one event; skipping the savepoint
+//! saves two statements each.)
+//!
+//! Idempotency and the expected version are checked against [`KnownStreams`], the writer's
+//! memory of each stream, rather than by index lookups; see that module for why it is safe.
 
 use std::path::PathBuf;
 use std::sync::Arc;
