@@ -7,13 +7,19 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use switchboard_intake::BranchRef;
 use switchboard_projections::{ProjectionError, ReadModels};
+use tokio::sync::Semaphore;
 
 use crate::Error;
 use crate::availability::{Busy, OpeningHours};
 
+/// Read-model queries in flight at once: the read models keep this many connections; more
+/// concurrent queries would each open (and parse the schema of) a connection of their own.
+const CONCURRENT_QUERIES: usize = 8;
+
 #[derive(Clone)]
 pub struct ReadModelHandle {
     inner: Arc<ReadModels>,
+    permits: Arc<Semaphore>,
 }
 
 impl From<ProjectionError> for Error {
@@ -32,6 +38,7 @@ impl ReadModelHandle {
     pub fn new(read_models: ReadModels) -> Self {
         ReadModelHandle {
             inner: Arc::new(read_models),
+            permits: Arc::new(Semaphore::new(CONCURRENT_QUERIES)),
         }
     }
 
@@ -40,11 +47,20 @@ impl ReadModelHandle {
         &self,
         query: impl FnOnce(&ReadModels) -> Result<T, ProjectionError> + Send + 'static,
     ) -> Result<T, Error> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || query(&inner))
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|e| Error::Internal(format!("read-model query panicked: {e}")))?
-            .map_err(Error::from)
+            .map_err(|e| Error::Internal(format!("read-model queries closed: {e}")))?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            query(&inner)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("read-model query panicked: {e}")))?
+        .map_err(Error::from)
     }
 
     pub async fn tenant_for_token_hash(&self, hash: &str) -> Result<Option<String>, Error> {

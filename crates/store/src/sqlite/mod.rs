@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 
@@ -78,6 +78,10 @@ pub struct SqliteStore {
     writer_thread: Option<JoinHandle<()>>,
     counters: Arc<WriterCounters>,
     readers: Arc<ReadPool>,
+    /// One permit per pooled read connection: more concurrent reads than connections would
+    /// open and close a connection per read (schema parse included) and pile up blocking
+    /// threads; waiting for a pooled one is far cheaper.
+    read_permits: Arc<Semaphore>,
     head: watch::Receiver<u64>,
 }
 
@@ -114,6 +118,7 @@ impl SqliteStore {
             .name("event-store-writer".to_owned())
             .spawn(move || writer.run())
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
+        let read_permits = Arc::new(Semaphore::new(options.read_connections.max(1)));
         Ok(SqliteStore {
             path: path.to_path_buf(),
             options,
@@ -121,6 +126,7 @@ impl SqliteStore {
             writer_thread: Some(writer_thread),
             counters,
             readers,
+            read_permits,
             head: head_rx,
         })
     }
@@ -149,10 +155,17 @@ impl SqliteStore {
         &self,
         read: impl FnOnce(&rusqlite::Connection) -> Result<T, reader::ReadError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let readers = Arc::clone(&self.readers);
-        tokio::task::spawn_blocking(move || readers.with(|conn, _| read(conn)))
+        let permit = Arc::clone(&self.read_permits)
+            .acquire_owned()
             .await
-            .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
+            .map_err(|_| StoreError::Closed)?;
+        let readers = Arc::clone(&self.readers);
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            readers.with(|conn, _| read(conn))
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
     }
 
     /// Validates and serializes on the caller's task, so oversize or malformed appends are
