@@ -8,9 +8,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use switchboard_intake::tenant::TenantRegistrationRequest;
+use switchboard_projections::{Page, ProjectionError, ReadModels};
 
 use super::auth::{Access, authenticate};
 use super::params;
@@ -61,21 +62,58 @@ fn visible<T>(
     }
 }
 
+/// One record by id, answered 404 when it does not exist or another tenant owns it.
+async fn one<T: Serialize + Send + 'static>(
+    state: &AppState,
+    headers: &HeaderMap,
+    what: String,
+    find: impl FnOnce(&ReadModels) -> Result<Option<T>, ProjectionError> + Send + 'static,
+    owner: impl Fn(&T) -> Option<&str>,
+) -> Result<Json<Value>, Error> {
+    let access = authenticate(state, headers).await?;
+    let record = state.read_models.query(find).await?;
+    Ok(Json(json!(visible(&access, record, owner, what)?)))
+}
+
+/// A page of a list, scoped to the caller's tenant.
+async fn page<T: Serialize + Send + 'static>(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: ListQuery,
+    list: impl FnOnce(
+        &ReadModels,
+        Option<String>,
+        usize,
+        Option<&str>,
+    ) -> Result<Page<T>, ProjectionError>
+    + Send
+    + 'static,
+) -> Result<Json<Value>, Error> {
+    let access = authenticate(state, headers).await?;
+    let tenant = list_scope(&access, query.tenant_id)?;
+    let limit = params::limit(query.limit.as_deref(), DEFAULT_LIMIT)?;
+    let after = query.after;
+    let page = state
+        .read_models
+        .query(move |rm| list(rm, tenant, limit, after.as_deref()))
+        .await?;
+    Ok(Json(json!(page)))
+}
+
 async fn get_call(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(call_id): Path<String>,
 ) -> Result<Json<Value>, Error> {
-    let access = authenticate(&state, &headers).await?;
-    let id = call_id.clone();
-    let call = state.read_models.query(move |rm| rm.call(&id)).await?;
-    let call = visible(
-        &access,
-        call,
+    let what = format!("call {call_id}");
+    one(
+        &state,
+        &headers,
+        what,
+        move |rm| rm.call(&call_id),
         |c| c.tenant_id.as_deref(),
-        format!("call {call_id}"),
-    )?;
-    Ok(Json(json!(call)))
+    )
+    .await
 }
 
 async fn list_calls(
@@ -83,14 +121,10 @@ async fn list_calls(
     headers: HeaderMap,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, Error> {
-    let access = authenticate(&state, &headers).await?;
-    let tenant = list_scope(&access, query.tenant_id)?;
-    let limit = params::limit(query.limit.as_deref(), DEFAULT_LIMIT)?;
-    let page = state
-        .read_models
-        .query(move |rm| rm.calls(tenant.as_deref(), limit, query.after.as_deref()))
-        .await?;
-    Ok(Json(json!(page)))
+    page(&state, &headers, query, |rm, tenant, limit, after| {
+        rm.calls(tenant.as_deref(), limit, after)
+    })
+    .await
 }
 
 async fn get_appointment(
@@ -98,19 +132,9 @@ async fn get_appointment(
     headers: HeaderMap,
     Path(booking_uid): Path<String>,
 ) -> Result<Json<Value>, Error> {
-    let access = authenticate(&state, &headers).await?;
-    let id = booking_uid.clone();
-    let appointment = state
-        .read_models
-        .query(move |rm| rm.appointment(&id))
-        .await?;
-    let appointment = visible(
-        &access,
-        appointment,
-        |a| a.tenant_id.as_deref(),
-        format!("appointment {booking_uid}"),
-    )?;
-    Ok(Json(json!(appointment)))
+    let what = format!("appointment {booking_uid}");
+    let find = move |rm: &ReadModels| rm.appointment(&booking_uid);
+    one(&state, &headers, what, find, |a| a.tenant_id.as_deref()).await
 }
 
 async fn list_appointments(
@@ -118,14 +142,10 @@ async fn list_appointments(
     headers: HeaderMap,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, Error> {
-    let access = authenticate(&state, &headers).await?;
-    let tenant = list_scope(&access, query.tenant_id)?;
-    let limit = params::limit(query.limit.as_deref(), DEFAULT_LIMIT)?;
-    let page = state
-        .read_models
-        .query(move |rm| rm.appointments(tenant.as_deref(), limit, query.after.as_deref()))
-        .await?;
-    Ok(Json(json!(page)))
+    page(&state, &headers, query, |rm, tenant, limit, after| {
+        rm.appointments(tenant.as_deref(), limit, after)
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -169,16 +189,9 @@ async fn get_customer(
     headers: HeaderMap,
     Path(customer_id): Path<String>,
 ) -> Result<Json<Value>, Error> {
-    let access = authenticate(&state, &headers).await?;
-    let id = customer_id.clone();
-    let customer = state.read_models.query(move |rm| rm.customer(&id)).await?;
-    let customer = visible(
-        &access,
-        customer,
-        |c| Some(c.tenant_id.as_str()),
-        format!("customer {customer_id}"),
-    )?;
-    Ok(Json(json!(customer)))
+    let what = format!("customer {customer_id}");
+    let find = move |rm: &ReadModels| rm.customer(&customer_id);
+    one(&state, &headers, what, find, |c| Some(c.tenant_id.as_str())).await
 }
 
 async fn list_anomalies(
@@ -186,20 +199,14 @@ async fn list_anomalies(
     headers: HeaderMap,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, Error> {
-    let access = authenticate(&state, &headers).await?;
-    let tenant = list_scope(&access, query.tenant_id)?;
-    let limit = params::limit(query.limit.as_deref(), DEFAULT_LIMIT)?;
-    let page = state
-        .read_models
-        .query(move |rm| {
-            let filter = switchboard_projections::AnomalyFilter {
-                tenant_id: tenant,
-                open_only: false,
-            };
-            rm.anomalies(&filter, limit, query.after.as_deref())
-        })
-        .await?;
-    Ok(Json(json!(page)))
+    page(&state, &headers, query, |rm, tenant_id, limit, after| {
+        let filter = switchboard_projections::AnomalyFilter {
+            tenant_id,
+            open_only: false,
+        };
+        rm.anomalies(&filter, limit, after)
+    })
+    .await
 }
 
 async fn get_tenant(
