@@ -4,7 +4,9 @@
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
 use chrono_tz::Tz;
-use switchboard_domain::event::{AvailabilityAnswer as Answer, AvailableSlot as Slot};
+use switchboard_domain::event::{
+    AvailabilityAnswer as Answer, AvailableSlot as Slot, OpeningHours as RegisteredHours,
+};
 
 /// Opening hours of a branch, per weekday, in the branch's time zone.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,27 +16,17 @@ pub struct OpeningHours {
     pub days: [Option<(NaiveTime, NaiveTime)>; 7],
 }
 
-impl Default for OpeningHours {
-    /// Mon–Fri 09:00–18:00, Sat 09:00–14:00, Sunday closed, Europe/Berlin: a salon's week.
-    fn default() -> Self {
-        let t = |h| NaiveTime::from_hms_opt(h, 0, 0).expect("valid hour");
-        let weekday = Some((t(9), t(18)));
-        OpeningHours {
-            time_zone: chrono_tz::Europe::Berlin,
-            days: [
-                weekday,
-                weekday,
-                weekday,
-                weekday,
-                weekday,
-                Some((t(9), t(14))),
-                None,
-            ],
-        }
-    }
-}
-
 impl OpeningHours {
+    /// A branch's week as registered (one interval per listed day; unlisted days closed),
+    /// read in `time_zone`.
+    pub fn weekly(time_zone: Tz, intervals: &[RegisteredHours]) -> Self {
+        let mut days = [None; 7];
+        for interval in intervals {
+            days[interval.day as usize] = Some((interval.opens, interval.closes));
+        }
+        OpeningHours { time_zone, days }
+    }
+
     fn on(&self, day: Weekday) -> Option<(NaiveTime, NaiveTime)> {
         self.days[day.num_days_from_monday() as usize]
     }
@@ -178,6 +170,14 @@ fn local_instant(tz: Tz, date: NaiveDate, time: NaiveTime) -> Option<DateTime<Ut
 mod tests {
     use super::*;
 
+    /// The week a branch gets when it registered none (the read models' default).
+    fn default_week() -> OpeningHours {
+        OpeningHours::weekly(
+            chrono_tz::Europe::Berlin,
+            &switchboard_projections::default_opening_hours(),
+        )
+    }
+
     fn at(date: &str, time: &str) -> DateTime<Utc> {
         let date = NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap();
         let time = NaiveTime::parse_from_str(time, "%H:%M").unwrap();
@@ -203,7 +203,7 @@ mod tests {
         let answer = check(
             &request("2025-04-15", "14:30", Some("Marie")),
             &[],
-            &OpeningHours::default(),
+            &default_week(),
             long_ago(),
         );
         assert!(answer.available);
@@ -228,7 +228,7 @@ mod tests {
         let answer = check(
             &request("2025-04-15", "14:30", Some("Marie")),
             &busy,
-            &OpeningHours::default(),
+            &default_week(),
             long_ago(),
         );
         assert!(!answer.available);
@@ -253,7 +253,7 @@ mod tests {
         let answer = check(
             &request("2025-04-15", "14:30", Some("Marie")),
             &busy,
-            &OpeningHours::default(),
+            &default_week(),
             long_ago(),
         );
         assert!(answer.available);
@@ -265,7 +265,7 @@ mod tests {
         let answer = check(
             &request("2025-04-13", "10:00", None),
             &[],
-            &OpeningHours::default(),
+            &default_week(),
             long_ago(),
         );
         assert!(!answer.available);
@@ -277,7 +277,7 @@ mod tests {
         let answer = check(
             &request("2025-04-12", "13:45", None),
             &[],
-            &OpeningHours::default(),
+            &default_week(),
             long_ago(),
         );
         assert!(!answer.available);
@@ -288,7 +288,7 @@ mod tests {
         let answer = check(
             &request("2025-04-15", "14:30", None),
             &[],
-            &OpeningHours::default(),
+            &default_week(),
             at("2025-04-15", "16:00"),
         );
         assert!(!answer.available);

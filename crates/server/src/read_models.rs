@@ -6,7 +6,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use switchboard_intake::BranchRef;
-use switchboard_projections::{ProjectionError, ReadModels};
+use switchboard_projections::{
+    DEFAULT_TIME_ZONE, ProjectionError, ReadModels, default_opening_hours,
+};
 use tokio::sync::Semaphore;
 
 use crate::Error;
@@ -117,18 +119,15 @@ impl ReadModelHandle {
             })
             .await?;
         let Some(availability) = availability else {
-            return Ok((Vec::new(), OpeningHours::default()));
+            let hours = OpeningHours::weekly(default_zone(), &default_opening_hours());
+            return Ok((Vec::new(), hours));
         };
-        let mut hours = OpeningHours::default();
-        if let Ok(zone) = availability.time_zone.parse::<Tz>() {
-            hours.time_zone = zone;
-        }
-        if !availability.default_hours {
-            hours.days = [None; 7];
-            for day in &availability.opening_hours {
-                hours.days[day.day as usize] = Some((day.opens, day.closes));
-            }
-        }
+        // The read models give the default week for a branch that registered none.
+        let zone = availability
+            .time_zone
+            .parse::<Tz>()
+            .unwrap_or_else(|_| default_zone());
+        let hours = OpeningHours::weekly(zone, &availability.opening_hours);
         let busy = availability
             .busy
             .iter()
@@ -142,6 +141,12 @@ impl ReadModelHandle {
             .collect();
         Ok((busy, hours))
     }
+}
+
+fn default_zone() -> Tz {
+    DEFAULT_TIME_ZONE
+        .parse()
+        .expect("the read models' default zone is an IANA name")
 }
 
 fn parse_time(text: &str) -> Option<DateTime<Utc>> {
