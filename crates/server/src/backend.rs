@@ -51,29 +51,9 @@ pub async fn open_store(
 }
 
 /// `postgres://…/db?schema=name` chooses the schema the store lives in (default
-/// `switchboard`), so several deployments or test runs can share one database. The parameter
-/// is ours, not libpq's, so it is taken out before the URL reaches the driver.
+/// `switchboard`), so several deployments or test runs can share one database.
 fn split_schema(url: &str) -> (String, Option<String>) {
-    let Some((base, query)) = url.split_once('?') else {
-        return (url.to_owned(), None);
-    };
-    let mut schema = None;
-    let rest: Vec<&str> = query
-        .split('&')
-        .filter(|pair| match pair.strip_prefix("schema=") {
-            Some(name) => {
-                schema = Some(name.to_owned());
-                false
-            }
-            None => !pair.is_empty(),
-        })
-        .collect();
-    let url = if rest.is_empty() {
-        base.to_owned()
-    } else {
-        format!("{base}?{}", rest.join("&"))
-    };
-    (url, schema)
+    switchboard_store::url::take_query_param(url, "schema")
 }
 
 #[cfg(test)]

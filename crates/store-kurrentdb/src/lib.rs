@@ -159,26 +159,7 @@ impl KurrentStore {
 /// `kurrentdb://…?namespace=name` chooses the store's namespace, like PostgreSQL's
 /// `?schema=`; the parameter is ours, so it is taken out and the client's stay.
 fn split_namespace(url: &str) -> (String, Option<String>) {
-    let Some((base, query)) = url.split_once('?') else {
-        return (url.to_owned(), None);
-    };
-    let mut namespace = None;
-    let rest: Vec<&str> = query
-        .split('&')
-        .filter(|pair| match pair.strip_prefix("namespace=") {
-            Some(name) => {
-                namespace = Some(name.to_owned());
-                false
-            }
-            None => !pair.is_empty(),
-        })
-        .collect();
-    let url = if rest.is_empty() {
-        base.to_owned()
-    } else {
-        format!("{base}?{}", rest.join("&"))
-    };
-    (url, namespace)
+    switchboard_store::url::take_query_param(url, "namespace")
 }
 
 #[async_trait]

@@ -9,6 +9,7 @@ mod event;
 pub mod sqlite;
 mod store;
 mod subscription;
+pub mod url;
 mod validation;
 
 pub use error::StoreError;
