@@ -267,10 +267,12 @@ fn domain_event(recorded: RecordedEvent) -> Option<Event> {
 }
 
 fn envelope(decided: &[Event], provenance: &Provenance) -> Vec<NewEvent> {
+    // Once per delivery, not once per event: it hashes the dedupe key.
+    let delivery_id = provenance.delivery_id();
     let metadata = |index: usize| {
         json!({
             "provider": provenance.provider,
-            "delivery_id": provenance.delivery_id(),
+            "delivery_id": delivery_id,
             "request_id": provenance.request_id,
             // Only the first event carries the key: one key, one delivery.
             "dedupe_key": if index == 0 { Value::from(provenance.dedupe_key.as_str()) } else { Value::Null },
