@@ -3,7 +3,7 @@
 //! Attribution that arrives later resolves the matching `unattributed_*` rows rather than
 //! deleting them, so the history of what was wrong stays readable.
 
-use rusqlite::{OptionalExtension, params};
+use crate::sql::{OptionalExtension, params};
 use switchboard_domain::event::TransitionRejected;
 
 use crate::apply::{Applied, Cx};

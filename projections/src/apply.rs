@@ -2,13 +2,13 @@
 //! the event type, and turn what cannot be applied into an anomaly instead of a stall.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::{Connection, ErrorCode};
 use switchboard_domain::event::{Event, EventDecodeError};
 use switchboard_store::RecordedEvent;
 
 use crate::anomalies::{self, NewAnomaly};
 use crate::counts::BatchCounts;
 use crate::phone::PhoneBook;
+use crate::sql::{Conn, SqlError};
 use crate::{ProjectionError, appointments, calls, tenants};
 
 /// The envelope-only event the server stores with the raw webhook body (for re-derivation);
@@ -23,7 +23,7 @@ pub fn ts(at: DateTime<Utc>) -> String {
 
 /// What a projection knows about the event it is applying.
 pub(crate) struct Cx<'a> {
-    pub conn: &'a Connection,
+    pub conn: &'a Conn,
     pub position: u64,
     pub stream: &'a str,
     pub event_type: &'a str,
@@ -63,25 +63,9 @@ pub(crate) enum ApplyError {
     Event(String),
 }
 
-impl From<rusqlite::Error> for ApplyError {
-    fn from(error: rusqlite::Error) -> Self {
-        let fatal = match error.sqlite_error_code() {
-            Some(code) => matches!(
-                code,
-                ErrorCode::DatabaseBusy
-                    | ErrorCode::DatabaseLocked
-                    | ErrorCode::SystemIoFailure
-                    | ErrorCode::DiskFull
-                    | ErrorCode::CannotOpen
-                    | ErrorCode::OutOfMemory
-                    | ErrorCode::ReadOnly
-                    | ErrorCode::DatabaseCorrupt
-                    | ErrorCode::NotADatabase
-            ),
-            // Conversion errors and the like come from this event's values.
-            None => false,
-        };
-        if fatal {
+impl From<SqlError> for ApplyError {
+    fn from(error: SqlError) -> Self {
+        if error.is_database_trouble() {
             ApplyError::Fatal(error.into())
         } else {
             ApplyError::Event(error.to_string())
@@ -209,7 +193,7 @@ pub(crate) enum Mode {
 /// mode only read-model trouble is an error; everything about the event itself ends as rows
 /// or as an anomaly.
 pub(crate) fn apply(
-    conn: &Connection,
+    conn: &Conn,
     phones: &PhoneBook,
     counts: &BatchCounts,
     decoded: &Decoded,
@@ -241,18 +225,17 @@ pub(crate) fn apply(
         return dispatch(&cx, event);
     }
 
-    conn.prepare_cached("SAVEPOINT apply_event")?.execute([])?;
+    conn.execute_batch("SAVEPOINT apply_event")?;
     let counted = counts.snapshot();
     match dispatch(&cx, event) {
         Ok(()) => {
-            conn.prepare_cached("RELEASE apply_event")?.execute([])?;
+            conn.execute_batch("RELEASE apply_event")?;
             Ok(())
         }
         Err(failure) => {
-            conn.prepare_cached("ROLLBACK TO apply_event")?
-                .execute([])?;
+            conn.execute_batch("ROLLBACK TO apply_event")?;
             counts.restore(counted);
-            conn.prepare_cached("RELEASE apply_event")?.execute([])?;
+            conn.execute_batch("RELEASE apply_event")?;
             match failure {
                 ApplyError::Fatal(error) => Err(ApplyError::Fatal(error)),
                 ApplyError::Event(message) => {

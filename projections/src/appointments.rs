@@ -10,7 +10,7 @@
 //!   `rescheduled_to`, the new one `rescheduled_from` and carries the old one's history.
 //! * Every change appends one entry to `history` (JSON list), in fold order.
 
-use rusqlite::{OptionalExtension, params};
+use crate::sql::{OptionalExtension, SqlError, params};
 use serde_json::json;
 use switchboard_domain::event::{
     AppointmentRequested, BookingCancelled, BookingCreated, BookingLinkedToCall, BookingRescheduled,
@@ -25,7 +25,7 @@ pub fn request_id(call_id: &str) -> String {
 
 /// Creates the booking's row on its first event (which may be a cancellation that overtook
 /// the creation); true when it did.
-fn ensure(cx: &Cx<'_>, uid: &str) -> Result<bool, rusqlite::Error> {
+fn ensure(cx: &Cx<'_>, uid: &str) -> Result<bool, SqlError> {
     let created = cx
         .conn
         .prepare_cached(
@@ -37,10 +37,13 @@ fn ensure(cx: &Cx<'_>, uid: &str) -> Result<bool, rusqlite::Error> {
     Ok(created == 1)
 }
 
-fn push_history(cx: &Cx<'_>, id: &str, entry: serde_json::Value) -> Result<(), rusqlite::Error> {
+fn push_history(cx: &Cx<'_>, id: &str, entry: serde_json::Value) -> Result<(), SqlError> {
     cx.conn
         .prepare_cached(
-            "UPDATE appointments SET history = json_insert(history, '$[#]', json(?2)),
+            // `history` is compact JSON text only this crate writes, so appending is text work
+            // both SQLite and PostgreSQL do the same way.
+            "UPDATE appointments SET history = CASE WHEN history = '[]' THEN '[' || ?2 || ']'
+                     ELSE substr(history, 1, length(history) - 1) || ',' || ?2 || ']' END,
                  updated_at = ?3
              WHERE appointment_id = ?1",
         )?
@@ -48,7 +51,7 @@ fn push_history(cx: &Cx<'_>, id: &str, entry: serde_json::Value) -> Result<(), r
     Ok(())
 }
 
-fn status_of(cx: &Cx<'_>, id: &str) -> Result<Option<String>, rusqlite::Error> {
+fn status_of(cx: &Cx<'_>, id: &str) -> Result<Option<String>, SqlError> {
     cx.conn
         .prepare_cached("SELECT status FROM appointments WHERE appointment_id = ?1")?
         .query_row([id], |r| r.get(0))
@@ -265,7 +268,7 @@ pub(crate) fn requested(cx: &Cx<'_>, event: &AppointmentRequested) -> Applied {
 
 /// Connects a booking and the call it came from, both ways, and folds the call's open request
 /// into the booking.
-fn link(cx: &Cx<'_>, uid: &str, call_id: &str, linked_at: &str) -> Result<(), rusqlite::Error> {
+fn link(cx: &Cx<'_>, uid: &str, call_id: &str, linked_at: &str) -> Result<(), SqlError> {
     cx.conn
         .prepare_cached("UPDATE appointments SET call_id = ?2 WHERE appointment_id = ?1")?
         .execute(params![uid, call_id])?;
@@ -284,7 +287,7 @@ struct OpenRequest {
 
 /// Moves the request `request-{call_id}` into the booking: history first, then what the
 /// booking does not say itself; the request's row and its counts go away.
-fn fulfil_request(cx: &Cx<'_>, uid: &str, call_id: &str) -> Result<(), rusqlite::Error> {
+fn fulfil_request(cx: &Cx<'_>, uid: &str, call_id: &str) -> Result<(), SqlError> {
     let request = request_id(call_id);
     let found = cx
         .conn
@@ -336,7 +339,7 @@ fn fulfil_request(cx: &Cx<'_>, uid: &str, call_id: &str) -> Result<(), rusqlite:
 }
 
 /// A reschedule to a new uid: the new booking's history starts with the old one's.
-fn carry_over_history(cx: &Cx<'_>, old: &str, new: &str) -> Result<(), rusqlite::Error> {
+fn carry_over_history(cx: &Cx<'_>, old: &str, new: &str) -> Result<(), SqlError> {
     let old_history: Option<String> = cx
         .conn
         .prepare_cached("SELECT history FROM appointments WHERE appointment_id = ?1")?

@@ -4,7 +4,7 @@
 //! phone number, organizer or Stripe customer was registered is attributed by the event that
 //! registers it — never by repair SQL — and its `unattributed_*` anomaly is resolved.
 
-use rusqlite::{OptionalExtension, params};
+use crate::sql::{OptionalExtension, SqlError, params};
 
 use crate::apply::{Applied, Cx};
 use crate::calls::CallRow;
@@ -138,9 +138,9 @@ pub(crate) fn settle_appointment(cx: &Cx<'_>, appointment_id: &str, report: bool
             )?
             .query_row([call_id], |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Option<String>>(1)?,
-                    r.get::<_, Option<String>>(2)?,
+                    r.get::<String>(0)?,
+                    r.get::<Option<String>>(1)?,
+                    r.get::<Option<String>>(2)?,
                 ))
             })
             .optional()?,
@@ -236,7 +236,7 @@ pub(crate) fn settle_appointment(cx: &Cx<'_>, appointment_id: &str, report: bool
 pub(crate) fn number_owner(
     cx: &Cx<'_>,
     number: Option<&str>,
-) -> Result<Option<(String, Option<String>)>, rusqlite::Error> {
+) -> Result<Option<(String, Option<String>)>, SqlError> {
     let Some(number) = number else {
         return Ok(None);
     };
@@ -252,7 +252,7 @@ pub(crate) fn stripe_owner(
     cx: &Cx<'_>,
     named: Option<&str>,
     stripe_customer_id: &str,
-) -> Result<Option<String>, rusqlite::Error> {
+) -> Result<Option<String>, SqlError> {
     if let Some(tenant) = named {
         return Ok(Some(tenant.to_owned()));
     }

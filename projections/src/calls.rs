@@ -5,7 +5,7 @@
 //! Status: `started` until an end is recorded, then `ended`, then `analyzed` once both the end
 //! and the analysis are in, whatever order they came in.
 
-use rusqlite::{OptionalExtension, params};
+use crate::sql::{OptionalExtension, SqlError, SqlResult, params};
 use switchboard_domain::event::{
     AvailabilityChecked, CallAnalyzed, CallEnded, CallLinkedToBooking, CallParties, CallStarted,
 };
@@ -36,9 +36,9 @@ macro_rules! returning_row {
     };
 }
 
-fn returned(cx: &Cx<'_>, row: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
+fn returned(cx: &Cx<'_>, row: &crate::sql::Row<'_>) -> SqlResult<CallRow> {
     Ok(CallRow {
-        created: row.get::<_, i64>(0)? == cx.seq(),
+        created: row.get::<i64>(0)? == cx.seq(),
         tenant_id: row.get(1)?,
         branch_id: row.get(2)?,
         tenant_number: row.get(3)?,
@@ -54,8 +54,8 @@ fn upsert(
     cx: &Cx<'_>,
     sql: &'static str,
     call_id: &str,
-    args: &[&dyn rusqlite::ToSql],
-) -> Result<CallRow, rusqlite::Error> {
+    args: &[&dyn crate::sql::Param],
+) -> Result<CallRow, SqlError> {
     let row = cx
         .conn
         .prepare_cached(sql)?
@@ -67,7 +67,7 @@ fn upsert(
 }
 
 /// Creates the row when this is the call's first event; returns it either way.
-pub(crate) fn ensure(cx: &Cx<'_>, call_id: &str) -> Result<CallRow, rusqlite::Error> {
+pub(crate) fn ensure(cx: &Cx<'_>, call_id: &str) -> Result<CallRow, SqlError> {
     upsert(
         cx,
         returning_row!(
@@ -80,7 +80,7 @@ pub(crate) fn ensure(cx: &Cx<'_>, call_id: &str) -> Result<CallRow, rusqlite::Er
 }
 
 /// The call's row as it is now, for attribution triggered by another stream's event.
-pub(crate) fn row(cx: &Cx<'_>, call_id: &str) -> Result<Option<CallRow>, rusqlite::Error> {
+pub(crate) fn row(cx: &Cx<'_>, call_id: &str) -> Result<Option<CallRow>, SqlError> {
     cx.conn
         .prepare_cached(
             "SELECT seq, tenant_id, branch_id, tenant_number, customer_number, customer_id,
@@ -250,7 +250,7 @@ pub(crate) fn link_booking(
     call_id: &str,
     booking_uid: &str,
     linked_at: &str,
-) -> Result<(), rusqlite::Error> {
+) -> Result<(), SqlError> {
     cx.conn
         .prepare_cached(
             "UPDATE calls SET
@@ -270,14 +270,14 @@ pub(crate) fn sync_appointment_status(
     cx: &Cx<'_>,
     booking_uid: &str,
     status: &str,
-) -> Result<(), rusqlite::Error> {
+) -> Result<(), SqlError> {
     cx.conn
         .prepare_cached("UPDATE calls SET appointment_status = ?2 WHERE booking_uid = ?1")?
         .execute(params![booking_uid, status])?;
     Ok(())
 }
 
-fn link_latest_booking(cx: &Cx<'_>, call_id: &str) -> Result<(), rusqlite::Error> {
+fn link_latest_booking(cx: &Cx<'_>, call_id: &str) -> Result<(), SqlError> {
     let booking: Option<(String, Option<String>)> = cx
         .conn
         .prepare_cached(

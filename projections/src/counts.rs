@@ -10,7 +10,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use rusqlite::{Connection, params};
+use crate::sql::{Conn, SqlResult, params};
 
 use crate::apply::Cx;
 
@@ -52,7 +52,7 @@ impl BatchCounts {
         cx: &Cx<'_>,
         tenant: &str,
         branch: Option<&str>,
-    ) -> rusqlite::Result<()> {
+    ) -> SqlResult<()> {
         self.tenant(cx, tenant, |t| t.calls += 1)?;
         if let Some(branch) = branch {
             self.branch(cx, tenant, branch, |t| t.calls += 1)?;
@@ -68,7 +68,7 @@ impl BatchCounts {
         tenant_delta: i64,
         branch: Option<&str>,
         delta: i64,
-    ) -> rusqlite::Result<()> {
+    ) -> SqlResult<()> {
         self.tenant(cx, tenant, |t| t.appointments += tenant_delta)?;
         if let Some(branch) = branch {
             self.branch(cx, tenant, branch, |t| t.appointments += delta)?;
@@ -76,18 +76,13 @@ impl BatchCounts {
         Ok(())
     }
 
-    pub(crate) fn add_customer(&self, cx: &Cx<'_>, tenant: &str) -> rusqlite::Result<()> {
+    pub(crate) fn add_customer(&self, cx: &Cx<'_>, tenant: &str) -> SqlResult<()> {
         self.tenant(cx, tenant, |t| t.customers += 1)
     }
 
     /// The first count a tenant gets in this batch makes sure its row exists, created by this
     /// event (its `seq`, its time) as when each count was its own upsert.
-    fn tenant(
-        &self,
-        cx: &Cx<'_>,
-        tenant: &str,
-        add: impl FnOnce(&mut Tally),
-    ) -> rusqlite::Result<()> {
+    fn tenant(&self, cx: &Cx<'_>, tenant: &str, add: impl FnOnce(&mut Tally)) -> SqlResult<()> {
         let mut sums = self.sums.borrow_mut();
         if let Some(tally) = sums.tenants.get_mut(tenant) {
             add(tally);
@@ -111,7 +106,7 @@ impl BatchCounts {
         tenant: &str,
         branch: &str,
         add: impl FnOnce(&mut Tally),
-    ) -> rusqlite::Result<()> {
+    ) -> SqlResult<()> {
         let mut sums = self.sums.borrow_mut();
         let key = (tenant.to_owned(), branch.to_owned());
         if let Some(tally) = sums.branches.get_mut(&key) {
@@ -131,7 +126,7 @@ impl BatchCounts {
     }
 
     /// Adds the batch's sums to the rows; called once, before the checkpoint moves.
-    pub(crate) fn flush(&self, conn: &Connection) -> rusqlite::Result<()> {
+    pub(crate) fn flush(&self, conn: &Conn) -> SqlResult<()> {
         let sums = std::mem::take(&mut *self.sums.borrow_mut());
         let mut tenants = conn.prepare_cached(
             "UPDATE tenants SET calls_count = calls_count + ?2,

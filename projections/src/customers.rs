@@ -3,7 +3,7 @@
 //! name, email, phone) merge into the same row, so no repair `UPDATE … JOIN customers` is
 //! ever needed: the link is made as the facts arrive.
 
-use rusqlite::{OptionalExtension, params};
+use crate::sql::{OptionalExtension, SqlError, params};
 use uuid::Uuid;
 
 use crate::apply::Cx;
@@ -36,7 +36,7 @@ pub(crate) fn link(
     person: Person<'_>,
     calls: i64,
     appointments: i64,
-) -> Result<String, rusqlite::Error> {
+) -> Result<String, SqlError> {
     let id = customer_id(tenant_id, phone_e164);
     let exists: Option<i64> = cx
         .conn
@@ -88,7 +88,7 @@ pub(crate) fn link(
 }
 
 /// Merges what a later fact says about a known customer.
-pub(crate) fn update(cx: &Cx<'_>, id: &str, person: Person<'_>) -> Result<(), rusqlite::Error> {
+pub(crate) fn update(cx: &Cx<'_>, id: &str, person: Person<'_>) -> Result<(), SqlError> {
     let sql = if person.authoritative {
         "UPDATE customers SET name = COALESCE(?2, name), email = COALESCE(?3, email),
              last_seen_at = max(last_seen_at, ?4) WHERE customer_id = ?1"
@@ -102,7 +102,7 @@ pub(crate) fn update(cx: &Cx<'_>, id: &str, person: Person<'_>) -> Result<(), ru
     Ok(())
 }
 
-pub(crate) fn count_appointment(cx: &Cx<'_>, id: &str, delta: i64) -> Result<(), rusqlite::Error> {
+pub(crate) fn count_appointment(cx: &Cx<'_>, id: &str, delta: i64) -> Result<(), SqlError> {
     cx.conn
         .prepare_cached(
             "UPDATE customers SET appointments_count = appointments_count + ?2

@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags};
 
 use crate::ProjectionError;
+use crate::sql::{Conn, Dialect, OptionalExtension, quote_identifier};
 
 const SCHEMA: &str = include_str!("schema.sql");
 
@@ -109,9 +110,153 @@ pub fn all_tables() -> impl Iterator<Item = &'static str> {
         .flat_map(|p| p.tables().iter().copied())
 }
 
-/// Opens (creating when absent) the live read models for writing: WAL, so the server's
-/// readers keep answering from the last commit while the runner or a rebuild writes.
-pub fn open_live(path: &Path) -> Result<Connection, ProjectionError> {
+/// Where a set of read models lives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ReadModelsAt {
+    /// A SQLite file (`<data_dir>/read_models.sqlite` for the live ones).
+    Sqlite(PathBuf),
+    /// A schema of a PostgreSQL database; `url` carries no `schema=` parameter.
+    Postgres { url: String, schema: String },
+}
+
+impl ReadModelsAt {
+    /// The live read models of an embedded deployment.
+    pub fn data_dir(data_dir: &Path) -> Self {
+        ReadModelsAt::Sqlite(read_models_path(data_dir))
+    }
+
+    /// The read models beside a PostgreSQL event store: the schema `{store schema}_read_models`
+    /// of the same database, so analysts find the events and the read models side by side.
+    pub fn beside_postgres_store(url: &str, store_schema: &str) -> Self {
+        ReadModelsAt::Postgres {
+            url: url.to_owned(),
+            schema: format!("{store_schema}_read_models"),
+        }
+    }
+
+    /// The SQLite file, for embedded read models.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            ReadModelsAt::Sqlite(path) => Some(path),
+            ReadModelsAt::Postgres { .. } => None,
+        }
+    }
+
+    /// The same database, another schema (PostgreSQL) or file beside (SQLite) named `name`.
+    pub(crate) fn sibling(&self, name: &str) -> Self {
+        match self {
+            ReadModelsAt::Sqlite(path) => ReadModelsAt::Sqlite(
+                path.parent()
+                    .map(|dir| dir.join(format!("{name}.sqlite")))
+                    .unwrap_or_else(|| PathBuf::from(format!("{name}.sqlite"))),
+            ),
+            ReadModelsAt::Postgres { url, schema } => ReadModelsAt::Postgres {
+                url: url.clone(),
+                schema: truncate_identifier(&format!("{schema}_{name}")),
+            },
+        }
+    }
+}
+
+impl fmt::Display for ReadModelsAt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadModelsAt::Sqlite(path) => write!(f, "{}", path.display()),
+            // The URL may carry a password: name the database by its schema only.
+            ReadModelsAt::Postgres { schema, .. } => write!(f, "PostgreSQL schema {schema}"),
+        }
+    }
+}
+
+/// PostgreSQL truncates identifiers to 63 bytes; truncating ourselves keeps the name we
+/// report the name that exists.
+fn truncate_identifier(name: &str) -> String {
+    let mut end = name.len().min(63);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].to_owned()
+}
+
+/// The schema's SQL for a dialect: written for SQLite; PostgreSQL gets 64-bit integers
+/// everywhere (SQLite's INTEGER is 64-bit, PostgreSQL's 32-bit).
+fn schema_sql(sql: &str, dialect: Dialect) -> String {
+    match dialect {
+        Dialect::Sqlite => sql.to_owned(),
+        Dialect::Postgres => sql.replace("INTEGER", "BIGINT"),
+    }
+}
+
+/// Connects to PostgreSQL with `schema` (created when absent) as the only schema on the
+/// search path.
+fn connect_postgres(url: &str, schema: &str) -> Result<Conn, ProjectionError> {
+    let mut client = postgres::Client::connect(url, postgres::NoTls).map_err(|error| {
+        ProjectionError::Connect(format!(
+            "read models in PostgreSQL schema {schema}: {error}"
+        ))
+    })?;
+    let quoted = quote_identifier(schema);
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {quoted}; SET search_path TO {quoted}"
+        ))
+        .or_else(|error| {
+            // Several instances starting at once race on CREATE SCHEMA; the loser finds it.
+            if error.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) {
+                client.batch_execute(&format!("SET search_path TO {quoted}"))
+            } else {
+                Err(error)
+            }
+        })
+        .map_err(|error| {
+            ProjectionError::Connect(format!(
+                "read models in PostgreSQL schema {schema}: {error}"
+            ))
+        })?;
+    Ok(Conn::from(client))
+}
+
+/// Opens (creating when absent) the live read models for writing. SQLite: WAL, so the
+/// server's readers keep answering from the last commit while the runner or a rebuild writes.
+pub fn open_live(at: &ReadModelsAt) -> Result<Conn, ProjectionError> {
+    match at {
+        ReadModelsAt::Sqlite(path) => open_live_file(path),
+        ReadModelsAt::Postgres { url, schema } => {
+            let mut conn = connect_postgres(url, schema)?;
+            let tx = conn.transaction()?;
+            // Instances starting together would race on CREATE TABLE IF NOT EXISTS.
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(?1))",
+                [format!("switchboard layout {schema}")],
+            )?;
+            tx.execute_batch(
+                "CREATE TABLE IF NOT EXISTS layout (
+                     id BIGINT PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL)",
+            )?;
+            let layout: Option<i64> = tx
+                .query_row("SELECT version FROM layout WHERE id = 1", (), |r| r.get(0))
+                .optional()?;
+            if let Some(layout) = layout.filter(|l| *l != LAYOUT_VERSION) {
+                tracing::warn!(%at, found = layout, expected = LAYOUT_VERSION,
+                    "read models of another layout: emptied, they are refolded from the start");
+                for table in all_tables().chain(["checkpoint"]) {
+                    tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", quote_identifier(table)))?;
+                }
+            }
+            tx.execute_batch(&schema_sql(SCHEMA, Dialect::Postgres))?;
+            tx.execute_batch(&schema_sql(QUERY_INDEXES, Dialect::Postgres))?;
+            tx.execute(
+                "INSERT INTO layout (id, version) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+                [LAYOUT_VERSION],
+            )?;
+            tx.commit()?;
+            Ok(conn)
+        }
+    }
+}
+
+fn open_live_file(path: &Path) -> Result<Conn, ProjectionError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| ProjectionError::io(dir, e))?;
     }
@@ -137,20 +282,46 @@ pub fn open_live(path: &Path) -> Result<Connection, ProjectionError> {
     conn.execute_batch(SCHEMA)?;
     conn.execute_batch(QUERY_INDEXES)?;
     conn.pragma_update(None, "user_version", LAYOUT_VERSION)?;
-    Ok(conn)
+    Ok(Conn::from(conn))
 }
 
-/// Creates the indexes only queries use (the fold never looks rows up by them): on a rebuilt
-/// file once its replay is done, and on the live file after a swap replaced its tables.
-pub(crate) fn create_query_indexes(conn: &Connection) -> Result<(), ProjectionError> {
-    conn.execute_batch(QUERY_INDEXES)?;
+/// Creates the indexes only queries use (the fold never looks rows up by them): on rebuilt
+/// read models once the replay is done, and on the live ones after a swap replaced tables.
+pub(crate) fn create_query_indexes(conn: &Conn) -> Result<(), ProjectionError> {
+    conn.execute_batch(&schema_sql(QUERY_INDEXES, conn.dialect()))?;
     Ok(())
 }
 
-/// Opens a discardable file for a rebuild: no journal on disk, no fsync. Rollback to a
-/// savepoint still works because the journal is kept in memory. The query-only indexes are
-/// left out: the caller creates them once the replay is done ([`create_query_indexes`]).
-pub fn open_scratch(path: &Path) -> Result<Connection, ProjectionError> {
+/// Opens discardable read models for a rebuild, emptied first. SQLite: a file with no journal
+/// on disk and no fsync (rollback to a savepoint still works: the journal is in memory).
+/// PostgreSQL: a fresh schema. The query-only indexes are left out: the caller creates them
+/// once the replay is done ([`create_query_indexes`]).
+pub fn open_scratch(at: &ReadModelsAt) -> Result<Conn, ProjectionError> {
+    match at {
+        ReadModelsAt::Sqlite(path) => open_scratch_file(path),
+        ReadModelsAt::Postgres { url, schema } => {
+            let conn = connect_postgres(url, schema)?;
+            drop_schema(&conn, schema)?;
+            let quoted = quote_identifier(schema);
+            conn.execute_batch(&format!(
+                "CREATE SCHEMA {quoted}; SET search_path TO {quoted}"
+            ))?;
+            conn.execute_batch(&schema_sql(SCHEMA, Dialect::Postgres))?;
+            Ok(conn)
+        }
+    }
+}
+
+/// Drops a PostgreSQL schema and everything in it (a rebuild's scratch schema).
+pub(crate) fn drop_schema(conn: &Conn, schema: &str) -> Result<(), ProjectionError> {
+    conn.execute_batch(&format!(
+        "DROP SCHEMA IF EXISTS {} CASCADE",
+        quote_identifier(schema)
+    ))?;
+    Ok(())
+}
+
+fn open_scratch_file(path: &Path) -> Result<Conn, ProjectionError> {
     for stale in [
         path.to_path_buf(),
         with_suffix(path, "-journal"),
@@ -172,32 +343,57 @@ pub fn open_scratch(path: &Path) -> Result<Connection, ProjectionError> {
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.execute_batch(SCHEMA)?;
     conn.pragma_update(None, "user_version", LAYOUT_VERSION)?;
-    Ok(conn)
+    Ok(Conn::from(conn))
 }
 
 /// Opens the read models read-only, for queries and exports.
-pub fn open_reader(path: &Path) -> Result<Connection, ProjectionError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    Ok(conn)
+pub fn open_reader(at: &ReadModelsAt) -> Result<Conn, ProjectionError> {
+    match at {
+        ReadModelsAt::Sqlite(path) => {
+            let conn = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            Ok(Conn::from(conn))
+        }
+        ReadModelsAt::Postgres { url, schema } => {
+            let conn = connect_postgres(url, schema)?;
+            conn.execute_batch("SET default_transaction_read_only = on")?;
+            Ok(conn)
+        }
+    }
 }
 
-pub fn checkpoint(conn: &Connection) -> Result<u64, ProjectionError> {
+pub fn checkpoint(conn: &Conn) -> Result<u64, ProjectionError> {
     let position: Option<i64> = conn
-        .query_row("SELECT position FROM checkpoint WHERE id = 1", [], |r| {
+        .query_row("SELECT position FROM checkpoint WHERE id = 1", (), |r| {
             r.get(0)
         })
         .optional()?;
     Ok(position.unwrap_or(0) as u64)
 }
 
-pub(crate) fn set_checkpoint(conn: &Connection, position: u64) -> Result<(), ProjectionError> {
-    conn.prepare_cached("UPDATE checkpoint SET position = ?1 WHERE id = 1")?
-        .execute([position as i64])?;
+/// The checkpoint, read inside a write transaction so that no other writer (a second
+/// folder, a rebuild's swap) can move it before this transaction commits. SQLite's
+/// `BEGIN IMMEDIATE` already holds the only write lock; PostgreSQL locks the row.
+pub(crate) fn checkpoint_for_update(conn: &Conn) -> Result<u64, ProjectionError> {
+    match conn.dialect() {
+        Dialect::Sqlite => checkpoint(conn),
+        Dialect::Postgres => Ok(conn.query_row(
+            "SELECT position FROM checkpoint WHERE id = 1 FOR UPDATE",
+            (),
+            |r| r.get::<u64>(0),
+        )?),
+    }
+}
+
+pub(crate) fn set_checkpoint(conn: &Conn, position: u64) -> Result<(), ProjectionError> {
+    conn.execute(
+        "UPDATE checkpoint SET position = ?1 WHERE id = 1",
+        [position],
+    )?;
     Ok(())
 }
 

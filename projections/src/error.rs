@@ -4,11 +4,17 @@ use std::path::PathBuf;
 
 use switchboard_store::StoreError;
 
+use crate::sql::SqlError;
+
 /// Everything opening, folding, rebuilding, querying or exporting the read models can fail at.
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
     #[error("read models database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sql(#[from] SqlError),
+
+    /// The read models' database could not be reached or set up at start.
+    #[error("{0}")]
+    Connect(String),
 
     #[error("event store: {0}")]
     Store(#[from] StoreError),
@@ -53,5 +59,11 @@ impl ProjectionError {
             path: path.into(),
             source,
         }
+    }
+}
+
+impl From<rusqlite::Error> for ProjectionError {
+    fn from(error: rusqlite::Error) -> Self {
+        ProjectionError::Sql(error.into())
     }
 }

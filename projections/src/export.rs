@@ -3,11 +3,10 @@
 use std::io::Write;
 use std::str::FromStr;
 
-use rusqlite::types::ValueRef;
-
 use crate::ProjectionError;
 use crate::db::{ProjectionName, open_reader};
 use crate::query::ReadModels;
+use crate::sql::Cell;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportFormat {
@@ -46,65 +45,68 @@ pub fn export(
         other => return Err(ProjectionError::NotExportable(other.to_string())),
     };
     // A connection of its own: a long export holds one read snapshot from start to end.
-    let conn = open_reader(read_models.path())?;
-    let mut statement = conn.prepare(&format!("SELECT * FROM {table} ORDER BY seq"))?;
-    let columns: Vec<String> = statement
-        .column_names()
-        .iter()
-        .map(|c| c.to_string())
-        .collect();
+    let conn = open_reader(read_models.at())?;
+    let mut statement = conn.prepare_cached(&format!("SELECT * FROM {table} ORDER BY seq"))?;
+    let columns = statement.column_names();
     if format == ExportFormat::Csv {
         let header: Vec<String> = columns.iter().map(|c| csv_field(c)).collect();
         writeln!(out, "{}", header.join(",")).map_err(ProjectionError::Export)?;
     }
-    let mut rows = statement.query([])?;
     let mut written = 0u64;
-    while let Some(row) = rows.next()? {
-        match format {
+    // Writing fails with an I/O error the row callback cannot return as a SQL one: it is kept
+    // here and the stream stopped.
+    let mut failed = None;
+    statement.stream_rows((), |row| {
+        let line = match format {
             ExportFormat::Jsonl => {
                 let mut object = serde_json::Map::with_capacity(columns.len());
                 for (index, column) in columns.iter().enumerate() {
                     let value =
-                        json_value(row.get_ref(index)?, JSON_COLUMNS.contains(&column.as_str()));
+                        json_value(row.cell(index)?, JSON_COLUMNS.contains(&column.as_str()));
                     object.insert(column.clone(), value);
                 }
-                serde_json::to_writer(&mut out, &object)?;
-                out.write_all(b"\n").map_err(ProjectionError::Export)?;
+                serde_json::Value::Object(object).to_string()
             }
             ExportFormat::Csv => {
                 let mut fields = Vec::with_capacity(columns.len());
                 for index in 0..columns.len() {
-                    fields.push(match row.get_ref(index)? {
-                        ValueRef::Null => String::new(),
-                        ValueRef::Integer(i) => i.to_string(),
-                        ValueRef::Real(f) => f.to_string(),
-                        ValueRef::Text(t) | ValueRef::Blob(t) => {
-                            csv_field(&String::from_utf8_lossy(t))
-                        }
+                    fields.push(match row.cell(index)? {
+                        Cell::Null => String::new(),
+                        Cell::Int(i) => i.to_string(),
+                        Cell::Real(f) => f.to_string(),
+                        Cell::Text(t) => csv_field(t),
+                        Cell::Blob(b) => csv_field(&String::from_utf8_lossy(b)),
                     });
                 }
-                writeln!(out, "{}", fields.join(",")).map_err(ProjectionError::Export)?;
+                fields.join(",")
             }
+        };
+        if let Err(error) = writeln!(out, "{line}") {
+            failed = Some(error);
+            return Ok(false);
         }
         written += 1;
+        Ok(true)
+    })?;
+    if let Some(error) = failed {
+        return Err(ProjectionError::Export(error));
     }
     out.flush().map_err(ProjectionError::Export)?;
     Ok(written)
 }
 
-fn json_value(value: ValueRef<'_>, nested_json: bool) -> serde_json::Value {
-    match value {
-        ValueRef::Null => serde_json::Value::Null,
-        ValueRef::Integer(i) => i.into(),
-        ValueRef::Real(f) => f.into(),
-        ValueRef::Text(t) | ValueRef::Blob(t) => {
-            let text = String::from_utf8_lossy(t);
-            if nested_json && let Ok(parsed) = serde_json::from_str(&text) {
-                return parsed;
-            }
-            serde_json::Value::String(text.into_owned())
-        }
+fn json_value(value: Cell<'_>, nested_json: bool) -> serde_json::Value {
+    let text = match value {
+        Cell::Null => return serde_json::Value::Null,
+        Cell::Int(i) => return i.into(),
+        Cell::Real(f) => return f.into(),
+        Cell::Text(t) => t.to_owned(),
+        Cell::Blob(b) => String::from_utf8_lossy(b).into_owned(),
+    };
+    if nested_json && let Ok(parsed) = serde_json::from_str(&text) {
+        return parsed;
     }
+    serde_json::Value::String(text)
 }
 
 /// Quotes a field when it holds a separator, a quote or a line break (RFC 4180).

@@ -3,14 +3,14 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, TransactionBehavior};
 use switchboard_store::RecordedEvent;
 
 use crate::ProjectionError;
 use crate::apply::{ApplyError, Decoded, Mode, apply, decode, phone_numbers};
 use crate::counts::BatchCounts;
-use crate::db::{checkpoint, set_checkpoint};
+use crate::db::{checkpoint, checkpoint_for_update, set_checkpoint};
 use crate::phone::PhoneBook;
+use crate::sql::Conn;
 
 /// What a batch did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +30,7 @@ pub struct Folded {
 /// cannot be applied, the transaction is rolled back and the batch applied again with a
 /// savepoint per event, so that event becomes an anomaly and the others still apply.
 pub(crate) fn fold_batch(
-    conn: &mut Connection,
+    conn: &mut Conn,
     phones: &PhoneBook,
     events: impl IntoIterator<Item = RecordedEvent>,
 ) -> Result<Folded, ProjectionError> {
@@ -81,7 +81,7 @@ impl DecodedBatch {
 }
 
 pub(crate) fn fold_decoded(
-    conn: &mut Connection,
+    conn: &mut Conn,
     phones: &PhoneBook,
     batch: DecodedBatch,
 ) -> Result<Folded, ProjectionError> {
@@ -98,8 +98,8 @@ pub(crate) fn fold_decoded(
         });
     };
     for mode in [Mode::Optimistic, Mode::Careful] {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let stored = checkpoint(&tx)?;
+        let tx = conn.transaction()?;
+        let stored = checkpoint_for_update(&tx)?;
         if last <= stored {
             return Ok(Folded {
                 applied: 0,

@@ -26,14 +26,17 @@ mod phone;
 mod query;
 mod rebuild;
 mod runner;
+pub mod sql;
 mod tenants;
 
 pub use apply::{DELIVERY_RECEIVED, ts};
 pub use customers::customer_id;
-pub use db::{LAYOUT_VERSION, ProjectionName, READ_MODELS_FILE, open_reader, read_models_path};
+pub use db::{
+    LAYOUT_VERSION, ProjectionName, READ_MODELS_FILE, ReadModelsAt, open_reader, read_models_path,
+};
 pub use error::ProjectionError;
 pub use export::{ExportFormat, export};
 pub use phone::normalize as normalize_phone;
 pub use query::*;
-pub use rebuild::{RebuildReport, Until, rebuild};
-pub use runner::{DEFAULT_MAX_BATCH, ProjectionLag, Projector};
+pub use rebuild::{RebuildReport, Until, rebuild, rebuild_at};
+pub use runner::{DEFAULT_MAX_BATCH, LEADER_RETRY, ProjectionLag, Projector};

@@ -3,18 +3,18 @@
 //! Tenant scoping (another tenant's record answers 404) is the caller's: every view carries its
 //! `tenant_id`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 use chrono::{DateTime, NaiveTime, Utc};
-use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 use switchboard_domain::event::{OpeningHours, Weekday};
 
 use crate::ProjectionError;
 use crate::apply::ts;
-use crate::db::{checkpoint, open_live, open_reader, read_models_path};
+use crate::db::{ReadModelsAt, checkpoint, open_live, open_reader};
 use crate::phone;
+use crate::sql::{Conn, OptionalExtension, Params, Row, SqlResult, params};
 
 /// The most items one page may hold.
 pub const MAX_LIMIT: usize = 500;
@@ -68,7 +68,7 @@ const CALL_COLUMNS: &str = "call_id, tenant_id, branch_id, status, direction, fr
     to_number, duration_s, transcript, summary, sentiment, customer_id, customer_name, \
     booking_uid, appointment_status, started_at, ended_at, analyzed_at, updated_at, seq";
 
-fn call_view(row: &Row<'_>) -> rusqlite::Result<CallView> {
+fn call_view(row: &Row<'_>) -> SqlResult<CallView> {
     let booking_uid: Option<String> = row.get(13)?;
     Ok(CallView {
         call_id: row.get(0)?,
@@ -136,7 +136,7 @@ const APPOINTMENT_COLUMNS: &str = "appointment_id, booking_uid, tenant_id, branc
     attendee_phone, cancel_reason, rescheduled_from, rescheduled_to, history, created_at, \
     updated_at, seq";
 
-fn appointment_view(row: &Row<'_>) -> rusqlite::Result<AppointmentView> {
+fn appointment_view(row: &Row<'_>) -> SqlResult<AppointmentView> {
     let history: String = row.get(17)?;
     Ok(AppointmentView {
         appointment_id: row.get(0)?,
@@ -322,49 +322,63 @@ pub fn default_opening_hours() -> Vec<OpeningHours> {
     hours
 }
 
-/// The read side of `<data_dir>/read_models.sqlite`: a small pool of read-only connections.
-/// Every method blocks; call them from `spawn_blocking`.
+/// The read side of the read models: a small pool of read-only connections. Every method
+/// blocks; call them from `spawn_blocking`.
 pub struct ReadModels {
-    path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
+    at: ReadModelsAt,
+    idle: Mutex<Vec<Conn>>,
 }
 
 impl ReadModels {
     /// Opens the read models of `data_dir`, creating an empty file when there is none yet (so
     /// a server can answer before its projector's first batch).
     pub fn open(data_dir: &Path) -> Result<ReadModels, ProjectionError> {
-        Self::open_file(&read_models_path(data_dir))
+        Self::open_at(&ReadModelsAt::data_dir(data_dir))
     }
 
     /// Opens a read-models file by path (for example a time-travel file from
     /// [`rebuild`](crate::rebuild) with `until`).
     pub fn open_file(path: &Path) -> Result<ReadModels, ProjectionError> {
-        if !path.exists() {
-            drop(open_live(path)?);
+        Self::open_at(&ReadModelsAt::Sqlite(path.to_path_buf()))
+    }
+
+    /// Opens read models wherever they live, creating empty ones when there are none yet.
+    pub fn open_at(at: &ReadModelsAt) -> Result<ReadModels, ProjectionError> {
+        let exists = match at {
+            ReadModelsAt::Sqlite(path) => path.exists(),
+            ReadModelsAt::Postgres { .. } => false,
+        };
+        if !exists {
+            drop(open_live(at)?);
         }
-        let first = open_reader(path)?;
+        let first = open_reader(at)?;
         Ok(ReadModels {
-            path: path.to_path_buf(),
+            at: at.clone(),
             idle: Mutex::new(vec![first]),
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub fn at(&self) -> &ReadModelsAt {
+        &self.at
     }
 
     fn with<T>(
         &self,
-        query: impl FnOnce(&Connection) -> Result<T, ProjectionError>,
+        query: impl FnOnce(&Conn) -> Result<T, ProjectionError>,
     ) -> Result<T, ProjectionError> {
         let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match pooled {
             Some(conn) => conn,
-            None => open_reader(&self.path)?,
+            None => open_reader(&self.at)?,
         };
         let result = query(&conn);
+        // A connection that failed may be broken (a PostgreSQL restart): it is not kept.
+        let keep = match &result {
+            Err(ProjectionError::Sql(error)) => !error.is_database_trouble(),
+            _ => true,
+        };
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < MAX_IDLE {
+        if keep && idle.len() < MAX_IDLE {
             idle.push(conn);
         }
         result
@@ -431,7 +445,7 @@ impl ReadModels {
         tenant_id: Option<&str>,
         limit: usize,
         after: Option<&str>,
-        view: fn(&Row<'_>) -> rusqlite::Result<T>,
+        view: fn(&Row<'_>) -> SqlResult<T>,
     ) -> Result<Page<T>, ProjectionError> {
         if limit == 0 || limit > MAX_LIMIT {
             return Err(ProjectionError::BadLimit(limit));
@@ -444,24 +458,26 @@ impl ReadModels {
             let filter = if tenant_id.is_some() {
                 "tenant_id = ?1 AND"
             } else {
-                "?1 IS NULL AND"
+                "CAST(?1 AS TEXT) IS NULL AND"
             };
             let sql = format!(
                 "SELECT {columns} FROM {table} WHERE {filter} seq > ?2 ORDER BY seq LIMIT ?3"
             );
-            let mut statement = conn.prepare_cached(&sql)?;
-            let mut rows = statement.query(params![tenant_id, after, (limit + 1) as i64])?;
             let mut items = Vec::with_capacity(limit);
             let mut last_seq = 0i64;
             let mut more = false;
-            while let Some(row) = rows.next()? {
-                if items.len() == limit {
-                    more = true;
-                    break;
-                }
-                last_seq = row.get(seq_index)?;
-                items.push(view(row)?);
-            }
+            conn.prepare_cached(&sql)?.for_each_row(
+                params![tenant_id, after, (limit + 1) as i64],
+                |row| {
+                    if items.len() == limit {
+                        more = true;
+                        return Ok(false);
+                    }
+                    last_seq = row.get(seq_index)?;
+                    items.push(view(row)?);
+                    Ok(true)
+                },
+            )?;
             Ok(Page {
                 items,
                 next: more.then(|| encode_cursor(last_seq)),
@@ -672,9 +688,9 @@ fn decode_cursor(cursor: &str) -> Result<i64, ProjectionError> {
 const CUSTOMER_HISTORY: i64 = 100;
 
 fn customer_where(
-    conn: &Connection,
+    conn: &Conn,
     condition: &str,
-    args: impl rusqlite::Params,
+    args: impl Params,
 ) -> Result<Option<CustomerView>, ProjectionError> {
     let sql = format!(
         "SELECT customer_id, tenant_id, phone, name, email, first_seen_at, last_seen_at
@@ -722,7 +738,7 @@ fn customer_where(
 /// How many payments a tenant view lists.
 const RECENT_PAYMENTS: i64 = 20;
 
-fn tenant_view(conn: &Connection, tenant_id: &str) -> Result<Option<TenantView>, ProjectionError> {
+fn tenant_view(conn: &Conn, tenant_id: &str) -> Result<Option<TenantView>, ProjectionError> {
     let Some(mut tenant) = conn
         .prepare_cached(
             "SELECT tenant_id, name, subscription_id, subscription_status, subscription_plan,

@@ -18,17 +18,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, TransactionBehavior};
 use switchboard_store::{EventStore, RecordedEvent};
 use tokio::sync::mpsc;
 
 use crate::ProjectionError;
 use crate::db::{
-    ProjectionName, all_tables, checkpoint, create_query_indexes, open_live, open_scratch,
-    read_models_path, set_checkpoint,
+    ProjectionName, ReadModelsAt, all_tables, checkpoint, checkpoint_for_update,
+    create_query_indexes, drop_schema, open_live, open_scratch, set_checkpoint,
 };
 use crate::fold::{DecodedBatch, fold_decoded};
 use crate::phone::PhoneBook;
+use crate::sql::{Conn, quote_identifier};
 
 /// Events read from the store per page (and folded per transaction).
 const PAGE: usize = 16_384;
@@ -53,13 +53,29 @@ impl Until {
         }
     }
 
-    /// The file the read models as of this moment are written to.
+    /// The file the read models as of this moment are written to (embedded read models).
     pub fn file_name(&self) -> String {
+        format!("read_models-{}.sqlite", self.label())
+    }
+
+    /// `until-{position}` or `until-{UTC time}`: names the file or schema.
+    pub fn label(&self) -> String {
         match self {
-            Until::Position(position) => format!("read_models-until-{position}.sqlite"),
-            Until::Time(at) => {
-                format!("read_models-until-{}.sqlite", at.format("%Y%m%dT%H%M%SZ"))
-            }
+            Until::Position(position) => format!("until-{position}"),
+            Until::Time(at) => format!("until-{}", at.format("%Y%m%dT%H%M%SZ")),
+        }
+    }
+
+    /// Where the read models as of this moment go, beside the live ones: a file in the data
+    /// dir, or the schema `{live schema}_until_…` of the same database.
+    pub fn target(&self, live: &ReadModelsAt) -> ReadModelsAt {
+        match live {
+            ReadModelsAt::Sqlite(path) => ReadModelsAt::Sqlite(
+                path.parent()
+                    .unwrap_or(Path::new("."))
+                    .join(self.file_name()),
+            ),
+            ReadModelsAt::Postgres { .. } => live.sibling(&self.label().replace('-', "_")),
         }
     }
 }
@@ -67,8 +83,8 @@ impl Until {
 /// What a rebuild did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RebuildReport {
-    /// The live read models (after a swap) or the time-travel file.
-    pub path: PathBuf,
+    /// The live read models (after a swap) or the time-travel ones.
+    pub at: ReadModelsAt,
     /// The position the rebuilt read models stand at.
     pub checkpoint: u64,
     /// Events folded.
@@ -92,103 +108,183 @@ pub async fn rebuild(
     progress: impl FnMut(u64, u64) + Send + 'static,
 ) -> Result<RebuildReport, ProjectionError> {
     std::fs::create_dir_all(data_dir).map_err(|e| ProjectionError::io(data_dir, e))?;
+    rebuild_at(
+        store,
+        &ReadModelsAt::data_dir(data_dir),
+        projection,
+        until,
+        progress,
+    )
+    .await
+}
+
+/// [`rebuild`] for read models wherever they live: on PostgreSQL the replay goes into a
+/// scratch schema whose tables are moved into the live schema in one transaction.
+pub async fn rebuild_at(
+    store: Arc<dyn EventStore>,
+    live_at: &ReadModelsAt,
+    projection: Option<ProjectionName>,
+    until: Option<Until>,
+    progress: impl FnMut(u64, u64) + Send + 'static,
+) -> Result<RebuildReport, ProjectionError> {
     let head = store.head_position().await?;
     let mut replay = Replay::start(Arc::clone(&store), progress);
 
     if let Some(until) = until {
-        let building = data_dir.join(format!(
-            "{}.building-{}",
-            until.file_name(),
-            std::process::id()
-        ));
+        let target = until.target(live_at);
+        // A file is built under another name and renamed when complete; a schema is built in
+        // place (a half-built one is emptied by the next attempt).
+        let building = match &target {
+            ReadModelsAt::Sqlite(path) => ReadModelsAt::Sqlite(with_suffix(
+                path,
+                &format!(".building-{}", std::process::id()),
+            )),
+            ReadModelsAt::Postgres { .. } => target.clone(),
+        };
         let total = match until {
             Until::Position(position) => position.min(head),
             Until::Time(_) => head,
         };
-        let (conn, events) = replay
-            .run(open_scratch(&building)?, total, Stop::Until(until))
-            .await?;
-        let reached = checkpoint(&conn)?;
-        create_query_indexes(&conn)?;
-        drop(conn);
-        let path = data_dir.join(until.file_name());
-        std::fs::rename(&building, &path).map_err(|e| ProjectionError::io(&path, e))?;
+        let scratch = {
+            let building = building.clone();
+            blocking(move || open_scratch(&building)).await?
+        };
+        let (conn, events) = replay.run(scratch, total, Stop::Until(until)).await?;
+        let reached = blocking(move || {
+            let reached = checkpoint(&conn)?;
+            create_query_indexes(&conn)?;
+            Ok(reached)
+        })
+        .await?;
+        if let (ReadModelsAt::Sqlite(from), ReadModelsAt::Sqlite(to)) = (&building, &target) {
+            std::fs::rename(from, to).map_err(|e| ProjectionError::io(to, e))?;
+        }
         return Ok(RebuildReport {
-            path,
+            at: target,
             checkpoint: reached,
             events,
             swapped: Vec::new(),
         });
     }
 
-    let live_path = read_models_path(data_dir);
-    let scratch_path = data_dir.join(format!("read_models.rebuild-{}.sqlite", std::process::id()));
-    let mut live = open_live(&live_path)?;
+    let scratch_at = match live_at {
+        ReadModelsAt::Sqlite(path) => ReadModelsAt::Sqlite(
+            path.parent()
+                .unwrap_or(Path::new("."))
+                .join(format!("read_models.rebuild-{}.sqlite", std::process::id())),
+        ),
+        ReadModelsAt::Postgres { .. } => {
+            live_at.sibling(&format!("rebuild_{}", std::process::id()))
+        }
+    };
+    let (mut live, live_checkpoint, scratch) = {
+        let (live_at, scratch_at) = (live_at.clone(), scratch_at.clone());
+        blocking(move || {
+            let live = open_live(&live_at)?;
+            let at = checkpoint(&live)?;
+            Ok((live, at, open_scratch(&scratch_at)?))
+        })
+        .await?
+    };
     // A full rebuild goes to the store's head; one projection goes exactly to where the other
     // tables stand.
-    let live_checkpoint = checkpoint(&live)?;
     let target = match projection {
         None => head.max(live_checkpoint),
         Some(_) => live_checkpoint,
     };
-    let (mut scratch, mut events) = replay
-        .run(open_scratch(&scratch_path)?, target, Stop::At(target))
-        .await?;
+    let (mut scratch, mut events) = replay.run(scratch, target, Stop::At(target)).await?;
 
     let swapped: Vec<ProjectionName> = match projection {
         Some(one) => vec![one],
         None => ProjectionName::ALL.to_vec(),
     };
     let rebuilt_at = loop {
-        let fresh = checkpoint(&scratch)?;
         // The runner may have moved the live tables on meanwhile: catch up outside the lock,
         // then try again, until the swap finds the live checkpoint where it needs it.
-        match try_swap(
-            &mut live,
-            &scratch_path,
-            fresh,
-            projection.is_none(),
-            &swapped,
-        )? {
-            Some(at) => break at,
-            None => {
-                let behind = checkpoint(&live)?;
-                let (conn, more) = replay.run(scratch, behind, Stop::At(behind)).await?;
+        let (live_at, scratch_at, swapped) = (live_at.clone(), scratch_at.clone(), swapped.clone());
+        let full = projection.is_none();
+        let (back_live, back_scratch, swap) = blocking(move || {
+            let fresh = checkpoint(&scratch)?;
+            let swap = try_swap(&mut live, &live_at, &scratch_at, fresh, full, &swapped)?;
+            let swap = match swap {
+                Some(at) => Ok(at),
+                None => Err(checkpoint(&live)?),
+            };
+            Ok((live, scratch, swap))
+        })
+        .await?;
+        live = back_live;
+        match swap {
+            Ok(at) => {
+                scratch = back_scratch;
+                break at;
+            }
+            Err(behind) => {
+                let (conn, more) = replay.run(back_scratch, behind, Stop::At(behind)).await?;
                 scratch = conn;
                 events += more;
             }
         }
     };
-    drop(scratch);
-    for suffix in ["", "-journal", "-wal", "-shm"] {
-        let mut name = scratch_path.as_os_str().to_owned();
-        name.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(name));
-    }
+    let cleanup = scratch_at.clone();
+    blocking(move || {
+        drop(live);
+        match &cleanup {
+            ReadModelsAt::Sqlite(path) => {
+                drop(scratch);
+                for suffix in ["", "-journal", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(with_suffix(path, suffix));
+                }
+                Ok(())
+            }
+            ReadModelsAt::Postgres { schema, .. } => drop_schema(&scratch, schema),
+        }
+    })
+    .await?;
     Ok(RebuildReport {
-        path: live_path,
+        at: live_at.clone(),
         checkpoint: rebuilt_at,
         events,
         swapped,
     })
 }
 
+/// Runs blocking read-model work (SQLite, PostgreSQL's synchronous client) off the async
+/// threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ProjectionError> + Send + 'static,
+) -> Result<T, ProjectionError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ProjectionError::Task(e.to_string()))?
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
 /// Swaps the fresh tables in if the live checkpoint allows it now; returns the new live
-/// checkpoint, or None when the fresh file must catch up first.
+/// checkpoint, or None when the fresh tables must catch up first.
 fn try_swap(
-    live: &mut Connection,
-    scratch_path: &Path,
+    live: &mut Conn,
+    live_at: &ReadModelsAt,
+    scratch_at: &ReadModelsAt,
     fresh: u64,
     full: bool,
     projections: &[ProjectionName],
 ) -> Result<Option<u64>, ProjectionError> {
-    live.execute(
-        "ATTACH DATABASE ?1 AS fresh",
-        [scratch_path.to_string_lossy()],
-    )?;
+    let attached = match scratch_at {
+        ReadModelsAt::Sqlite(path) => {
+            live.execute("ATTACH DATABASE ?1 AS fresh", [path.to_string_lossy()])?;
+            true
+        }
+        ReadModelsAt::Postgres { .. } => false,
+    };
     let result = (|| {
-        let tx = live.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let current = checkpoint(&tx)?;
+        let tx = live.transaction()?;
+        let current = checkpoint_for_update(&tx)?;
         let ready = if full {
             fresh >= current
         } else {
@@ -199,24 +295,35 @@ fn try_swap(
         }
         for projection in projections {
             for table in projection.tables() {
-                swap_table(&tx, table)?;
+                match (live_at, scratch_at) {
+                    (
+                        ReadModelsAt::Postgres { schema: live, .. },
+                        ReadModelsAt::Postgres {
+                            schema: scratch, ..
+                        },
+                    ) => move_table(&tx, scratch, live, table)?,
+                    _ => swap_table(&tx, table)?,
+                }
             }
         }
-        // The fresh file has only the indexes its fold needed; the dropped tables took their
-        // query indexes with them.
+        // The fresh tables have only the indexes their fold needed; the dropped tables took
+        // their query indexes with them.
         create_query_indexes(&tx)?;
         set_checkpoint(&tx, fresh)?;
         tx.commit()?;
         Ok(Some(fresh))
     })();
-    live.execute("DETACH DATABASE fresh", [])?;
+    live.forget_statements();
+    if attached {
+        live.execute("DETACH DATABASE fresh", ())?;
+    }
     result
 }
 
 /// Replaces `main.{table}` by `fresh.{table}`: same definition, same rows, the fold's indexes
 /// (created after the rows, which is faster than maintaining them row by row); the caller adds
 /// the query-only ones.
-fn swap_table(tx: &Connection, table: &str) -> Result<(), ProjectionError> {
+fn swap_table(tx: &Conn, table: &str) -> Result<(), ProjectionError> {
     debug_assert!(
         all_tables().any(|t| t == table),
         "swapping an unknown table"
@@ -227,7 +334,7 @@ fn swap_table(tx: &Connection, table: &str) -> Result<(), ProjectionError> {
         |r| r.get(0),
     )?;
     let indexes: Vec<String> = tx
-        .prepare("SELECT sql FROM fresh.sqlite_master WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL")?
+        .prepare_cached("SELECT sql FROM fresh.sqlite_master WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL")?
         .query_map([table], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     tx.execute_batch(&format!("DROP TABLE IF EXISTS main.\"{table}\""))?;
@@ -238,6 +345,25 @@ fn swap_table(tx: &Connection, table: &str) -> Result<(), ProjectionError> {
     for index in indexes {
         tx.execute_batch(&index)?;
     }
+    Ok(())
+}
+
+/// PostgreSQL: drops the live `{table}` and moves the scratch schema's in its place, with
+/// its indexes; no row is copied.
+fn move_table(
+    tx: &Conn,
+    scratch_schema: &str,
+    live_schema: &str,
+    table: &str,
+) -> Result<(), ProjectionError> {
+    debug_assert!(all_tables().any(|t| t == table), "moving an unknown table");
+    let table = quote_identifier(table);
+    let live = quote_identifier(live_schema);
+    tx.execute_batch(&format!(
+        "DROP TABLE IF EXISTS {live}.{table};
+         ALTER TABLE {}.{table} SET SCHEMA {live}",
+        quote_identifier(scratch_schema),
+    ))?;
     Ok(())
 }
 
@@ -279,11 +405,15 @@ impl<P: FnMut(u64, u64) + Send + 'static> Replay<P> {
     /// connection and the number of events folded.
     async fn run(
         &mut self,
-        conn: Connection,
+        conn: Conn,
         total: u64,
         stop: Stop,
-    ) -> Result<(Connection, u64), ProjectionError> {
-        let from = checkpoint(&conn)? + 1;
+    ) -> Result<(Conn, u64), ProjectionError> {
+        let (conn, from) = blocking(move || {
+            let from = checkpoint(&conn)? + 1;
+            Ok((conn, from))
+        })
+        .await?;
         let (pages_tx, mut pages_rx) = mpsc::channel::<DecodedBatch>(READ_AHEAD);
         let store = Arc::clone(&self.store);
         let reader = tokio::spawn(async move {

@@ -1,24 +1,28 @@
 //! The live runner: follows the store's subscription from the stored checkpoint and folds
 //! what arrives in batches, each batch one transaction with its checkpoint.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::Connection;
 use switchboard_store::{EventStore, RecordedEvent, Subscription};
 use tokio::sync::watch;
 
 use crate::ProjectionError;
-use crate::db::{checkpoint, open_live, read_models_path};
+use crate::db::{ReadModelsAt, checkpoint, open_live};
 use crate::fold::{Folded, fold_batch};
 use crate::phone::PhoneBook;
+use crate::sql::{Conn, Dialect};
 
 /// The most events folded in one transaction: large enough to amortize the commit, small
 /// enough that the read models never trail a busy store by a long transaction.
 pub const DEFAULT_MAX_BATCH: usize = 1_000;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// How often an instance that is not the projections' leader asks again: the bound on how
+/// long the read models stand still after a leader dies.
+pub const LEADER_RETRY: Duration = Duration::from_secs(1);
 
 /// How far the read models trail the store, for /readyz and /metrics.
 #[derive(Debug, Clone)]
@@ -52,14 +56,22 @@ impl ProjectionLag {
 
 /// The connection and memo that fold batches; moved to a blocking thread for each batch.
 struct Folder {
-    conn: Connection,
+    conn: Conn,
     phones: PhoneBook,
+    /// This connection's session holds the projections' lock (PostgreSQL).
+    leader: bool,
 }
 
-/// Keeps `<data_dir>/read_models.sqlite` up to date with the store.
+/// Keeps the read models up to date with the store.
+///
+/// On PostgreSQL several instances share one set of read models; only the one whose session
+/// holds an advisory lock folds. The lock lives on the folding connection itself, so a leader
+/// whose session is gone can neither fold nor keep the lock, and another instance takes over
+/// within [`LEADER_RETRY`], from the checkpoint. (The checkpoint row is also locked by every
+/// fold, so even two folders at once would apply each event once.)
 pub struct Projector {
     store: Arc<dyn EventStore>,
-    path: PathBuf,
+    at: ReadModelsAt,
     folder: Option<Folder>,
     checkpoint: watch::Sender<u64>,
     lag: ProjectionLag,
@@ -69,8 +81,15 @@ pub struct Projector {
 impl Projector {
     /// Opens (creating when absent) the read models in `data_dir`.
     pub fn open(store: Arc<dyn EventStore>, data_dir: &Path) -> Result<Projector, ProjectionError> {
-        let path = read_models_path(data_dir);
-        let conn = open_live(&path)?;
+        Self::open_at(store, ReadModelsAt::data_dir(data_dir))
+    }
+
+    /// Opens (creating when absent) the read models wherever they live.
+    pub fn open_at(
+        store: Arc<dyn EventStore>,
+        at: ReadModelsAt,
+    ) -> Result<Projector, ProjectionError> {
+        let conn = open_live(&at)?;
         let position = checkpoint(&conn)?;
         let (checkpoint_tx, checkpoint_rx) = watch::channel(position);
         let lag = ProjectionLag {
@@ -79,10 +98,11 @@ impl Projector {
         };
         Ok(Projector {
             store,
-            path,
+            at,
             folder: Some(Folder {
                 conn,
                 phones: PhoneBook::default(),
+                leader: false,
             }),
             checkpoint: checkpoint_tx,
             lag,
@@ -100,8 +120,8 @@ impl Projector {
         self.lag.clone()
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub fn at(&self) -> &ReadModelsAt {
+        &self.at
     }
 
     /// Folds everything the store holds now, then returns the checkpoint reached: for
@@ -145,6 +165,9 @@ impl Projector {
         &mut self,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), ProjectionError> {
+        if !self.lead(shutdown).await? {
+            return Ok(());
+        }
         let start = self.stored_checkpoint().await?;
         self.checkpoint.send_replace(start);
         let mut subscription = Subscription::new(Arc::clone(&self.store), start + 1);
@@ -169,39 +192,86 @@ impl Projector {
         }
     }
 
+    /// Waits until this instance leads the projections (at once on SQLite, whose file only
+    /// this process writes); false when shutdown came first. Meanwhile the lag follows the
+    /// leader's checkpoint.
+    async fn lead(
+        &mut self,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<bool, ProjectionError> {
+        let mut waiting_said = false;
+        loop {
+            let (leader, stored) = self
+                .with_folder(|folder| {
+                    if !folder.leader && folder.conn.dialect() == Dialect::Postgres {
+                        folder.leader = folder.conn.query_row(
+                            "SELECT pg_try_advisory_lock(hashtext(current_schema()))",
+                            (),
+                            |r| r.get::<bool>(0),
+                        )?;
+                    }
+                    let leader = folder.leader || folder.conn.dialect() == Dialect::Sqlite;
+                    Ok((leader, checkpoint(&folder.conn)?))
+                })
+                .await?;
+            self.checkpoint.send_replace(stored);
+            if leader {
+                if waiting_said {
+                    tracing::info!(read_models = %self.at, "this instance now leads the projections");
+                }
+                return Ok(true);
+            }
+            if !waiting_said {
+                tracing::info!(read_models = %self.at,
+                    "another instance leads the projections; standing by");
+                waiting_said = true;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(LEADER_RETRY) => {}
+                _ = stopped(shutdown) => return Ok(false),
+            }
+        }
+    }
+
     async fn fold(&mut self, batch: Vec<RecordedEvent>) -> Result<Folded, ProjectionError> {
+        self.with_folder(move |folder| fold_batch(&mut folder.conn, &folder.phones, batch))
+            .await
+    }
+
+    /// Runs `work` with the folder on the blocking pool. A folder whose work failed is not
+    /// kept: its connection may be broken, and on PostgreSQL its session may have lost the
+    /// lock; the next attempt connects (and asks for the lock) afresh.
+    async fn with_folder<T: Send + 'static>(
+        &mut self,
+        work: impl FnOnce(&mut Folder) -> Result<T, ProjectionError> + Send + 'static,
+    ) -> Result<T, ProjectionError> {
         let mut folder = self.take_folder()?;
         let (folder, result) = tokio::task::spawn_blocking(move || {
-            let result = fold_batch(&mut folder.conn, &folder.phones, batch);
+            let result = work(&mut folder);
             (folder, result)
         })
         .await
         .map_err(|e| ProjectionError::Task(e.to_string()))?;
-        self.folder = Some(folder);
+        if result.is_ok() {
+            self.folder = Some(folder);
+        }
         result
     }
 
-    /// The folder, or a fresh one when a panicked batch took the last one down with it.
+    /// The folder, or a fresh one when the last one was dropped.
     fn take_folder(&mut self) -> Result<Folder, ProjectionError> {
         match self.folder.take() {
             Some(folder) => Ok(folder),
             None => Ok(Folder {
-                conn: open_live(&self.path)?,
+                conn: open_live(&self.at)?,
                 phones: PhoneBook::default(),
+                leader: false,
             }),
         }
     }
 
     async fn stored_checkpoint(&mut self) -> Result<u64, ProjectionError> {
-        let folder = self.take_folder()?;
-        let (folder, result) = tokio::task::spawn_blocking(move || {
-            let result = checkpoint(&folder.conn);
-            (folder, result)
-        })
-        .await
-        .map_err(|e| ProjectionError::Task(e.to_string()))?;
-        self.folder = Some(folder);
-        result
+        self.with_folder(|folder| checkpoint(&folder.conn)).await
     }
 }
 

@@ -11,7 +11,7 @@ CREATE TABLE IF NOT EXISTS checkpoint (
     id       INTEGER PRIMARY KEY CHECK (id = 1),
     position INTEGER NOT NULL
 );
-INSERT OR IGNORE INTO checkpoint (id, position) VALUES (1, 0);
+INSERT INTO checkpoint (id, position) VALUES (1, 0) ON CONFLICT DO NOTHING;
 
 -- ---------------------------------------------------------------------------------- calls
 CREATE TABLE IF NOT EXISTS calls (

@@ -4,7 +4,7 @@
 //!
 //! Registering a mapping attributes what was waiting for it (see [`crate::attribution`]).
 
-use rusqlite::params;
+use crate::sql::{SqlError, params};
 use switchboard_domain::event::{
     ApiTokensSet, BranchProfile, BranchRemoved, CalcomOrganizerLinked, CalcomOrganizerUnlinked,
     InvoiceFacts, PaymentFailure, PhoneNumberAssigned, PhoneNumberUnassigned, StripeCustomerLinked,
@@ -16,7 +16,7 @@ use crate::{anomalies, attribution, calls};
 
 /// Makes sure the tenant has a row: counts and payments may name a tenant (by routing or
 /// `metadata.company_id`) before its registration is folded.
-fn ensure(cx: &Cx<'_>, tenant_id: &str) -> Result<(), rusqlite::Error> {
+fn ensure(cx: &Cx<'_>, tenant_id: &str) -> Result<(), SqlError> {
     cx.conn
         .prepare_cached(
             "INSERT INTO tenants (tenant_id, seq, updated_at) VALUES (?1, ?2, ?3)
@@ -26,7 +26,7 @@ fn ensure(cx: &Cx<'_>, tenant_id: &str) -> Result<(), rusqlite::Error> {
     Ok(())
 }
 
-fn ensure_branch(cx: &Cx<'_>, tenant_id: &str, branch_id: &str) -> Result<(), rusqlite::Error> {
+fn ensure_branch(cx: &Cx<'_>, tenant_id: &str, branch_id: &str) -> Result<(), SqlError> {
     cx.conn
         .prepare_cached(
             "INSERT INTO branches (tenant_id, branch_id, updated_at) VALUES (?1, ?2, ?3)
@@ -385,11 +385,7 @@ fn count_payment(cx: &Cx<'_>, tenant: &str, succeeded: bool, amount: i64) -> App
     Ok(())
 }
 
-pub(crate) fn add_call(
-    cx: &Cx<'_>,
-    tenant: &str,
-    branch: Option<&str>,
-) -> Result<(), rusqlite::Error> {
+pub(crate) fn add_call(cx: &Cx<'_>, tenant: &str, branch: Option<&str>) -> Result<(), SqlError> {
     cx.counts.add_call(cx, tenant, branch)
 }
 
@@ -401,12 +397,12 @@ pub(crate) fn add_appointment(
     at_tenant: bool,
     branch: Option<&str>,
     delta: i64,
-) -> Result<(), rusqlite::Error> {
+) -> Result<(), SqlError> {
     let tenant_delta = if at_tenant { delta } else { 0 };
     cx.counts
         .add_appointment(cx, tenant, tenant_delta, branch, delta)
 }
 
-pub(crate) fn add_customer(cx: &Cx<'_>, tenant: &str) -> Result<(), rusqlite::Error> {
+pub(crate) fn add_customer(cx: &Cx<'_>, tenant: &str) -> Result<(), SqlError> {
     cx.counts.add_customer(cx, tenant)
 }

@@ -707,7 +707,7 @@ async fn an_event_the_read_models_refuse_is_undone_as_a_whole_and_recorded() {
     open_tenant(&h, "t1", 0).await;
     // A trigger stands in for any row an event cannot write (a constraint, a bad value).
     let projector = Projector::open(h.dyn_store(), h.data_dir()).unwrap();
-    rusqlite::Connection::open(projector.path())
+    rusqlite::Connection::open(projector.at().file().unwrap())
         .unwrap()
         .execute_batch(
             "CREATE TRIGGER poison BEFORE UPDATE OF tenant_id ON calls WHEN NEW.call_id = 'poison'

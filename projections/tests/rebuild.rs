@@ -192,16 +192,17 @@ async fn until_builds_the_past_into_its_own_file_and_leaves_the_live_tables_alon
     )
     .await
     .unwrap();
+    let path = report.at.file().unwrap().to_path_buf();
     assert_eq!(
-        report.path,
+        path,
         h.data_dir()
             .join(format!("read_models-until-{then}.sqlite"))
     );
     assert_eq!(report.checkpoint, then);
     assert!(report.swapped.is_empty());
-    assert_eq!(dump(&report.path), as_it_was, "the past, row for row");
+    assert_eq!(dump(&path), as_it_was, "the past, row for row");
     assert_eq!(
-        indexes(&report.path),
+        indexes(&path),
         expected_indexes(),
         "every index in the past"
     );
@@ -221,9 +222,9 @@ async fn until_builds_the_past_into_its_own_file_and_leaves_the_live_tables_alon
     .await
     .unwrap();
     assert_eq!(by_time.checkpoint, then);
-    assert_ne!(by_time.path, report.path);
+    assert_ne!(by_time.at, report.at);
     assert_eq!(
-        dump(&by_time.path),
+        dump(by_time.at.file().unwrap()),
         as_it_was,
         "the past by time, row for row"
     );

@@ -83,7 +83,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await,
             Command::Events { command } => events::run(command).await,
             Command::Rebuild(args) => read_models::run_rebuild(args).await,
-            Command::Export(args) => read_models::run_export(args),
+            Command::Export(args) => read_models::run_export(args).await,
             Command::Sign(args) => webhook_tools::run_sign(args),
             Command::Send(args) => webhook_tools::run_send(args).await,
             Command::Verify(args) => webhook_tools::run_verify(args),

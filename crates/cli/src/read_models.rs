@@ -7,7 +7,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use switchboard_projections::{ExportFormat, ProjectionName, ReadModels, Until};
 
-use crate::settings::{StoreArgs, resolve_store};
+use crate::settings::{StoreArgs, resolve_read_models};
 use crate::{CliError, open_store};
 
 #[derive(Debug, Clone, Args)]
@@ -50,7 +50,7 @@ fn parse_until(raw: &str) -> Result<Until, CliError> {
 
 pub async fn run_rebuild(args: RebuildArgs) -> Result<(), CliError> {
     let until = args.until.as_deref().map(parse_until).transpose()?;
-    let (_, data_dir) = resolve_store(&args.store)?;
+    let read_models = resolve_read_models(&args.store)?;
     let store = open_store(&args.store).await?;
     let bar = ProgressBar::new(0);
     bar.set_style(
@@ -67,17 +67,19 @@ pub async fn run_rebuild(args: RebuildArgs) -> Result<(), CliError> {
             bar.set_position(done);
         }
     };
+    if let Some(dir) = read_models.file().and_then(|file| file.parent()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| CliError::Failed(format!("{}: {e}", dir.display())))?;
+    }
     let report =
-        switchboard_projections::rebuild(store, &data_dir, args.projection, until, progress)
+        switchboard_projections::rebuild_at(store, &read_models, args.projection, until, progress)
             .await
             .map_err(|e| CliError::Failed(e.to_string()))?;
     bar.finish_and_clear();
     if report.swapped.is_empty() {
         println!(
             "built {} events up to position {} into {}",
-            report.events,
-            report.checkpoint,
-            report.path.display()
+            report.events, report.checkpoint, report.at
         );
     } else {
         let names: Vec<_> = report.swapped.iter().map(|p| p.to_string()).collect();
@@ -86,19 +88,24 @@ pub async fn run_rebuild(args: RebuildArgs) -> Result<(), CliError> {
             names.join(", "),
             report.events,
             report.checkpoint,
-            report.path.display()
+            report.at
         );
     }
     Ok(())
 }
 
-pub fn run_export(args: ExportArgs) -> Result<(), CliError> {
-    let (_, data_dir) = resolve_store(&args.store)?;
-    let read_models = ReadModels::open(&data_dir).map_err(|e| CliError::Failed(e.to_string()))?;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    switchboard_projections::export(&read_models, args.projection, args.format, &mut out)
-        .map_err(|e| CliError::Failed(e.to_string()))?;
-    out.flush().map_err(|e| CliError::Failed(e.to_string()))?;
-    Ok(())
+pub async fn run_export(args: ExportArgs) -> Result<(), CliError> {
+    let at = resolve_read_models(&args.store)?;
+    // The read models' client blocks (SQLite, and PostgreSQL's synchronous client refuses to
+    // run on an async thread): the export runs on the blocking pool.
+    tokio::task::spawn_blocking(move || {
+        let read_models = ReadModels::open_at(&at).map_err(|e| CliError::Failed(e.to_string()))?;
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        switchboard_projections::export(&read_models, args.projection, args.format, &mut out)
+            .map_err(|e| CliError::Failed(e.to_string()))?;
+        out.flush().map_err(|e| CliError::Failed(e.to_string()))
+    })
+    .await
+    .map_err(|e| CliError::Failed(format!("export: {e}")))?
 }

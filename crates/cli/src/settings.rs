@@ -4,9 +4,10 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use serde::Deserialize;
+use switchboard_projections::ReadModelsAt;
 use switchboard_server::config::{
     Config, DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_MAX_BODY, LogFormat, ProviderSecrets,
-    RateLimit, StoreLocation,
+    RateLimit, ReadModelsLocation, StoreLocation,
 };
 
 use switchboard_webhooks::Secret;
@@ -22,6 +23,11 @@ pub struct StoreArgs {
     /// `embedded` (default), `postgres://…`, `kurrentdb://…` or `esdb://…`.
     #[arg(long, env = "SWITCHBOARD_STORE")]
     pub store: Option<String>,
+    /// Where the read models live: `embedded` (SQLite in the data dir) or `postgres://…`
+    /// (`?schema=` chooses the schema). Default: beside the events — the same PostgreSQL
+    /// database for a PostgreSQL store, the data dir otherwise.
+    #[arg(long, env = "SWITCHBOARD_READ_MODELS")]
+    pub read_models: Option<String>,
     /// Optional TOML file with the same settings (flags and environment win).
     #[arg(long, env = "SWITCHBOARD_CONFIG")]
     pub config: Option<PathBuf>,
@@ -55,6 +61,7 @@ pub struct FileSettings {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub store: Option<String>,
+    pub read_models: Option<String>,
     pub max_body: Option<usize>,
     pub rate_limit: Option<u32>,
     pub rate_limit_burst: Option<u32>,
@@ -108,6 +115,27 @@ fn store_from(args: &StoreArgs, file: &FileSettings) -> Result<(StoreLocation, P
     Ok((location, data_dir))
 }
 
+/// Where the read models of the store `args` name live.
+pub fn resolve_read_models(args: &StoreArgs) -> Result<ReadModelsAt, CliError> {
+    let file = FileSettings::load(args.config.as_deref())?;
+    let (store, data_dir) = store_from(args, &file)?;
+    let read_models = read_models_from(args, &file)?;
+    Ok(switchboard_server::backend::read_models_at(
+        &store,
+        &read_models,
+        &data_dir,
+    ))
+}
+
+fn read_models_from(args: &StoreArgs, file: &FileSettings) -> Result<ReadModelsLocation, CliError> {
+    let value = args
+        .read_models
+        .as_deref()
+        .or(file.read_models.as_deref())
+        .unwrap_or("");
+    Ok(ReadModelsLocation::parse(value)?)
+}
+
 /// Environment variables only (INTERFACE.md): secrets and the admin token never go on a
 /// command line, where `ps` would show them.
 pub struct EnvSecrets {
@@ -132,6 +160,7 @@ impl EnvSecrets {
 pub fn resolve_serve(args: &ServeArgs, env: EnvSecrets) -> Result<(Config, LogFormat), CliError> {
     let file = FileSettings::load(args.store.config.as_deref())?;
     let (store, data_dir) = store_from(&args.store, &file)?;
+    let read_models = read_models_from(&args.store, &file)?;
     let listen_text = args
         .listen
         .clone()
@@ -190,6 +219,7 @@ pub fn resolve_serve(args: &ServeArgs, env: EnvSecrets) -> Result<(Config, LogFo
         listen,
         data_dir,
         store,
+        read_models,
         secrets,
         admin_token: env.admin_token.or(file.admin_token).map(Secret::new),
         max_body,
@@ -208,6 +238,7 @@ mod tests {
             store: StoreArgs {
                 data_dir: None,
                 store: None,
+                read_models: None,
                 config: None,
             },
             listen: None,

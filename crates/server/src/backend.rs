@@ -7,8 +7,10 @@ use switchboard_store::EventStore;
 use switchboard_store::sqlite::{SqliteOptions, SqliteStore};
 use switchboard_store_postgres::{PostgresOptions, PostgresStore};
 
+use switchboard_projections::ReadModelsAt;
+
 use crate::Error;
-use crate::config::StoreLocation;
+use crate::config::{ReadModelsLocation, StoreLocation};
 
 /// The embedded store's file inside the data dir.
 pub const EVENTS_FILE: &str = "events.sqlite";
@@ -33,7 +35,8 @@ pub async fn open_store(
             let store = PostgresStore::connect(&url, options).await?;
             Ok(Arc::new(store))
         }
-        // Events go to KurrentDB; read models stay in the data dir's SQLite.
+        // Events go to KurrentDB; read models go where `--read-models` says (SQLite in the
+        // data dir unless told otherwise).
         #[cfg(feature = "kurrentdb")]
         StoreLocation::KurrentDb(url) => {
             use switchboard_store_kurrentdb::{KurrentOptions, KurrentStore};
@@ -50,6 +53,34 @@ pub async fn open_store(
     }
 }
 
+/// Where the read models of a deployment live: where `--read-models` says, or beside the
+/// events (see [`ReadModelsLocation::FollowStore`]).
+pub fn read_models_at(
+    store: &StoreLocation,
+    read_models: &ReadModelsLocation,
+    data_dir: &Path,
+) -> ReadModelsAt {
+    match (read_models, store) {
+        (ReadModelsLocation::Embedded, _)
+        | (
+            ReadModelsLocation::FollowStore,
+            StoreLocation::Embedded | StoreLocation::KurrentDb(_),
+        ) => ReadModelsAt::data_dir(data_dir),
+        (ReadModelsLocation::FollowStore, StoreLocation::Postgres(url)) => {
+            let (url, schema) = split_schema(url);
+            let schema = schema.unwrap_or_else(|| PostgresOptions::default().schema);
+            ReadModelsAt::beside_postgres_store(&url, &schema)
+        }
+        (ReadModelsLocation::Postgres(url), _) => {
+            let (url, schema) = split_schema(url);
+            ReadModelsAt::Postgres {
+                url,
+                schema: schema.unwrap_or_else(|| "switchboard_read_models".to_owned()),
+            }
+        }
+    }
+}
+
 /// `postgres://…/db?schema=name` chooses the schema the store lives in (default
 /// `switchboard`), so several deployments or test runs can share one database.
 fn split_schema(url: &str) -> (String, Option<String>) {
@@ -58,7 +89,40 @@ fn split_schema(url: &str) -> (String, Option<String>) {
 
 #[cfg(test)]
 mod tests {
-    use super::split_schema;
+    use super::*;
+
+    #[test]
+    fn read_models_follow_the_store_unless_told_otherwise() {
+        let dir = Path::new("/data");
+        let pg = StoreLocation::Postgres("postgres://u@h/db?schema=sb_1".into());
+        assert_eq!(
+            read_models_at(&pg, &ReadModelsLocation::FollowStore, dir),
+            ReadModelsAt::Postgres {
+                url: "postgres://u@h/db".into(),
+                schema: "sb_1_read_models".into()
+            }
+        );
+        assert_eq!(
+            read_models_at(&pg, &ReadModelsLocation::Embedded, dir),
+            ReadModelsAt::data_dir(dir)
+        );
+        let kurrent = StoreLocation::KurrentDb("esdb://h:2113".into());
+        assert_eq!(
+            read_models_at(&kurrent, &ReadModelsLocation::FollowStore, dir),
+            ReadModelsAt::data_dir(dir)
+        );
+        assert_eq!(
+            read_models_at(
+                &kurrent,
+                &ReadModelsLocation::Postgres("postgres://u@h/db".into()),
+                dir
+            ),
+            ReadModelsAt::Postgres {
+                url: "postgres://u@h/db".into(),
+                schema: "switchboard_read_models".into()
+            }
+        );
+    }
 
     #[test]
     fn the_schema_parameter_is_ours_and_other_parameters_stay() {

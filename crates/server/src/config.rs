@@ -50,6 +50,39 @@ impl StoreLocation {
     }
 }
 
+/// Where the read models live (`--read-models`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadModelsLocation {
+    /// Beside the events: the data dir's SQLite for the embedded store and KurrentDB (whose
+    /// database holds only streams), the same database for PostgreSQL.
+    FollowStore,
+    /// SQLite in the data dir.
+    Embedded,
+    /// A PostgreSQL database; `?schema=` chooses the schema (default `switchboard_read_models`).
+    Postgres(String),
+}
+
+impl ReadModelsLocation {
+    /// Empty → follow the store; `embedded`; `postgres://…` / `postgresql://…`.
+    pub fn parse(value: &str) -> Result<Self, Error> {
+        let value = value.trim();
+        if value.is_empty() {
+            return Ok(ReadModelsLocation::FollowStore);
+        }
+        if value.eq_ignore_ascii_case("embedded") {
+            return Ok(ReadModelsLocation::Embedded);
+        }
+        let scheme = value.split("://").next().unwrap_or_default();
+        match scheme.to_ascii_lowercase().as_str() {
+            "postgres" | "postgresql" => Ok(ReadModelsLocation::Postgres(value.to_owned())),
+            _ => Err(Error::Config(format!(
+                "--read-models {}: expected `embedded` or a postgres://… URL",
+                redact_url(value)
+            ))),
+        }
+    }
+}
+
 /// `scheme://user:password@host` → `scheme://user:***@host`.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -126,6 +159,7 @@ pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub store: StoreLocation,
+    pub read_models: ReadModelsLocation,
     pub secrets: ProviderSecrets,
     /// Bearer token with full read and admin access; without it only tenant tokens work.
     /// A `Secret`, so a printed config never shows it.
@@ -142,6 +176,7 @@ impl Default for Config {
             listen: DEFAULT_LISTEN.parse().expect("valid default address"),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             store: StoreLocation::Embedded,
+            read_models: ReadModelsLocation::FollowStore,
             secrets: ProviderSecrets::default(),
             admin_token: None,
             max_body: DEFAULT_MAX_BODY,
@@ -167,6 +202,25 @@ mod tests {
             StoreLocation::KurrentDb("esdb://h:2113?tls=false".into())
         );
         let err = StoreLocation::parse("mysql://root:hunter2@h/db").unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn read_model_locations_parse_and_refuse_other_databases() {
+        assert_eq!(
+            ReadModelsLocation::parse(" ").unwrap(),
+            ReadModelsLocation::FollowStore
+        );
+        assert_eq!(
+            ReadModelsLocation::parse("EMBEDDED").unwrap(),
+            ReadModelsLocation::Embedded
+        );
+        assert_eq!(
+            ReadModelsLocation::parse("postgresql://h/db?schema=rm").unwrap(),
+            ReadModelsLocation::Postgres("postgresql://h/db?schema=rm".into())
+        );
+        let err = ReadModelsLocation::parse("esdb://u:hunter2@h:2113").unwrap_err();
+        assert!(err.to_string().contains("--read-models"), "{err}");
         assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 

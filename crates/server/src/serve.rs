@@ -20,9 +20,16 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let store = backend::open_store(&config.store, &config.data_dir).await?;
-    let projector = Projector::open(store.clone(), &config.data_dir)?;
+    let read_models_at =
+        backend::read_models_at(&config.store, &config.read_models, &config.data_dir);
+    let (projector, read_models, store) = tokio::task::spawn_blocking(move || {
+        let projector = Projector::open_at(store.clone(), read_models_at.clone())?;
+        let read_models = ReadModels::open_at(&read_models_at)?;
+        Ok::<_, Error>((projector, read_models, store))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("opening the read models: {e}")))??;
     let lag = projector.lag();
-    let read_models = ReadModels::open(&config.data_dir)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::Config(format!("--listen {}: {e}", config.listen)))?;
