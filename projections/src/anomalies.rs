@@ -28,9 +28,12 @@ impl<'a> NewAnomaly<'a> {
 pub(crate) fn record(cx: &Cx<'_>, anomaly: NewAnomaly<'_>) -> Applied {
     cx.conn
         .prepare_cached(
-            "INSERT INTO anomalies (position, stream, event_type, reason, message, subject_kind,
-                                    subject_id, tenant_id, occurred_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            // The id is the next one explicitly, not a sequence's: rolled-back attempts must
+            // leave no gaps, so live processing and a rebuild number anomalies alike.
+            "INSERT INTO anomalies (anomaly_id, position, stream, event_type, reason, message,
+                                    subject_kind, subject_id, tenant_id, occurred_at)
+             SELECT COALESCE(MAX(anomaly_id), 0) + 1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9
+             FROM anomalies",
         )?
         .execute(params![
             cx.seq(),

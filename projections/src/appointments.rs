@@ -236,12 +236,12 @@ pub(crate) fn requested(cx: &Cx<'_>, event: &AppointmentRequested) -> Applied {
                          created_at, updated_at)
                      VALUES (?1, ?2, ?3, 'requested', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)
                      ON CONFLICT (appointment_id) DO UPDATE SET
-                         start_at = COALESCE(excluded.start_at, start_at),
-                         service = COALESCE(excluded.service, service),
-                         staff = COALESCE(excluded.staff, staff),
-                         attendee_name = COALESCE(excluded.attendee_name, attendee_name),
-                         attendee_email = COALESCE(excluded.attendee_email, attendee_email),
-                         attendee_phone = COALESCE(excluded.attendee_phone, attendee_phone)",
+                         start_at = COALESCE(excluded.start_at, appointments.start_at),
+                         service = COALESCE(excluded.service, appointments.service),
+                         staff = COALESCE(excluded.staff, appointments.staff),
+                         attendee_name = COALESCE(excluded.attendee_name, appointments.attendee_name),
+                         attendee_email = COALESCE(excluded.attendee_email, appointments.attendee_email),
+                         attendee_phone = COALESCE(excluded.attendee_phone, appointments.attendee_phone)",
                 )?
                 .execute(params![
                     id,

@@ -100,13 +100,13 @@ pub(crate) fn started(cx: &Cx<'_>, event: &CallStarted) -> Applied {
                             started_at, tenant_number, customer_number, updated_at)
          VALUES (?1, ?2, 'started', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT (call_id) DO UPDATE SET
-             from_number = COALESCE(excluded.from_number, from_number),
-             to_number = COALESCE(excluded.to_number, to_number),
-             direction = COALESCE(excluded.direction, direction),
-             agent_id = COALESCE(excluded.agent_id, agent_id),
-             started_at = COALESCE(started_at, excluded.started_at),
-             tenant_number = COALESCE(excluded.tenant_number, tenant_number),
-             customer_number = COALESCE(excluded.customer_number, customer_number),
+             from_number = COALESCE(excluded.from_number, calls.from_number),
+             to_number = COALESCE(excluded.to_number, calls.to_number),
+             direction = COALESCE(excluded.direction, calls.direction),
+             agent_id = COALESCE(excluded.agent_id, calls.agent_id),
+             started_at = COALESCE(calls.started_at, excluded.started_at),
+             tenant_number = COALESCE(excluded.tenant_number, calls.tenant_number),
+             customer_number = COALESCE(excluded.customer_number, calls.customer_number),
              updated_at = excluded.updated_at"
         ),
         &event.call_id,
@@ -140,23 +140,23 @@ pub(crate) fn ended(cx: &Cx<'_>, event: &CallEnded) -> Applied {
          VALUES (?1, ?2, 'ended', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
                  ?17, ?18, ?19)
          ON CONFLICT (call_id) DO UPDATE SET
-             from_number = COALESCE(excluded.from_number, from_number),
-             to_number = COALESCE(excluded.to_number, to_number),
-             direction = COALESCE(excluded.direction, direction),
-             agent_id = COALESCE(excluded.agent_id, agent_id),
-             started_at = COALESCE(started_at, excluded.started_at),
-             tenant_number = COALESCE(excluded.tenant_number, tenant_number),
-             customer_number = COALESCE(excluded.customer_number, customer_number),
+             from_number = COALESCE(excluded.from_number, calls.from_number),
+             to_number = COALESCE(excluded.to_number, calls.to_number),
+             direction = COALESCE(excluded.direction, calls.direction),
+             agent_id = COALESCE(excluded.agent_id, calls.agent_id),
+             started_at = COALESCE(calls.started_at, excluded.started_at),
+             tenant_number = COALESCE(excluded.tenant_number, calls.tenant_number),
+             customer_number = COALESCE(excluded.customer_number, calls.customer_number),
              ended_at = excluded.ended_at,
-             status = CASE WHEN analyzed_at IS NULL THEN 'ended' ELSE 'analyzed' END,
-             duration_s = COALESCE(excluded.duration_s, duration_s),
-             call_status = COALESCE(excluded.call_status, call_status),
-             end_reason = COALESCE(excluded.end_reason, end_reason),
-             recording_url = COALESCE(excluded.recording_url, recording_url),
-             transcript = COALESCE(excluded.transcript, transcript),
-             summary = COALESCE(summary, excluded.summary),
-             customer_name = COALESCE(excluded.customer_name, customer_name),
-             sentiment = COALESCE(sentiment, excluded.sentiment),
+             status = CASE WHEN calls.analyzed_at IS NULL THEN 'ended' ELSE 'analyzed' END,
+             duration_s = COALESCE(excluded.duration_s, calls.duration_s),
+             call_status = COALESCE(excluded.call_status, calls.call_status),
+             end_reason = COALESCE(excluded.end_reason, calls.end_reason),
+             recording_url = COALESCE(excluded.recording_url, calls.recording_url),
+             transcript = COALESCE(excluded.transcript, calls.transcript),
+             summary = COALESCE(calls.summary, excluded.summary),
+             customer_name = COALESCE(excluded.customer_name, calls.customer_name),
+             sentiment = COALESCE(calls.sentiment, excluded.sentiment),
              updated_at = excluded.updated_at"
         ),
         &event.call_id,
@@ -197,10 +197,10 @@ pub(crate) fn analyzed(cx: &Cx<'_>, event: &CallAnalyzed) -> Applied {
          VALUES (?1, ?2, 'started', ?3, ?4, ?5, ?6, ?3)
          ON CONFLICT (call_id) DO UPDATE SET
              analyzed_at = excluded.analyzed_at,
-             status = CASE WHEN ended_at IS NULL THEN status ELSE 'analyzed' END,
-             summary = COALESCE(excluded.summary, summary),
-             sentiment = COALESCE(excluded.sentiment, sentiment),
-             successful = COALESCE(excluded.successful, successful),
+             status = CASE WHEN calls.ended_at IS NULL THEN calls.status ELSE 'analyzed' END,
+             summary = COALESCE(excluded.summary, calls.summary),
+             sentiment = COALESCE(excluded.sentiment, calls.sentiment),
+             successful = COALESCE(excluded.successful, calls.successful),
              updated_at = excluded.updated_at"
         ),
         &event.call_id,
@@ -223,7 +223,7 @@ pub(crate) fn availability_checked(cx: &Cx<'_>, event: &AvailabilityChecked) -> 
             "INSERT INTO calls (call_id, seq, status, availability_checks, updated_at)
          VALUES (?1, ?2, 'started', 1, ?3)
          ON CONFLICT (call_id) DO UPDATE SET
-             availability_checks = availability_checks + 1,
+             availability_checks = calls.availability_checks + 1,
              updated_at = excluded.updated_at"
         ),
         &event.call_id,

@@ -66,12 +66,12 @@ pub(crate) fn link(
     } else {
         let sql = if person.authoritative {
             "UPDATE customers SET name = COALESCE(?2, name), email = COALESCE(?3, email),
-                 last_seen_at = max(last_seen_at, ?4), calls_count = calls_count + ?5,
+                 last_seen_at = CASE WHEN last_seen_at >= ?4 THEN last_seen_at ELSE ?4 END, calls_count = calls_count + ?5,
                  appointments_count = appointments_count + ?6
              WHERE customer_id = ?1"
         } else {
             "UPDATE customers SET name = COALESCE(name, ?2), email = COALESCE(email, ?3),
-                 last_seen_at = max(last_seen_at, ?4), calls_count = calls_count + ?5,
+                 last_seen_at = CASE WHEN last_seen_at >= ?4 THEN last_seen_at ELSE ?4 END, calls_count = calls_count + ?5,
                  appointments_count = appointments_count + ?6
              WHERE customer_id = ?1"
         };
@@ -91,10 +91,10 @@ pub(crate) fn link(
 pub(crate) fn update(cx: &Cx<'_>, id: &str, person: Person<'_>) -> Result<(), SqlError> {
     let sql = if person.authoritative {
         "UPDATE customers SET name = COALESCE(?2, name), email = COALESCE(?3, email),
-             last_seen_at = max(last_seen_at, ?4) WHERE customer_id = ?1"
+             last_seen_at = CASE WHEN last_seen_at >= ?4 THEN last_seen_at ELSE ?4 END WHERE customer_id = ?1"
     } else {
         "UPDATE customers SET name = COALESCE(name, ?2), email = COALESCE(email, ?3),
-             last_seen_at = max(last_seen_at, ?4) WHERE customer_id = ?1"
+             last_seen_at = CASE WHEN last_seen_at >= ?4 THEN last_seen_at ELSE ?4 END WHERE customer_id = ?1"
     };
     cx.conn
         .prepare_cached(sql)?

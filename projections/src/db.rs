@@ -179,11 +179,15 @@ fn truncate_identifier(name: &str) -> String {
 }
 
 /// The schema's SQL for a dialect: written for SQLite; PostgreSQL gets 64-bit integers
-/// everywhere (SQLite's INTEGER is 64-bit, PostgreSQL's 32-bit).
+/// everywhere (SQLite's INTEGER is 64-bit, PostgreSQL's 32-bit) and text compared byte by
+/// byte as SQLite compares it (the "newer wins" comparisons and every ORDER BY then agree
+/// whatever the database's locale).
 fn schema_sql(sql: &str, dialect: Dialect) -> String {
     match dialect {
         Dialect::Sqlite => sql.to_owned(),
-        Dialect::Postgres => sql.replace("INTEGER", "BIGINT"),
+        Dialect::Postgres => sql
+            .replace("INTEGER", "BIGINT")
+            .replace(" TEXT", " TEXT COLLATE \"C\""),
     }
 }
 

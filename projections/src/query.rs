@@ -541,7 +541,7 @@ impl ReadModels {
                 "SELECT anomaly_id, position, stream, event_type, reason, message, subject_kind,
                         subject_id, tenant_id, occurred_at, resolved_at, resolved_by_position
                  FROM anomalies
-                 WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 = 0 OR resolved_at IS NULL)
+                 WHERE (CAST(?1 AS TEXT) IS NULL OR tenant_id = ?1) AND (?2 = 0 OR resolved_at IS NULL)
                    AND anomaly_id > ?3
                  ORDER BY anomaly_id LIMIT ?4",
             )?;
@@ -637,8 +637,8 @@ impl ReadModels {
                 "SELECT appointment_id, start_at, end_at, staff, service, status FROM appointments
                  WHERE tenant_id = ?1 AND start_at < ?2 AND end_at > ?3
                    AND status IN ('booked', 'rescheduled') AND rescheduled_to IS NULL
-                   AND (?4 IS NULL OR branch_id = ?4 OR branch_id IS NULL)
-                   AND (?5 IS NULL OR staff = ?5)
+                   AND (CAST(?4 AS TEXT) IS NULL OR branch_id = ?4 OR branch_id IS NULL)
+                   AND (CAST(?5 AS TEXT) IS NULL OR staff = ?5)
                  ORDER BY start_at, appointment_id",
             )?;
             let busy = statement

@@ -245,29 +245,29 @@ impl Projector {
         &mut self,
         work: impl FnOnce(&mut Folder) -> Result<T, ProjectionError> + Send + 'static,
     ) -> Result<T, ProjectionError> {
-        let mut folder = self.take_folder()?;
+        let kept = self.folder.take();
+        let at = self.at.clone();
+        // Opening and dropping happen on the blocking thread too: PostgreSQL's synchronous
+        // client may not connect or close on an async one.
         let (folder, result) = tokio::task::spawn_blocking(move || {
+            let mut folder = match kept {
+                Some(folder) => folder,
+                None => match open_live(&at) {
+                    Ok(conn) => Folder {
+                        conn,
+                        phones: PhoneBook::default(),
+                        leader: false,
+                    },
+                    Err(error) => return (None, Err(error)),
+                },
+            };
             let result = work(&mut folder);
-            (folder, result)
+            (result.is_ok().then_some(folder), result)
         })
         .await
         .map_err(|e| ProjectionError::Task(e.to_string()))?;
-        if result.is_ok() {
-            self.folder = Some(folder);
-        }
+        self.folder = folder;
         result
-    }
-
-    /// The folder, or a fresh one when the last one was dropped.
-    fn take_folder(&mut self) -> Result<Folder, ProjectionError> {
-        match self.folder.take() {
-            Some(folder) => Ok(folder),
-            None => Ok(Folder {
-                conn: open_live(&self.at)?,
-                phones: PhoneBook::default(),
-                leader: false,
-            }),
-        }
     }
 
     async fn stored_checkpoint(&mut self) -> Result<u64, ProjectionError> {

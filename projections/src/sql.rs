@@ -29,7 +29,7 @@ pub enum Dialect {
 pub enum SqlError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", describe_postgres(.0))]
     Postgres(#[from] postgres::Error),
     #[error("the query returned no row")]
     NoRows,
@@ -74,6 +74,14 @@ impl SqlError {
 }
 
 pub type SqlResult<T> = Result<T, SqlError>;
+
+/// The server's message and SQLSTATE; the client's own Display says only "db error".
+fn describe_postgres(error: &postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => error.to_string(),
+    }
+}
 
 /// `Ok(None)` for "no row", as rusqlite's extension of the same name.
 pub trait OptionalExtension<T> {
