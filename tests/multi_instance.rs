@@ -1,6 +1,8 @@
 //! Two `switchboard serve` instances on one PostgreSQL database: 1,000 deliveries split
 //! between them, duplicates sent to both at once, one instance SIGKILLed midway. Afterwards
-//! every acknowledged delivery is stored exactly once, and the read models equal a rebuild.
+//! every acknowledged delivery is stored exactly once, and the shared read models (in the
+//! same database, folded by whichever instance leads) equal a rebuild — in PostgreSQL and in
+//! SQLite alike.
 //!
 //! Needs SWITCHBOARD_TEST_POSTGRES_URL (CI sets it); without it the test says it is skipped,
 //! and with CI=true a missing variable fails the run.
@@ -27,7 +29,8 @@ fn postgres_url() -> Option<String> {
     }
 }
 
-/// Drops the test's schema however the test ends.
+/// Drops the test's schemas (the store's, and its `_read_models` and rebuild schemas) however
+/// the test ends.
 struct Schema {
     url: String,
     name: String,
@@ -46,9 +49,19 @@ impl Drop for Schema {
                     tokio_postgres::connect(&url, tokio_postgres::NoTls).await
                 {
                     tokio::spawn(connection);
-                    let _ = client
-                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
-                        .await;
+                    let names = client
+                        .query(
+                            "SELECT nspname FROM pg_namespace WHERE nspname = $1 OR nspname LIKE $2",
+                            &[&name, &format!("{name}\\_%")],
+                        )
+                        .await
+                        .unwrap_or_default();
+                    for row in names {
+                        let schema: String = row.get(0);
+                        let _ = client
+                            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                            .await;
+                    }
                 }
             });
         })
@@ -196,28 +209,26 @@ async fn two_instances_record_every_acknowledged_delivery_exactly_once() {
         assert_eq!(raw, 1, "delivery {n} stored once: {events}");
     }
 
-    // The surviving instance's read models equal a rebuild from the shared streams.
-    let export = |dir: &std::path::Path| {
+    // The shared read models equal a rebuild from the shared streams: in PostgreSQL (the
+    // rebuild swaps fresh tables in) and in SQLite (the same folds into a file).
+    let switchboard = |args: &[&str]| {
         let out = Command::new(switchboard_bin())
-            .args([
-                "export",
-                "--projection",
-                "calls",
-                "--format",
-                "jsonl",
-                "--data-dir",
-            ])
-            .arg(dir)
+            .args(args)
+            .arg("--store")
+            .arg(&store)
+            .arg("--data-dir")
+            .arg(dir_a.path())
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "{}",
+            "{args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap()
     };
-    for _ in 0..200 {
+    let export = ["export", "--projection", "calls", "--format", "jsonl"];
+    for _ in 0..400 {
         let ready: Value = client
             .get(a.url("/readyz"))
             .send()
@@ -233,21 +244,15 @@ async fn two_instances_record_every_acknowledged_delivery_exactly_once() {
     }
     let mut a = a;
     a.terminate();
-    let live = export(dir_a.path());
+    let live = switchboard(&export);
     assert_eq!(
         live.lines().count(),
         recorded.len(),
         "one row per recorded call"
     );
-    let rebuilt = Command::new(switchboard_bin())
-        .args(["rebuild", "--store", &store, "--data-dir"])
-        .arg(dir_a.path())
-        .output()
-        .unwrap();
-    assert!(
-        rebuilt.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rebuilt.stderr)
-    );
-    assert_eq!(export(dir_a.path()), live);
+    switchboard(&["rebuild"]);
+    assert_eq!(switchboard(&export), live, "a rebuild in PostgreSQL");
+    let embedded = [&export[..], &["--read-models", "embedded"][..]].concat();
+    switchboard(&["rebuild", "--read-models", "embedded"]);
+    assert_eq!(switchboard(&embedded), live, "a rebuild into SQLite");
 }
