@@ -63,9 +63,15 @@ pub enum Error {
     #[error(transparent)]
     Store(#[from] StoreError),
 
-    /// The read models cannot answer (file locked, damaged); the streams are unaffected.
+    /// The read models cannot answer (file damaged, a query they refuse); the streams are
+    /// unaffected.
     #[error("read models: {0}")]
     ReadModels(String),
+
+    /// The read models' database cannot be reached now (PostgreSQL down or out of
+    /// connections, SQLite locked past its bound): try again later.
+    #[error("read models unavailable: {0}")]
+    ReadModelsUnavailable(String),
 
     #[error("internal error: {0}")]
     Internal(String),

@@ -31,6 +31,10 @@ impl From<ProjectionError> for Error {
                 Error::bad_request("invalid_cursor", error.to_string())
             }
             ProjectionError::BadLimit(_) => Error::bad_request("invalid_limit", error.to_string()),
+            ProjectionError::Connect(_) => Error::ReadModelsUnavailable(error.to_string()),
+            ProjectionError::Sql(ref sql) if sql.is_database_trouble() => {
+                Error::ReadModelsUnavailable(error.to_string())
+            }
             other => Error::ReadModels(other.to_string()),
         }
     }
@@ -153,4 +157,22 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .ok()
         .map(|t| t.with_timezone(&Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+
+    use super::*;
+
+    #[test]
+    fn an_unreachable_read_model_database_is_a_503_and_a_bad_cursor_a_400() {
+        let down = Error::from(ProjectionError::Connect(
+            "read models in PostgreSQL schema x: connection refused".into(),
+        ));
+        assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(down.code(), "read_models_unavailable");
+        let cursor = Error::from(ProjectionError::BadCursor("zz".into()));
+        assert_eq!(cursor.status(), StatusCode::BAD_REQUEST);
+    }
 }

@@ -16,9 +16,10 @@ use tokio::sync::Mutex;
 
 #[derive(Debug, Parser)]
 struct Args {
-    /// Base URL of the server, e.g. http://127.0.0.1:8080.
-    #[arg(long)]
-    url: String,
+    /// Base URL of the server, e.g. http://127.0.0.1:8080. Repeat it to spread the
+    /// connections over several instances (round robin).
+    #[arg(long, required = true)]
+    url: Vec<String>,
     /// The Retell secret the server is configured with.
     #[arg(long)]
     secret: String,
@@ -81,10 +82,13 @@ async fn main() {
     // Each connection paces itself to its share of the rate.
     let per_connection_interval = (args.rate > 0)
         .then(|| Duration::from_secs_f64(args.connections as f64 / args.rate as f64));
-    for _ in 0..args.connections {
+    for connection in 0..args.connections {
         let client = client.clone();
         let secret = secret.clone();
-        let url = format!("{}/api/retell/webhook", args.url);
+        let url = format!(
+            "{}/api/retell/webhook",
+            args.url[connection % args.url.len()]
+        );
         let next_id = next_id.clone();
         let stats = ingest.clone();
         let transcript = transcript.clone();
@@ -114,7 +118,7 @@ async fn main() {
     if args.function_rate > 0 {
         let client = client.clone();
         let secret = secret.clone();
-        let url = format!("{}/api/retell/functions/check_availability", args.url);
+        let url = format!("{}/api/retell/functions/check_availability", args.url[0]);
         let stats = functions.clone();
         tasks.push(tokio::spawn(async move {
             let mut ticker =

@@ -15,6 +15,7 @@ impl Error {
             Error::Config(_) | Error::Internal(_) | Error::ReadModels(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+            Error::ReadModelsUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Error::BodyUnreadable(_) | Error::BadRequest { .. } | Error::Parse { .. } => {
@@ -48,6 +49,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::Config(_) | Error::Internal(_) | Error::ReadModels(_) => "internal_error",
+            Error::ReadModelsUnavailable(_) => "read_models_unavailable",
             Error::BodyTooLarge { .. } => "payload_too_large",
             Error::BodyTimeout { .. } => "request_timeout",
             Error::BodyUnreadable(_) => "malformed_payload",
