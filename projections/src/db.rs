@@ -142,17 +142,16 @@ impl ReadModelsAt {
         }
     }
 
-    /// The same database, another schema (PostgreSQL) or file beside (SQLite) named `name`.
-    pub(crate) fn sibling(&self, name: &str) -> Self {
+    /// Other read models beside these: the file `file_name` in the same directory (SQLite),
+    /// or the schema `{schema}_{schema_suffix}` of the same database (PostgreSQL).
+    pub(crate) fn beside(&self, file_name: &str, schema_suffix: &str) -> Self {
         match self {
-            ReadModelsAt::Sqlite(path) => ReadModelsAt::Sqlite(
-                path.parent()
-                    .map(|dir| dir.join(format!("{name}.sqlite")))
-                    .unwrap_or_else(|| PathBuf::from(format!("{name}.sqlite"))),
-            ),
+            ReadModelsAt::Sqlite(path) => {
+                ReadModelsAt::Sqlite(path.parent().unwrap_or(Path::new(".")).join(file_name))
+            }
             ReadModelsAt::Postgres { url, schema } => ReadModelsAt::Postgres {
                 url: url.clone(),
-                schema: truncate_identifier(&format!("{schema}_{name}")),
+                schema: truncate_identifier(&format!("{schema}_{schema_suffix}")),
             },
         }
     }

@@ -69,14 +69,7 @@ impl Until {
     /// Where the read models as of this moment go, beside the live ones: a file in the data
     /// dir, or the schema `{live schema}_until_…` of the same database.
     pub fn target(&self, live: &ReadModelsAt) -> ReadModelsAt {
-        match live {
-            ReadModelsAt::Sqlite(path) => ReadModelsAt::Sqlite(
-                path.parent()
-                    .unwrap_or(Path::new("."))
-                    .join(self.file_name()),
-            ),
-            ReadModelsAt::Postgres { .. } => live.sibling(&self.label().replace('-', "_")),
-        }
+        live.beside(&self.file_name(), &self.label().replace('-', "_"))
     }
 }
 
@@ -167,16 +160,11 @@ pub async fn rebuild_at(
         });
     }
 
-    let scratch_at = match live_at {
-        ReadModelsAt::Sqlite(path) => ReadModelsAt::Sqlite(
-            path.parent()
-                .unwrap_or(Path::new("."))
-                .join(format!("read_models.rebuild-{}.sqlite", std::process::id())),
-        ),
-        ReadModelsAt::Postgres { .. } => {
-            live_at.sibling(&format!("rebuild_{}", std::process::id()))
-        }
-    };
+    let pid = std::process::id();
+    let scratch_at = live_at.beside(
+        &format!("read_models.rebuild-{pid}.sqlite"),
+        &format!("rebuild_{pid}"),
+    );
     let (mut live, live_checkpoint, scratch) = {
         let (live_at, scratch_at) = (live_at.clone(), scratch_at.clone());
         blocking(move || {

@@ -405,7 +405,7 @@ pub struct Conn {
 
 enum Backend {
     Sqlite(rusqlite::Connection),
-    Postgres(Pg),
+    Postgres(Box<Pg>),
 }
 
 struct Pg {
@@ -463,10 +463,10 @@ impl From<rusqlite::Connection> for Conn {
 impl From<postgres::Client> for Conn {
     fn from(client: postgres::Client) -> Self {
         Conn {
-            backend: Backend::Postgres(Pg {
+            backend: Backend::Postgres(Box::new(Pg {
                 client: RefCell::new(Some(client)),
                 statements: RefCell::new(HashMap::new()),
-            }),
+            })),
         }
     }
 }
