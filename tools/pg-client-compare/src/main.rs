@@ -4,7 +4,8 @@
 //! schemas. Reported: transactions/s, and CPU time per transaction of this process (the
 //! client's own cost, from getrusage). tokio-postgres also runs the same transactions pipelined
 //! (each connection sends a transaction's statements without waiting for each answer), which
-//! is what the store's group commit relies on and sqlx cannot express.
+//! is what the store's group commit relies on and sqlx cannot express. Last, both read one
+//! 1 KiB row by key from 64 tasks: the client's overhead without the position lock.
 //!
 //!   cargo run --release --manifest-path tools/pg-client-compare/Cargo.toml -- URL [SECONDS]
 //!
@@ -87,7 +88,9 @@ async fn with_tokio_postgres(url: &str, seconds: u64, pipelined: bool) {
                     let row = client.query_one(&lock, &[]);
                     let (_, row) = tokio::join!(begin, row);
                     let position: i64 = row.unwrap().get(0);
-                    let insert = client.execute(&insert, &[&position, &stream, &data]);
+                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+                        [&position, &stream, &data];
+                    let insert = client.execute(&insert, &params);
                     let commit = client.execute("COMMIT", &[]);
                     let (inserted, committed) = tokio::join!(insert, commit);
                     inserted.unwrap();
@@ -113,7 +116,12 @@ async fn with_tokio_postgres(url: &str, seconds: u64, pipelined: bool) {
     } else {
         "tokio-postgres"
     };
-    report(name, done.load(Ordering::Relaxed), started.elapsed(), cpu_seconds() - cpu);
+    report(
+        name,
+        done.load(Ordering::Relaxed),
+        started.elapsed(),
+        cpu_seconds() - cpu,
+    );
     clients[0]
         .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
         .await
@@ -167,8 +175,107 @@ async fn with_sqlx(url: &str, seconds: u64) {
     for task in tasks {
         task.await.unwrap();
     }
-    report("sqlx", done.load(Ordering::Relaxed), started.elapsed(), cpu_seconds() - cpu);
+    report(
+        "sqlx",
+        done.load(Ordering::Relaxed),
+        started.elapsed(),
+        cpu_seconds() - cpu,
+    );
     pool.execute(format!("DROP SCHEMA {schema} CASCADE").as_str())
+        .await
+        .unwrap();
+}
+
+const POINT_READ: &str = "SELECT position, stream, data::text FROM counter_reads WHERE id = $1";
+
+fn reads_setup_sql() -> &'static str {
+    "DROP TABLE IF EXISTS public.counter_reads;
+     CREATE TABLE public.counter_reads (id INT PRIMARY KEY, position BIGINT, stream TEXT, data JSONB);
+     INSERT INTO public.counter_reads
+         SELECT i, i, 'call-' || i, jsonb_build_object('transcript', repeat('x', 1000))
+         FROM generate_series(1, 1000) i"
+}
+
+/// Client overhead without the position lock: 64 tasks read one 1 KiB row by key.
+async fn reads_with_tokio_postgres(url: &str, seconds: u64) {
+    let mut clients = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        clients.push(Arc::new(client));
+    }
+    clients[0].batch_execute(reads_setup_sql()).await.unwrap();
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let (started, cpu) = (Instant::now(), cpu_seconds());
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let client = clients[task % CONNECTIONS].clone();
+        let done = done.clone();
+        tasks.push(tokio::spawn(async move {
+            let statement = client
+                .prepare(&POINT_READ.replace("counter_reads", "public.counter_reads"))
+                .await
+                .unwrap();
+            let mut id = task as i32;
+            while Instant::now() < deadline {
+                id = id % 1000 + 1;
+                let row = client.query_one(&statement, &[&id]).await.unwrap();
+                let _: (i64, String, String) = (row.get(0), row.get(1), row.get(2));
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    report(
+        "tokio-postgres point reads",
+        done.load(Ordering::Relaxed),
+        started.elapsed(),
+        cpu_seconds() - cpu,
+    );
+}
+
+async fn reads_with_sqlx(url: &str, seconds: u64) {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(CONNECTIONS as u32)
+        .connect(url)
+        .await
+        .expect("connect");
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let (started, cpu) = (Instant::now(), cpu_seconds());
+    let mut tasks = Vec::new();
+    let sql = POINT_READ.replace("counter_reads", "public.counter_reads");
+    for task in 0..TASKS {
+        let (pool, done, sql) = (pool.clone(), done.clone(), sql.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut id = task as i32;
+            while Instant::now() < deadline {
+                id = id % 1000 + 1;
+                let _: (i64, String, String) = sqlx::query_as(&sql)
+                    .bind(id)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    report(
+        "sqlx point reads",
+        done.load(Ordering::Relaxed),
+        started.elapsed(),
+        cpu_seconds() - cpu,
+    );
+    use sqlx::Executor;
+    pool.execute("DROP TABLE public.counter_reads")
         .await
         .unwrap();
 }
@@ -176,12 +283,12 @@ async fn with_sqlx(url: &str, seconds: u64) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let mut args = std::env::args().skip(1);
-    let url = args
-        .next()
-        .expect("usage: pg-client-compare URL [SECONDS]");
+    let url = args.next().expect("usage: pg-client-compare URL [SECONDS]");
     let seconds: u64 = args.next().map_or(10, |s| s.parse().expect("SECONDS"));
     println!("{TASKS} tasks, {CONNECTIONS} connections, {seconds} s each, 1 KiB events");
     with_tokio_postgres(&url, seconds, false).await;
     with_sqlx(&url, seconds).await;
     with_tokio_postgres(&url, seconds, true).await;
+    reads_with_tokio_postgres(&url, seconds).await;
+    reads_with_sqlx(&url, seconds).await;
 }
