@@ -276,7 +276,7 @@ fn domain_event(recorded: RecordedEvent) -> Option<Event> {
     )
     .map_err(|error| {
         tracing::warn!(stream = %recorded.stream, version = recorded.version, %error,
-                "stored event not understood; the aggregate decides without it");
+            "stored event not understood; the aggregate decides without it");
     })
     .ok()
 }

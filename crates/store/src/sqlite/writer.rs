@@ -201,7 +201,6 @@ impl Writer {
                 }
             }
         }
-        drop(insert);
         self.conn.prepare_cached("COMMIT")?.execute([])?;
         Ok(results)
     }
