@@ -134,37 +134,44 @@ pub(crate) fn decode(recorded: RecordedEvent) -> Option<Decoded> {
         metadata,
         ..
     } = recorded;
-    let event = Event::from_parts(&event_type, schema_version, data);
+    let event = Event::from_parts(&event_type, schema_version, data.as_str());
     Some(Decoded {
         position,
         stream,
         event_type,
-        tenant_hint: metadata
-            .get("tenant")
-            .and_then(|t| t.as_str())
-            .map(str::to_owned),
+        tenant_hint: metadata.parse::<TenantHint>().ok().and_then(|m| m.tenant),
         at: ts(occurred_at),
         event,
     })
 }
 
+/// `metadata.tenant`, read from the metadata's text without building the rest of it.
+#[derive(serde::Deserialize)]
+struct TenantHint {
+    tenant: Option<String>,
+}
+
+/// What the anomalies need of a raw delivery; its body (most of it) is skipped unparsed.
+#[derive(serde::Deserialize)]
+struct UnhandledDelivery {
+    provider: Option<String>,
+    unhandled: Option<Unhandled>,
+}
+
+#[derive(serde::Deserialize)]
+struct Unhandled {
+    event_type: Option<String>,
+    reason: Option<String>,
+}
+
 /// A raw delivery is folded only when the domain had no rule for it (the server marks it
 /// `unhandled`): an event type no aggregate knows, listed as an `unknown_event_type` anomaly.
 fn unhandled_delivery(recorded: RecordedEvent) -> Option<Decoded> {
-    let unhandled = recorded.data.get("unhandled")?;
-    let provider = recorded
-        .data
-        .get("provider")
-        .and_then(|p| p.as_str())
-        .unwrap_or("unknown");
-    let event_type = unhandled
-        .get("event_type")
-        .and_then(|t| t.as_str())
-        .unwrap_or("?");
-    let reason = unhandled
-        .get("reason")
-        .and_then(|r| r.as_str())
-        .unwrap_or("no rule");
+    let delivery = recorded.data.parse::<UnhandledDelivery>().ok()?;
+    let unhandled = delivery.unhandled?;
+    let provider = delivery.provider.as_deref().unwrap_or("unknown");
+    let event_type = unhandled.event_type.as_deref().unwrap_or("?");
+    let reason = unhandled.reason.as_deref().unwrap_or("no rule");
     Some(Decoded {
         position: recorded.position,
         stream: recorded.stream,

@@ -597,7 +597,7 @@ macro_rules! events {
             pub fn from_parts(
                 event_type: &str,
                 schema_version: u32,
-                data: serde_json::Value,
+                data: impl EventData,
             ) -> Result<Event, EventDecodeError> {
                 match event_type {
                     $(stringify!($name) => decode::<$name>(schema_version, data),)*
@@ -613,9 +613,28 @@ macro_rules! events {
     };
 }
 
+/// What [`Event::from_parts`] reads an event's data from: a `serde_json::Value`, or the JSON
+/// text as the store keeps it (`&str`), which decodes straight into the event's struct without
+/// building a `Value` tree first.
+pub trait EventData {
+    fn deserialize_into<E: DeserializeOwned>(self) -> Result<E, serde_json::Error>;
+}
+
+impl EventData for serde_json::Value {
+    fn deserialize_into<E: DeserializeOwned>(self) -> Result<E, serde_json::Error> {
+        serde_json::from_value(self)
+    }
+}
+
+impl EventData for &str {
+    fn deserialize_into<E: DeserializeOwned>(self) -> Result<E, serde_json::Error> {
+        serde_json::from_str(self)
+    }
+}
+
 fn decode<E: EventPayload>(
     schema_version: u32,
-    data: serde_json::Value,
+    data: impl EventData,
 ) -> Result<Event, EventDecodeError> {
     if schema_version != E::SCHEMA_VERSION {
         return Err(EventDecodeError::UnsupportedSchemaVersion {
@@ -624,7 +643,7 @@ fn decode<E: EventPayload>(
             supported: E::SCHEMA_VERSION,
         });
     }
-    serde_json::from_value::<E>(data)
+    data.deserialize_into::<E>()
         .map(Into::into)
         .map_err(|error| EventDecodeError::InvalidData {
             event_type: E::EVENT_TYPE.to_owned(),
@@ -717,6 +736,19 @@ mod tests {
                 Event::from_parts(event.event_type(), event.schema_version(), event.to_json());
             assert_eq!(back, Ok(event));
         }
+    }
+
+    #[test]
+    fn stored_text_reads_back_as_the_event_its_value_does() {
+        for event in samples() {
+            let text = event.to_json().to_string();
+            let back = Event::from_parts(event.event_type(), event.schema_version(), &*text);
+            assert_eq!(back, Ok(event));
+        }
+        assert!(matches!(
+            Event::from_parts("BookingCancelled", 1, r#"{"booking_uid": 5}"#),
+            Err(EventDecodeError::InvalidData { .. })
+        ));
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub use call::{Call, CallStatus};
 pub use command::{
     BillingCommand, BookingCommand, CallCommand, Command, EventTypeCommand, TenantCommand,
 };
-pub use event::{Event, EventDecodeError, EventPayload};
+pub use event::{Event, EventData, EventDecodeError, EventPayload};
 pub use event_type::EventType;
 pub use memory::{Handled, InMemoryStreams};
 pub use rejection::Rejection;

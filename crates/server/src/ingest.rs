@@ -262,6 +262,13 @@ async fn accept(
     })
 }
 
+/// The metadata field that ties a stored event to the delivery that caused it.
+#[derive(serde::Deserialize)]
+struct DeliveryId<'a> {
+    #[serde(borrow)]
+    delivery_id: Option<std::borrow::Cow<'a, str>>,
+}
+
 /// The availability answer recorded for an earlier copy of this function call.
 async fn recorded_answer(
     state: &AppState,
@@ -272,9 +279,13 @@ async fn recorded_answer(
     let delivery_id = delivery_id.to_string();
     Ok(history
         .into_iter()
-        .filter(|e| e.metadata.get("delivery_id").and_then(Value::as_str) == Some(&delivery_id))
+        .filter(|e| {
+            e.metadata
+                .parse::<DeliveryId>()
+                .is_ok_and(|m| m.delivery_id.as_deref() == Some(delivery_id.as_str()))
+        })
         .find_map(
-            |e| match Event::from_parts(&e.event_type, e.schema_version, e.data) {
+            |e| match Event::from_parts(&e.event_type, e.schema_version, e.data.as_str()) {
                 Ok(Event::AvailabilityChecked(checked)) => Some(checked.answer),
                 _ => None,
             },

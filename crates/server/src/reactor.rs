@@ -84,7 +84,7 @@ impl Reactor {
         let Ok(event) = Event::from_parts(
             &recorded.event_type,
             recorded.schema_version,
-            recorded.data.clone(),
+            recorded.data.as_str(),
         ) else {
             return Ok(());
         };
@@ -97,9 +97,9 @@ impl Reactor {
                 causation: recorded.event_id.to_string(),
                 correlation: recorded
                     .metadata
-                    .get("correlation")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_owned),
+                    .parse::<Correlation>()
+                    .ok()
+                    .and_then(|m| m.correlation),
                 raw_delivery: None,
                 occurred_at: recorded.occurred_at,
                 keep_rejections: true,
@@ -160,4 +160,10 @@ async fn save_checkpoint(path: &Path, next: u64) {
         Ok(Err(error)) => tracing::warn!(%error, "policy checkpoint not saved"),
         Err(error) => tracing::warn!(%error, "policy checkpoint task failed"),
     }
+}
+
+/// The metadata field a reaction carries over from the event it reacts to.
+#[derive(serde::Deserialize)]
+struct Correlation {
+    correlation: Option<String>,
 }

@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 use kurrentdb::{CurrentRevision, Position, StreamState};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use switchboard_store::{ExpectedVersion, NewEvent, RecordedEvent, StoreError, check_event_size};
+use switchboard_store::{
+    ExpectedVersion, NewEvent, RawJson, RecordedEvent, StoreError, check_event_size,
+};
 use uuid::Uuid;
 
 /// The stream categories Switchboard writes (see `switchboard_domain::StreamId` and the
@@ -248,8 +250,11 @@ pub fn decode(stored: Stored<'_>) -> Result<RecordedEvent, StoreError> {
             stored.position
         ))
     })?;
-    let data = serde_json::from_slice(stored.data).map_err(|e| foreign(format!("data: {e}")))?;
-    let metadata: StoredMetadata<serde_json::Value> =
+    // Checked, unlike the embedded store's text: other clients may write to the database.
+    let data = std::str::from_utf8(stored.data)
+        .map_err(|e| foreign(format!("data: {e}")))
+        .and_then(|text| RawJson::from_text(text).map_err(|e| foreign(format!("data: {e}"))))?;
+    let metadata: StoredMetadata<RawJson> =
         serde_json::from_slice(stored.metadata).map_err(|e| foreign(format!("metadata: {e}")))?;
     Ok(RecordedEvent {
         event_id: stored.event_id,
@@ -422,8 +427,8 @@ mod tests {
                     schema_version: 3,
                     occurred_at: event.occurred_at,
                     recorded_at,
-                    data: event.data.clone(),
-                    metadata: event.metadata.clone(),
+                    data: RawJson::from_value(&event.data),
+                    metadata: RawJson::from_value(&event.metadata),
                 }
             );
         }

@@ -5,7 +5,7 @@
 //! later by an event at a lower position.
 
 use chrono::{DateTime, Timelike, Utc};
-use switchboard_store::{RecordedEvent, StoreError};
+use switchboard_store::{RawJson, RecordedEvent, StoreError};
 use tokio_postgres::Row;
 
 use crate::error::from_pg;
@@ -96,7 +96,16 @@ fn recorded(pool: &Pool, row: &Row) -> Result<RecordedEvent, StoreError> {
             .with_nanosecond(occurred_nanos as u32)
             .unwrap_or(occurred_at),
         recorded_at: row.try_get("recorded_at").map_err(decode)?,
-        data: row.try_get("data").map_err(decode)?,
-        metadata: row.try_get("metadata").map_err(decode)?,
+        data: raw_json(row, "data").map_err(decode)?,
+        metadata: raw_json(row, "metadata").map_err(decode)?,
     })
+}
+
+/// jsonb keeps a value, not the text it was given: PostgreSQL prints it back with its own
+/// spacing and key order. Re-serializing the value gives the compact, key-sorted text the
+/// other backends hand out, so an envelope written out is the same byte for byte whichever
+/// store it came from.
+fn raw_json(row: &Row, column: &str) -> Result<RawJson, tokio_postgres::Error> {
+    let value: serde_json::Value = row.try_get(column)?;
+    Ok(RawJson::from_value(&value))
 }

@@ -123,8 +123,12 @@ fn assert_recorded_as_appended(
         appended.event_type.as_str(),
         appended.schema_version,
         appended.occurred_at,
-        &appended.data,
-        &appended.metadata,
+        Some(&appended.data),
+        Some(&appended.metadata),
+    );
+    let (data, metadata) = (
+        recorded.data.to_value().ok(),
+        recorded.metadata.to_value().ok(),
     );
     let actual = (
         recorded.event_id,
@@ -134,13 +138,53 @@ fn assert_recorded_as_appended(
         recorded.event_type.as_str(),
         recorded.schema_version,
         recorded.occurred_at,
-        &recorded.data,
-        &recorded.metadata,
+        data.as_ref(),
+        metadata.as_ref(),
     );
     assert_eq!(
         actual, expected,
         "{check}: the event read back differs from the one appended \
          (id, stream, version, position, type, schema version, occurred_at, data, metadata)"
+    );
+    assert_envelope_text_unchanged(check, recorded, appended);
+}
+
+/// The envelope as it was written out (CLI `events read`, the admin API) when data and
+/// metadata were `serde_json::Value`s: same fields, same order, compact JSON, object keys
+/// sorted. Handing out the stored text must not change a byte of it.
+#[derive(serde::Serialize)]
+struct EnvelopeOfValues<'a> {
+    event_id: Uuid,
+    stream: &'a str,
+    version: u64,
+    position: u64,
+    event_type: &'a str,
+    schema_version: u32,
+    occurred_at: DateTime<Utc>,
+    recorded_at: DateTime<Utc>,
+    data: &'a serde_json::Value,
+    metadata: &'a serde_json::Value,
+}
+
+fn assert_envelope_text_unchanged(check: &str, recorded: &RecordedEvent, appended: &NewEvent) {
+    let expected = serde_json::to_string(&EnvelopeOfValues {
+        event_id: recorded.event_id,
+        stream: &recorded.stream,
+        version: recorded.version,
+        position: recorded.position,
+        event_type: &recorded.event_type,
+        schema_version: recorded.schema_version,
+        occurred_at: recorded.occurred_at,
+        recorded_at: recorded.recorded_at,
+        data: &appended.data,
+        metadata: &appended.metadata,
+    })
+    .expect("an envelope of values serializes");
+    let actual = serde_json::to_string(recorded)
+        .unwrap_or_else(|e| panic!("{check}: the recorded envelope does not serialize: {e}"));
+    assert_eq!(
+        actual, expected,
+        "{check}: the envelope's JSON differs from the data and metadata appended"
     );
 }
 

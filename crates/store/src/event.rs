@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::RawJson;
+
 /// What the appender may assume about the stream it appends to.
 ///
 /// Versions count from 0: the first event of a stream has version 0, so `Exact(n)` means
@@ -66,8 +68,9 @@ pub struct RecordedEvent {
     pub occurred_at: DateTime<Utc>,
     /// When the store committed it, by the store's clock.
     pub recorded_at: DateTime<Utc>,
-    pub data: serde_json::Value,
-    pub metadata: serde_json::Value,
+    /// The JSON as stored: deserialize it into the type you need ([`RawJson::parse`]).
+    pub data: RawJson,
+    pub metadata: RawJson,
 }
 
 /// Where one appended event landed.

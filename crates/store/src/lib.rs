@@ -6,6 +6,7 @@
 pub mod conformance;
 mod error;
 mod event;
+mod raw_json;
 pub mod sqlite;
 mod store;
 mod subscription;
@@ -14,6 +15,7 @@ mod validation;
 
 pub use error::StoreError;
 pub use event::{AppendOutcome, AppendedEvent, ExpectedVersion, NewEvent, RecordedEvent};
+pub use raw_json::RawJson;
 pub use sqlite::{SqliteOptions, SqliteStore};
 pub use store::EventStore;
 pub use subscription::Subscription;

@@ -221,8 +221,13 @@ async fn catch_up(
         let full = page.len() == PAGE;
         for recorded in page {
             known.version = Some(recorded.version);
-            if let Some(key) = recorded.metadata.get("dedupe_key").and_then(Value::as_str) {
-                known.dedupe_keys.insert(key.to_owned());
+            if let Some(key) = recorded
+                .metadata
+                .parse::<DedupeKey>()
+                .ok()
+                .and_then(|m| m.dedupe_key)
+            {
+                known.dedupe_keys.insert(key);
             }
             if let Some(event) = domain_event(recorded) {
                 known.history.push(event);
@@ -232,6 +237,12 @@ async fn catch_up(
             return Ok(());
         }
     }
+}
+
+/// The one metadata field the ledger reads back (only a delivery's first event carries it).
+#[derive(serde::Deserialize)]
+struct DedupeKey {
+    dedupe_key: Option<String>,
 }
 
 /// Reads a stream from the beginning, page by page.
@@ -258,12 +269,16 @@ fn domain_event(recorded: RecordedEvent) -> Option<Event> {
     if recorded.event_type == DELIVERY_RECEIVED {
         return None;
     }
-    Event::from_parts(&recorded.event_type, recorded.schema_version, recorded.data)
-        .map_err(|error| {
-            tracing::warn!(stream = %recorded.stream, version = recorded.version, %error,
-                "stored event not understood; the aggregate decides without it");
-        })
-        .ok()
+    Event::from_parts(
+        &recorded.event_type,
+        recorded.schema_version,
+        recorded.data.as_str(),
+    )
+    .map_err(|error| {
+        tracing::warn!(stream = %recorded.stream, version = recorded.version, %error,
+            "stored event not understood; the aggregate decides without it");
+    })
+    .ok()
 }
 
 fn envelope(decided: &[Event], provenance: &Provenance) -> Vec<NewEvent> {

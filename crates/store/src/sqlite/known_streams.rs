@@ -81,7 +81,7 @@ impl KnownStreams {
         &mut self,
         conn: &Connection,
         stream: &str,
-    ) -> rusqlite::Result<&mut KnownStream> {
+    ) -> rusqlite::Result<StreamMemory<'_>> {
         if !self.streams.contains_key(stream) {
             let loaded = load(conn, stream)?;
             self.ids += loaded.ids.len();
@@ -92,36 +92,52 @@ impl KnownStreams {
             .get_mut(stream)
             .expect("inserted above when absent");
         known.used_in_batch = self.batch;
-        Ok(known)
-    }
-
-    /// Records events the open transaction has just appended (after their savepoint was
-    /// released), so later appends in the same or later batches see them.
-    pub(crate) fn appended(&mut self, stream: &str, events: &[AppendedEvent]) {
-        let Some(known) = self.streams.get_mut(stream) else {
-            // Not loaded (it always is, since the append looked it up): the file has them.
-            return;
-        };
-        for event in events {
-            let place = Place {
-                version: event.version,
-                position: event.position,
-            };
-            if known.ids.insert(event.event_id, place).is_none() {
-                self.ids += 1;
-            }
-            known.last_version = Some(
-                known
-                    .last_version
-                    .map_or(event.version, |v| v.max(event.version)),
-            );
-        }
+        Ok(StreamMemory {
+            known,
+            total_ids: &mut self.ids,
+        })
     }
 
     /// After a rollback or an unexpected failure: the file is the only truth.
     pub(crate) fn forget_all(&mut self) {
         self.streams.clear();
         self.ids = 0;
+    }
+}
+
+/// One stream's memory, as handed out for an append: the append checks against it and then
+/// records what it inserted through it, with no second lookup of the stream.
+pub(crate) struct StreamMemory<'a> {
+    known: &'a mut KnownStream,
+    total_ids: &'a mut usize,
+}
+
+impl StreamMemory<'_> {
+    /// Records events the open transaction has just inserted into this stream, so later
+    /// appends in the same or later batches see them.
+    pub(crate) fn appended(&mut self, events: &[AppendedEvent]) {
+        for event in events {
+            let place = Place {
+                version: event.version,
+                position: event.position,
+            };
+            if self.known.ids.insert(event.event_id, place).is_none() {
+                *self.total_ids += 1;
+            }
+            self.known.last_version = Some(
+                self.known
+                    .last_version
+                    .map_or(event.version, |v| v.max(event.version)),
+            );
+        }
+    }
+}
+
+impl std::ops::Deref for StreamMemory<'_> {
+    type Target = KnownStream;
+
+    fn deref(&self) -> &KnownStream {
+        self.known
     }
 }
 

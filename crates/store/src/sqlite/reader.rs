@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::errors::from_sqlite;
 use super::schema::open_reader;
-use crate::{RecordedEvent, StoreError};
+use crate::{RawJson, RecordedEvent, StoreError};
 
 const READ_ALL: &str = include_str!("sql/read_all.sql");
 const READ_STREAM: &str = include_str!("sql/read_stream.sql");
@@ -162,10 +162,9 @@ fn decode(row: &Row<'_>) -> Result<RecordedEvent, ReadError> {
         .ok_or_else(|| bad("occurred_at out of range".to_owned()))?;
     let recorded_at = timestamp(row.get(8)?, row.get(9)?)
         .ok_or_else(|| bad("recorded_at out of range".to_owned()))?;
-    let data = serde_json::from_str(text(10, "data")?)
-        .map_err(|e| bad(format!("data is not JSON: {e}")))?;
-    let metadata = serde_json::from_str(text(11, "metadata")?)
-        .map_err(|e| bad(format!("metadata is not JSON: {e}")))?;
+    // Checked as JSON when appended; handed out as text (see `RawJson`).
+    let data = RawJson::from_stored(text(10, "data")?);
+    let metadata = RawJson::from_stored(text(11, "metadata")?);
 
     Ok(RecordedEvent {
         event_id,

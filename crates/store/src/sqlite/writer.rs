@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, Statement, params};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
@@ -151,9 +151,13 @@ impl Writer {
     ) -> rusqlite::Result<Vec<Result<AppendOutcome, StoreError>>> {
         // IMMEDIATE takes the write lock now, so waiting for another process's writer is
         // bounded by the busy timeout here rather than failing halfway through.
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
         self.known.begin_batch(&self.conn)?;
         let recorded_at = Utc::now();
+        // Taken from the statement cache once per batch, not once per append: each round
+        // trip through the cache hashes the SQL text twice and clears the bindings (callgrind:
+        // ~6 % of the writer's instructions with 64 writers).
+        let mut insert = self.conn.prepare_cached(INSERT_EVENT)?;
         let mut results = Vec::with_capacity(batch.len());
         for request in batch {
             // One INSERT is atomic by itself: a failing statement is undone alone (SQLite's
@@ -163,13 +167,16 @@ impl Writer {
             if savepoint {
                 self.conn.prepare_cached("SAVEPOINT append")?.execute([])?;
             }
-            match append_one(&self.conn, &mut self.known, request, recorded_at) {
+            match append_one(
+                &self.conn,
+                &mut insert,
+                &mut self.known,
+                request,
+                recorded_at,
+            ) {
                 Ok(outcome) => {
                     if savepoint {
                         self.conn.prepare_cached("RELEASE append")?.execute([])?;
-                    }
-                    if !outcome.already_recorded {
-                        self.known.appended(&request.stream, &outcome.events);
                     }
                     results.push(Ok(outcome));
                 }
@@ -194,7 +201,7 @@ impl Writer {
                 }
             }
         }
-        self.conn.execute_batch("COMMIT")?;
+        self.conn.prepare_cached("COMMIT")?.execute([])?;
         Ok(results)
     }
 }
@@ -217,13 +224,14 @@ impl From<rusqlite::Error> for Refusal {
 /// expects), then the expected version, then the inserts.
 fn append_one(
     conn: &Connection,
+    insert: &mut Statement<'_>,
     known: &mut KnownStreams,
     request: &AppendRequest,
     recorded_at: DateTime<Utc>,
 ) -> Result<AppendOutcome, Refusal> {
     let stream = request.stream.as_str();
-    let known = known.get(conn, stream)?;
-    if let Some(existing) = already_recorded(known, request)? {
+    let mut known = known.get(conn, stream)?;
+    if let Some(existing) = already_recorded(&known, request)? {
         return Ok(AppendOutcome {
             stream: stream.to_owned(),
             events: existing,
@@ -246,7 +254,6 @@ fn append_one(
     }
 
     let first_version = actual.map_or(0, |v| v + 1);
-    let mut insert = conn.prepare_cached(INSERT_EVENT)?;
     let mut appended = Vec::with_capacity(request.events.len());
     for (offset, event) in request.events.iter().enumerate() {
         let version = first_version + offset as u64;
@@ -270,6 +277,9 @@ fn append_one(
         });
     }
 
+    // Remembered before the caller releases the savepoint: if that release or the batch's
+    // COMMIT fails, the batch's error path forgets every stream (`Writer::commit`).
+    known.appended(&appended);
     Ok(AppendOutcome {
         stream: stream.to_owned(),
         events: appended,
