@@ -17,8 +17,11 @@ const SCHEMA: &str = include_str!("schema.sql");
 /// [`create_query_indexes`]).
 const QUERY_INDEXES: &str = include_str!("query_indexes.sql");
 
-/// The layout of the read-model tables, stamped into the file (`PRAGMA user_version`). A file
-/// of another layout is derived data from another build: it is emptied and refolded from
+/// The layout of the read-model tables, stamped into the file (`PRAGMA user_version`; the
+/// `layout` table in PostgreSQL). Read models of an older layout are derived data from an
+/// older build: they are emptied and refolded from position 0. Read models of a newer layout
+/// belong to a newer build (in a rolling upgrade, the other instances): they are refused,
+/// never altered. Either way, nothing is
 /// position 0, never migrated by hand.
 pub const LAYOUT_VERSION: i64 = 1;
 
@@ -239,6 +242,12 @@ pub fn open_live(at: &ReadModelsAt) -> Result<Conn, ProjectionError> {
             let layout: Option<i64> = tx
                 .query_row("SELECT version FROM layout WHERE id = 1", (), |r| r.get(0))
                 .optional()?;
+            if let Some(found) = layout.filter(|l| *l > LAYOUT_VERSION) {
+                return Err(ProjectionError::NewerLayout {
+                    at: at.to_string(),
+                    found,
+                });
+            }
             if let Some(layout) = layout.filter(|l| *l != LAYOUT_VERSION) {
                 tracing::warn!(%at, found = layout, expected = LAYOUT_VERSION,
                     "read models of another layout: emptied, they are refolded from the start");
@@ -271,6 +280,12 @@ fn open_live_file(path: &Path) -> Result<Conn, ProjectionError> {
     // from the checkpoint, which is the whole point of keeping it in the same transaction.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     let layout: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if layout > LAYOUT_VERSION {
+        return Err(ProjectionError::NewerLayout {
+            at: path.display().to_string(),
+            found: layout,
+        });
+    }
     if layout != 0 && layout != LAYOUT_VERSION {
         tracing::warn!(
             path = %path.display(), found = layout, expected = LAYOUT_VERSION,

@@ -12,6 +12,14 @@ pub enum ProjectionError {
     #[error("read models database: {0}")]
     Sql(#[from] SqlError),
 
+    /// Read models written by a newer build; this one leaves them alone.
+    #[error(
+        "{at}: read models of layout {found}, newer than this build's {supported}; run the newer \
+         build, or point this one at other read models (--read-models, --data-dir)",
+        supported = crate::db::LAYOUT_VERSION
+    )]
+    NewerLayout { at: String, found: i64 },
+
     /// The read models' database could not be reached or set up at start.
     #[error("{0}")]
     Connect(String),

@@ -338,3 +338,41 @@ async fn one_projector_leads_and_another_takes_over_from_the_checkpoint_when_it_
         dump_at(&ReadModelsAt::data_dir(h.data_dir())).await
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_read_models_of_a_newer_layout_are_refused_and_left_alone() {
+    let Some(url) = postgres_url() else { return };
+    let schemas = Schemas::new(url, "layout");
+    let h = Harness::new();
+    let live = schemas.live();
+    drop(open_projector(&h, &live).await);
+    let newer = switchboard_projections::LAYOUT_VERSION + 1;
+    let (url, schema) = (schemas.url.clone(), schemas.prefix.clone());
+    let refused = blocking(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        client
+            .batch_execute(&format!(
+                "UPDATE \"{schema}\".layout SET version = {newer};
+                 INSERT INTO \"{schema}\".tenants (tenant_id, seq, name, updated_at)
+                 VALUES ('t-newer', 1, 'from a newer build', 'x')"
+            ))
+            .unwrap();
+        let refused = Projector::open_at(h.dyn_store(), live).err();
+        let kept: i64 = client
+            .query_one(
+                &format!("SELECT COUNT(*) FROM \"{schema}\".tenants WHERE tenant_id = 't-newer'"),
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        (refused, kept)
+    })
+    .await;
+    match refused {
+        (Some(switchboard_projections::ProjectionError::NewerLayout { found, at }), 1) => {
+            assert_eq!(found, newer);
+            assert!(at.contains(&schemas.prefix), "names the schema: {at}");
+        }
+        (other, kept) => panic!("expected a refusal leaving the row: {other:?}, {kept} rows"),
+    }
+}

@@ -742,31 +742,42 @@ async fn an_event_the_read_models_refuse_is_undone_as_a_whole_and_recorded() {
 }
 
 #[tokio::test]
-async fn read_models_of_another_layout_are_emptied_and_refolded() {
+async fn read_models_of_a_newer_layout_are_refused_and_left_alone() {
     let h = Harness::new();
     open_tenant(&h, "t1", 0).await;
-    h.append(
-        "call-c1",
-        vec![call_ended("c1", "+4915123456789", SALON, 1)],
-    )
-    .await;
     drop(h.project().await);
     let path = switchboard_projections::read_models_path(h.data_dir());
+    let newer = switchboard_projections::LAYOUT_VERSION + 1;
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch("UPDATE calls SET status = 'from another build'; PRAGMA user_version = 99;")
-        .unwrap();
+    conn.execute_batch(&format!(
+        "UPDATE tenants SET name = 'from a newer build'; PRAGMA user_version = {newer};"
+    ))
+    .unwrap();
     drop(conn);
 
-    let read = h.project().await;
-    assert_eq!(read.call("c1").unwrap().unwrap().status, "ended");
-    assert_eq!(
-        read.tenant("t1").unwrap().unwrap().counts.calls,
-        1,
-        "refolded once, from 0"
+    let Err(refused) = Projector::open(h.dyn_store(), h.data_dir()) else {
+        panic!("read models of a newer layout were opened");
+    };
+    assert!(
+        matches!(refused, ProjectionError::NewerLayout { found, .. } if found == newer),
+        "{refused}"
+    );
+    let message = refused.to_string();
+    assert!(
+        message.contains("read_models.sqlite"),
+        "names the file: {message}"
     );
     let conn = rusqlite::Connection::open(&path).unwrap();
-    let layout: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
+    let (name, layout): (String, i64) = conn
+        .query_row(
+            "SELECT name, (SELECT user_version FROM pragma_user_version) FROM tenants",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap();
-    assert_eq!(layout, switchboard_projections::LAYOUT_VERSION);
+    assert_eq!(
+        (name.as_str(), layout),
+        ("from a newer build", newer),
+        "untouched"
+    );
 }
