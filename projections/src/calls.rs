@@ -283,7 +283,8 @@ fn link_latest_booking(cx: &Cx<'_>, call_id: &str) -> Result<(), SqlError> {
         .prepare_cached(
             "SELECT booking_uid, created_at FROM appointments
              WHERE call_id = ?1 AND booking_uid IS NOT NULL
-             ORDER BY created_at DESC, seq DESC LIMIT 1",
+             -- NULLs last on both databases (SQLite sorts them low, PostgreSQL high).
+             ORDER BY created_at IS NULL, created_at DESC, seq DESC LIMIT 1",
         )?
         .query_row([call_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;

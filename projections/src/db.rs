@@ -9,7 +9,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::ProjectionError;
-use crate::sql::{Conn, Dialect, OptionalExtension, quote_identifier};
+use crate::sql::{Conn, Dialect, OptionalExtension, SqlError, quote_identifier};
 
 const SCHEMA: &str = include_str!("schema.sql");
 
@@ -193,44 +193,87 @@ fn schema_sql(sql: &str, dialect: Dialect) -> String {
     }
 }
 
-/// Connects to PostgreSQL with `schema` (created when absent) as the only schema on the
-/// search path.
-fn connect_postgres(url: &str, schema: &str) -> Result<Conn, ProjectionError> {
-    let mut client = postgres::Client::connect(url, postgres::NoTls).map_err(|error| {
+/// How long a read-model connection may take to open: a database that does not answer is
+/// reported (503, a logged retry) rather than holding a query for minutes.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connects to PostgreSQL with `schema` as the only schema on the search path; with
+/// `create`, the schema is created when absent (writers only: it needs the CREATE privilege on
+/// the database, which an analyst's read-only role need not have).
+fn connect_postgres(url: &str, schema: &str, create: bool) -> Result<Conn, ProjectionError> {
+    let failed = |error: &dyn fmt::Display| {
         ProjectionError::Connect(format!(
             "read models in PostgreSQL schema {schema}: {error}"
         ))
-    })?;
+    };
+    let mut config: postgres::Config = url.parse().map_err(|e| failed(&e))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("switchboard-read-models");
+    }
+    let mut client = config.connect(postgres::NoTls).map_err(|e| failed(&e))?;
     let quoted = quote_identifier(schema);
+    if create {
+        client
+            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {quoted}"))
+            .or_else(|error| {
+                // Several instances starting at once race on CREATE SCHEMA; the loser finds it.
+                if error.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) {
+                    Ok(())
+                } else {
+                    Err(error)
+                }
+            })
+            .map_err(|e| failed(&e))?;
+    }
     client
-        .batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {quoted}; SET search_path TO {quoted}"
-        ))
-        .or_else(|error| {
-            // Several instances starting at once race on CREATE SCHEMA; the loser finds it.
-            if error.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) {
-                client.batch_execute(&format!("SET search_path TO {quoted}"))
-            } else {
-                Err(error)
-            }
-        })
-        .map_err(|error| {
-            ProjectionError::Connect(format!(
-                "read models in PostgreSQL schema {schema}: {error}"
-            ))
-        })?;
+        .batch_execute(&format!("SET search_path TO {quoted}"))
+        .map_err(|e| failed(&e))?;
     Ok(Conn::from(client))
+}
+
+/// The layout stamped in a PostgreSQL schema; None when the schema or its tables do not
+/// exist yet.
+fn postgres_layout(conn: &Conn) -> Result<Option<i64>, ProjectionError> {
+    let found = conn
+        .query_row("SELECT version FROM layout WHERE id = 1", (), |r| r.get(0))
+        .optional();
+    match found {
+        Ok(layout) => Ok(layout),
+        Err(SqlError::Postgres(error))
+            if error.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) =>
+        {
+            Ok(None)
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Opens (creating when absent) the live read models for writing. SQLite: WAL, so the
 /// server's readers keep answering from the last commit while the runner or a rebuild writes.
+/// PostgreSQL: read models already at this layout are opened without any DDL (DDL takes locks
+/// a live leader's batch would queue behind, and the other way round); only missing or older
+/// ones are (re)created, under a lock that serializes instances starting together.
 pub fn open_live(at: &ReadModelsAt) -> Result<Conn, ProjectionError> {
     match at {
         ReadModelsAt::Sqlite(path) => open_live_file(path),
         ReadModelsAt::Postgres { url, schema } => {
-            let mut conn = connect_postgres(url, schema)?;
+            let mut conn = connect_postgres(url, schema, false)?;
+            match postgres_layout(&conn)? {
+                Some(LAYOUT_VERSION) => return Ok(conn),
+                Some(found) if found > LAYOUT_VERSION => {
+                    return Err(ProjectionError::NewerLayout {
+                        at: at.to_string(),
+                        found,
+                    });
+                }
+                _ => {}
+            }
+            drop(conn);
+            conn = connect_postgres(url, schema, true)?;
             let tx = conn.transaction()?;
-            // Instances starting together would race on CREATE TABLE IF NOT EXISTS.
             tx.execute(
                 "SELECT pg_advisory_xact_lock(hashtext(?1))",
                 [format!("switchboard layout {schema}")],
@@ -239,21 +282,31 @@ pub fn open_live(at: &ReadModelsAt) -> Result<Conn, ProjectionError> {
                 "CREATE TABLE IF NOT EXISTS layout (
                      id BIGINT PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL)",
             )?;
-            let layout: Option<i64> = tx
-                .query_row("SELECT version FROM layout WHERE id = 1", (), |r| r.get(0))
-                .optional()?;
-            if let Some(found) = layout.filter(|l| *l > LAYOUT_VERSION) {
-                return Err(ProjectionError::NewerLayout {
-                    at: at.to_string(),
-                    found,
-                });
-            }
-            if let Some(layout) = layout.filter(|l| *l != LAYOUT_VERSION) {
-                tracing::warn!(%at, found = layout, expected = LAYOUT_VERSION,
-                    "read models of another layout: emptied, they are refolded from the start");
-                for table in all_tables().chain(["checkpoint"]) {
-                    tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", quote_identifier(table)))?;
+            // Read again under the lock: another instance may have just created or changed it.
+            match postgres_layout(&tx)? {
+                Some(LAYOUT_VERSION) => {
+                    tx.commit()?;
+                    return Ok(conn);
                 }
+                Some(found) if found > LAYOUT_VERSION => {
+                    return Err(ProjectionError::NewerLayout {
+                        at: at.to_string(),
+                        found,
+                    });
+                }
+                Some(older) => {
+                    // A folder of the older build still running notices: its next batch finds
+                    // the checkpoint behind the one it committed and stops (see fold.rs).
+                    tracing::warn!(%at, found = older, expected = LAYOUT_VERSION,
+                        "read models of an older layout: emptied, they are refolded from the start");
+                    for table in all_tables().chain(["checkpoint"]) {
+                        tx.execute_batch(&format!(
+                            "DROP TABLE IF EXISTS {}",
+                            quote_identifier(table)
+                        ))?;
+                    }
+                }
+                None => {}
             }
             tx.execute_batch(&schema_sql(SCHEMA, Dialect::Postgres))?;
             tx.execute_batch(&schema_sql(QUERY_INDEXES, Dialect::Postgres))?;
@@ -318,7 +371,7 @@ pub fn open_scratch(at: &ReadModelsAt) -> Result<Conn, ProjectionError> {
     match at {
         ReadModelsAt::Sqlite(path) => open_scratch_file(path),
         ReadModelsAt::Postgres { url, schema } => {
-            let conn = connect_postgres(url, schema)?;
+            let conn = connect_postgres(url, schema, false)?;
             drop_schema(&conn, schema)?;
             let quoted = quote_identifier(schema);
             conn.execute_batch(&format!(
@@ -330,13 +383,34 @@ pub fn open_scratch(at: &ReadModelsAt) -> Result<Conn, ProjectionError> {
     }
 }
 
-/// Drops a PostgreSQL schema and everything in it (a rebuild's scratch schema).
-pub(crate) fn drop_schema(conn: &Conn, schema: &str) -> Result<(), ProjectionError> {
+/// Drops a PostgreSQL schema and everything in it.
+fn drop_schema(conn: &Conn, schema: &str) -> Result<(), ProjectionError> {
     conn.execute_batch(&format!(
         "DROP SCHEMA IF EXISTS {} CASCADE",
         quote_identifier(schema)
     ))?;
     Ok(())
+}
+
+/// Removes discardable read models (a rebuild's scratch file or schema), whatever state they
+/// were left in.
+pub(crate) fn discard(at: &ReadModelsAt) -> Result<(), ProjectionError> {
+    match at {
+        ReadModelsAt::Sqlite(path) => {
+            for suffix in ["", "-journal", "-wal", "-shm"] {
+                let file = with_suffix(path, suffix);
+                match std::fs::remove_file(&file) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(ProjectionError::io(file, e)),
+                }
+            }
+            Ok(())
+        }
+        ReadModelsAt::Postgres { url, schema } => {
+            drop_schema(&connect_postgres(url, schema, false)?, schema)
+        }
+    }
 }
 
 fn open_scratch_file(path: &Path) -> Result<Conn, ProjectionError> {
@@ -377,7 +451,7 @@ pub fn open_reader(at: &ReadModelsAt) -> Result<Conn, ProjectionError> {
             Ok(Conn::from(conn))
         }
         ReadModelsAt::Postgres { url, schema } => {
-            let conn = connect_postgres(url, schema)?;
+            let conn = connect_postgres(url, schema, false)?;
             conn.execute_batch("SET default_transaction_read_only = on")?;
             Ok(conn)
         }

@@ -20,6 +20,14 @@ pub enum ProjectionError {
     )]
     NewerLayout { at: String, found: i64 },
 
+    /// The stored checkpoint went back behind what this folder had folded: the read models
+    /// were emptied underneath it; it restarts from the stored checkpoint.
+    #[error(
+        "the read models' checkpoint went back from {expected} to {stored} (emptied by another \
+         process?); folding restarts from {stored}"
+    )]
+    CheckpointMovedBack { expected: u64, stored: u64 },
+
     /// The read models' database could not be reached or set up at start.
     #[error("{0}")]
     Connect(String),

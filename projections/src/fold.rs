@@ -29,12 +29,22 @@ pub struct Folded {
 /// The batch is first applied optimistically, without a savepoint per event; if one event
 /// cannot be applied, the transaction is rolled back and the batch applied again with a
 /// savepoint per event, so that event becomes an anomaly and the others still apply.
+///
+/// `folded_to` is the checkpoint this folder last saw: finding the stored one behind it means
+/// the read models were emptied underneath (a newer build rebuilding an older layout), and the
+/// batch is refused rather than applied on top of a gap.
 pub(crate) fn fold_batch(
     conn: &mut Conn,
     phones: &PhoneBook,
     events: impl IntoIterator<Item = RecordedEvent>,
+    folded_to: u64,
 ) -> Result<Folded, ProjectionError> {
-    fold_decoded(conn, phones, DecodedBatch::decode(events, None))
+    fold_decoded(
+        conn,
+        phones,
+        DecodedBatch::decode(events, None),
+        Some(folded_to),
+    )
 }
 
 /// A batch decoded ahead of its transaction (the rebuild decodes on the reader's thread, so
@@ -84,6 +94,7 @@ pub(crate) fn fold_decoded(
     conn: &mut Conn,
     phones: &PhoneBook,
     batch: DecodedBatch,
+    folded_to: Option<u64>,
 ) -> Result<Folded, ProjectionError> {
     let DecodedBatch {
         positions,
@@ -100,6 +111,9 @@ pub(crate) fn fold_decoded(
     for mode in [Mode::Optimistic, Mode::Careful] {
         let tx = conn.transaction()?;
         let stored = checkpoint_for_update(&tx)?;
+        if let Some(expected) = folded_to.filter(|expected| stored < *expected) {
+            return Err(ProjectionError::CheckpointMovedBack { expected, stored });
+        }
         if last <= stored {
             return Ok(Folded {
                 applied: 0,

@@ -364,21 +364,31 @@ impl ReadModels {
 
     fn with<T>(
         &self,
-        query: impl FnOnce(&Conn) -> Result<T, ProjectionError>,
+        query: impl Fn(&Conn) -> Result<T, ProjectionError>,
     ) -> Result<T, ProjectionError> {
         let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let conn = match pooled {
-            Some(conn) => conn,
-            None => open_reader(&self.at)?,
-        };
-        let result = query(&conn);
-        // A connection that failed may be broken (a PostgreSQL restart): it is not kept.
-        let keep = match &result {
-            Err(ProjectionError::Sql(error)) => !error.is_database_trouble(),
-            _ => true,
+        let (conn, result) = match pooled {
+            Some(conn) => {
+                let result = query(&conn);
+                if is_trouble(&result) {
+                    // A pooled connection may have died with its server (a restart): one more
+                    // try on a fresh one before the caller hears of it.
+                    drop(conn);
+                    let conn = open_reader(&self.at)?;
+                    let result = query(&conn);
+                    (conn, result)
+                } else {
+                    (conn, result)
+                }
+            }
+            None => {
+                let conn = open_reader(&self.at)?;
+                let result = query(&conn);
+                (conn, result)
+            }
         };
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if keep && idle.len() < MAX_IDLE {
+        if !is_trouble(&result) && idle.len() < MAX_IDLE {
             idle.push(conn);
         }
         result
@@ -592,7 +602,7 @@ impl ReadModels {
                      LEFT JOIN branches b ON b.tenant_id = p.tenant_id AND b.branch_id = p.branch_id
                      WHERE p.phone_number = ?1",
                 )?
-                .query_row([e164], |r| {
+                .query_row([&e164], |r| {
                     Ok(NumberOwner {
                         tenant_id: r.get(0)?,
                         branch_id: r.get(1)?,
@@ -668,6 +678,11 @@ impl ReadModels {
             })
         })
     }
+}
+
+/// True when the read models' database failed (not the query's arguments).
+fn is_trouble<T>(result: &Result<T, ProjectionError>) -> bool {
+    matches!(result, Err(ProjectionError::Sql(error)) if error.is_database_trouble())
 }
 
 /// Cursors are opaque to callers: a version tag and the last row's sequence number in hex.

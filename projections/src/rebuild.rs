@@ -24,11 +24,14 @@ use tokio::sync::mpsc;
 use crate::ProjectionError;
 use crate::db::{
     ProjectionName, ReadModelsAt, all_tables, checkpoint, checkpoint_for_update,
-    create_query_indexes, drop_schema, open_live, open_scratch, set_checkpoint,
+    create_query_indexes, discard, open_live, open_scratch, set_checkpoint,
 };
 use crate::fold::{DecodedBatch, fold_decoded};
 use crate::phone::PhoneBook;
-use crate::sql::{Conn, quote_identifier};
+use crate::sql::{Conn, Dialect, quote_identifier};
+
+/// How long a PostgreSQL swap waits for readers to let go of a table before it tries again.
+const SWAP_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Events read from the store per page (and folded per transaction).
 const PAGE: usize = 16_384;
@@ -160,11 +163,40 @@ pub async fn rebuild_at(
         });
     }
 
-    let pid = std::process::id();
+    // Unique per run, not just per process: containers all run as pid 1.
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let run = &run[..12];
     let scratch_at = live_at.beside(
-        &format!("read_models.rebuild-{pid}.sqlite"),
-        &format!("rebuild_{pid}"),
+        &format!("read_models.rebuild-{run}.sqlite"),
+        &format!("rebuild_{run}"),
     );
+    let outcome = replay_and_swap(&mut replay, live_at, &scratch_at, projection, head).await;
+    // The scratch tables go whether the swap happened or not.
+    let discarded = {
+        let scratch_at = scratch_at.clone();
+        blocking(move || discard(&scratch_at)).await
+    };
+    let (rebuilt_at, events, swapped) = outcome?;
+    if let Err(error) = discarded {
+        tracing::warn!(%error, scratch = %scratch_at, "the rebuild's scratch tables could not be removed");
+    }
+    Ok(RebuildReport {
+        at: live_at.clone(),
+        checkpoint: rebuilt_at,
+        events,
+        swapped,
+    })
+}
+
+/// Replays into `scratch_at` and swaps the result into `live_at`; returns the checkpoint the
+/// live read models stand at afterwards, the events folded and the projections swapped.
+async fn replay_and_swap<P: FnMut(u64, u64) + Send + 'static>(
+    replay: &mut Replay<P>,
+    live_at: &ReadModelsAt,
+    scratch_at: &ReadModelsAt,
+    projection: Option<ProjectionName>,
+    head: u64,
+) -> Result<(u64, u64, Vec<ProjectionName>), ProjectionError> {
     let (mut live, live_checkpoint, scratch) = {
         let (live_at, scratch_at) = (live_at.clone(), scratch_at.clone());
         blocking(move || {
@@ -214,27 +246,12 @@ pub async fn rebuild_at(
             }
         }
     };
-    let cleanup = scratch_at.clone();
     blocking(move || {
-        drop(live);
-        match &cleanup {
-            ReadModelsAt::Sqlite(path) => {
-                drop(scratch);
-                for suffix in ["", "-journal", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(with_suffix(path, suffix));
-                }
-                Ok(())
-            }
-            ReadModelsAt::Postgres { schema, .. } => drop_schema(&scratch, schema),
-        }
+        drop((live, scratch));
+        Ok(())
     })
     .await?;
-    Ok(RebuildReport {
-        at: live_at.clone(),
-        checkpoint: rebuilt_at,
-        events,
-        swapped,
-    })
+    Ok((rebuilt_at, events, swapped))
 }
 
 /// Runs blocking read-model work (SQLite, PostgreSQL's synchronous client) off the async
@@ -272,6 +289,14 @@ fn try_swap(
     };
     let result = (|| {
         let tx = live.transaction()?;
+        if tx.dialect() == Dialect::Postgres {
+            // Replacing a table waits for every reader of it; readers arriving meanwhile queue
+            // behind the swap. Bounded, so a long export delays the swap, never the queries.
+            tx.execute_batch(&format!(
+                "SET LOCAL lock_timeout = '{}ms'",
+                SWAP_LOCK_TIMEOUT.as_millis()
+            ))?;
+        }
         let current = checkpoint_for_update(&tx)?;
         let ready = if full {
             fresh >= current
@@ -289,7 +314,13 @@ fn try_swap(
                         ReadModelsAt::Postgres {
                             schema: scratch, ..
                         },
-                    ) => move_table(&tx, scratch, live, table)?,
+                    ) => match move_table(&tx, scratch, live, table) {
+                        Err(ProjectionError::Sql(error)) if error.is_lock_timeout() => {
+                            tracing::info!(table, "readers hold the table; the swap tries again");
+                            return Ok(None);
+                        }
+                        other => other?,
+                    },
                     _ => swap_table(&tx, table)?,
                 }
             }
@@ -446,7 +477,7 @@ impl<P: FnMut(u64, u64) + Send + 'static> Replay<P> {
             let mut events = 0u64;
             let result = (|| {
                 while let Some(page) = pages_rx.blocking_recv() {
-                    let folded = fold_decoded(&mut conn, &phones, page)?;
+                    let folded = fold_decoded(&mut conn, &phones, page, None)?;
                     events += folded.applied as u64;
                     progress(folded.checkpoint, total.max(folded.checkpoint));
                 }

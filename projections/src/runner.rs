@@ -134,7 +134,7 @@ impl Projector {
                 self.checkpoint.send_replace(position);
                 return Ok(position);
             }
-            position = self.fold(batch).await?.checkpoint;
+            position = self.fold(batch, position).await?.checkpoint;
         }
     }
 
@@ -187,7 +187,8 @@ impl Projector {
             {
                 batch.push(subscription.next().await?);
             }
-            let folded = self.fold(batch).await?;
+            let folded_to = *self.checkpoint.borrow();
+            let folded = self.fold(batch, folded_to).await?;
             self.checkpoint.send_replace(folded.checkpoint);
         }
     }
@@ -204,8 +205,18 @@ impl Projector {
             let (leader, stored) = self
                 .with_folder(|folder| {
                     if !folder.leader && folder.conn.dialect() == Dialect::Postgres {
+                        // The lock is freed when the server sees this session end: let it
+                        // probe a silent client within seconds rather than the OS's two hours.
+                        // Best effort: a server too old for one of them still works.
+                        if let Err(error) = folder.conn.execute_batch(
+                            "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2;
+                             SET tcp_keepalives_count = 3; SET tcp_user_timeout = 10000",
+                        ) {
+                            tracing::debug!(%error, "keepalive settings not taken");
+                        }
                         folder.leader = folder.conn.query_row(
-                            "SELECT pg_try_advisory_lock(hashtext(current_schema()))",
+                            "SELECT pg_try_advisory_lock(hashtext('switchboard projections'),
+                                                         hashtext(current_schema()))",
                             (),
                             |r| r.get::<bool>(0),
                         )?;
@@ -233,9 +244,15 @@ impl Projector {
         }
     }
 
-    async fn fold(&mut self, batch: Vec<RecordedEvent>) -> Result<Folded, ProjectionError> {
-        self.with_folder(move |folder| fold_batch(&mut folder.conn, &folder.phones, batch))
-            .await
+    async fn fold(
+        &mut self,
+        batch: Vec<RecordedEvent>,
+        folded_to: u64,
+    ) -> Result<Folded, ProjectionError> {
+        self.with_folder(move |folder| {
+            fold_batch(&mut folder.conn, &folder.phones, batch, folded_to)
+        })
+        .await
     }
 
     /// Runs `work` with the folder on the blocking pool. A folder whose work failed is not

@@ -62,18 +62,50 @@ impl SqlError {
                     None => false,
                 }
             }
-            // Class 22 (data exception) and 23 (integrity constraint) are about the values;
-            // everything else (connection, resources, locks, syntax) is not the event's.
-            SqlError::Postgres(error) => match error.code() {
-                Some(state) => !(state.code().starts_with("22") || state.code().starts_with("23")),
-                None => true,
-            },
+            // The database's state, the connection or this build's SQL (classes 08
+            // connection, 25 transaction state, 40 rollback/deadlock, 42 syntax or privilege,
+            // 53 resources, 55 locks, 57 shutdown, 58 system, F0 config, XX internal) is
+            // trouble to retry; everything else (22 data, 23 constraints, 54 limits such as an
+            // over-long index entry) is about this statement's values.
+            SqlError::Postgres(error) => {
+                if error.is_closed() {
+                    return true;
+                }
+                match error.code() {
+                    Some(state) => matches!(
+                        &state.code()[..2],
+                        "08" | "25" | "40" | "42" | "53" | "55" | "57" | "58" | "F0" | "XX"
+                    ),
+                    // No SQLSTATE and not closed: the client refused a value (a conversion).
+                    None => is_io(error),
+                }
+            }
             SqlError::NoRows | SqlError::Column { .. } => false,
         }
     }
 }
 
 pub type SqlResult<T> = Result<T, SqlError>;
+
+impl SqlError {
+    /// PostgreSQL's `lock_timeout` ran out (SQLSTATE 55P03).
+    pub fn is_lock_timeout(&self) -> bool {
+        matches!(self, SqlError::Postgres(error)
+            if error.code() == Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE))
+    }
+}
+
+/// An I/O failure underneath the client (a socket error, a timeout).
+fn is_io(error: &postgres::Error) -> bool {
+    let mut source = StdError::source(error);
+    while let Some(cause) = source {
+        if cause.is::<std::io::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
 
 /// The server's message and SQLSTATE; the client's own Display says only "db error".
 fn describe_postgres(error: &postgres::Error) -> String {

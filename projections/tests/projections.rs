@@ -781,3 +781,60 @@ async fn read_models_of_a_newer_layout_are_refused_and_left_alone() {
         "untouched"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_whose_read_models_are_emptied_underneath_refolds_from_the_start() {
+    let h = Harness::new();
+    support::history::generate(h.dyn_store(), 500, 3).await;
+    let projector = Projector::open(h.dyn_store(), h.data_dir()).unwrap();
+    let lag = projector.lag();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(projector.run(shutdown));
+    let head = h.head();
+    lag.watch_checkpoint()
+        .wait_for(|c| *c >= head)
+        .await
+        .unwrap();
+
+    // Another process (a newer build replacing an older layout, say) empties the tables and
+    // resets the checkpoint while this runner is live.
+    let path = switchboard_projections::read_models_path(h.data_dir());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let mut reset = String::from("BEGIN IMMEDIATE; UPDATE checkpoint SET position = 0;");
+    for projection in ProjectionName::ALL {
+        for table in projection.tables() {
+            reset.push_str(&format!("DELETE FROM {table};"));
+        }
+    }
+    reset.push_str("COMMIT;");
+    conn.execute_batch(&reset).unwrap();
+    drop(conn);
+
+    // The next batch finds the checkpoint behind what the runner folded: it starts over from
+    // the stored checkpoint rather than folding the new events on top of a gap.
+    open_tenant(&h, "late", 9_000).await;
+    let head = h.head();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        lag.watch_checkpoint().wait_for(|c| *c >= head),
+    )
+    .await
+    .expect("the runner catches up")
+    .unwrap();
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+    let report = switchboard_projections::rebuild(
+        h.dyn_store(),
+        h.data_dir(),
+        None,
+        Some(switchboard_projections::Until::Position(head)),
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        dump(&path),
+        dump(report.at.file().unwrap()),
+        "everything, once"
+    );
+}
