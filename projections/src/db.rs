@@ -211,7 +211,10 @@ fn connect_postgres(url: &str, schema: &str, create: bool) -> Result<Conn, Proje
         config.connect_timeout(CONNECT_TIMEOUT);
     }
     if config.get_application_name().is_none() {
-        config.application_name("switchboard-read-models");
+        // Names the schema, so a DBA (and a test) can tell whose sessions these are.
+        config.application_name(&truncate_identifier(&format!(
+            "switchboard-read-models {schema}"
+        )));
     }
     let mut client = config.connect(postgres::NoTls).map_err(|e| failed(&e))?;
     let quoted = quote_identifier(schema);

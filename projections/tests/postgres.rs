@@ -376,3 +376,74 @@ async fn postgres_read_models_of_a_newer_layout_are_refused_and_left_alone() {
         (other, kept) => panic!("expected a refusal leaving the row: {other:?}, {kept} rows"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_models_reconnect_by_themselves_when_postgresql_drops_their_sessions() {
+    let Some(url) = postgres_url() else { return };
+    let schemas = Schemas::new(url, "reconnect");
+    let h = Harness::new();
+    let live = schemas.live();
+    generate(h.dyn_store(), 300, 8).await;
+    let projector = open_projector(&h, &live).await;
+    let lag = projector.lag();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(projector.run(shutdown));
+    let head = h.head();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        lag.watch_checkpoint().wait_for(|c| *c >= head),
+    )
+    .await
+    .expect("folds")
+    .unwrap();
+    let read_models = open_read_models(&live).await;
+    let calls =
+        |rm: Arc<ReadModels>| blocking(move || rm.calls(None, 500, None).map(|p| p.items.len()));
+    let before = calls(read_models.clone()).await.unwrap();
+    assert!(before > 0);
+
+    // PostgreSQL ends every read-model session of this test (a restart, a failover, an admin).
+    let (url, schema) = (schemas.url.clone(), schemas.prefix.clone());
+    let terminated: i64 = blocking(move || {
+        let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        admin
+            .query_one(
+                "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE application_name = 'switchboard-read-models ' || $1",
+                &[&schema],
+            )
+            .unwrap()
+            .get(0)
+    })
+    .await;
+    assert!(
+        terminated >= 2,
+        "the folder and a reader were connected: {terminated}"
+    );
+
+    // A query answers (its pooled connection is dead; one retry on a fresh one), and the
+    // projector folds what comes next without being restarted.
+    assert_eq!(calls(read_models.clone()).await.unwrap(), before);
+    generate(h.dyn_store(), 300, 9).await;
+    let head = h.head();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        lag.watch_checkpoint().wait_for(|c| *c >= head),
+    )
+    .await
+    .expect("the projector reconnects and folds on")
+    .unwrap();
+    let checkpoint = blocking(move || read_models.checkpoint()).await.unwrap();
+    assert_eq!(
+        checkpoint, head,
+        "the readers see what the reconnected folder wrote"
+    );
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+    drop(h.project().await);
+    assert_eq!(
+        dump_at(&live).await,
+        dump_at(&ReadModelsAt::data_dir(h.data_dir())).await,
+        "each event once"
+    );
+}
