@@ -411,21 +411,6 @@ impl Row<'_> {
             Row::Postgres(row) => row.len(),
         }
     }
-
-    pub fn column_name(&self, index: usize) -> SqlResult<String> {
-        match self {
-            Row::Sqlite(row) => Ok(row.as_ref().column_name(index)?.to_owned()),
-            Row::Postgres(row) => {
-                row.columns()
-                    .get(index)
-                    .map(|c| c.name().to_owned())
-                    .ok_or(SqlError::Column {
-                        index,
-                        message: "no such column".into(),
-                    })
-            }
-        }
-    }
 }
 
 // ----------------------------------------------------------------------------- connections
@@ -508,14 +493,6 @@ impl Conn {
         match self.backend {
             Backend::Sqlite(_) => Dialect::Sqlite,
             Backend::Postgres(_) => Dialect::Postgres,
-        }
-    }
-
-    /// The SQLite connection, for what only SQLite has (pragmas, `ATTACH`).
-    pub fn sqlite(&self) -> Option<&rusqlite::Connection> {
-        match &self.backend {
-            Backend::Sqlite(conn) => Some(conn),
-            Backend::Postgres(_) => None,
         }
     }
 
