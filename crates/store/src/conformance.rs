@@ -582,10 +582,16 @@ pub async fn concurrent_writers_and_reader(store: Arc<dyn EventStore>) {
             let mut done = done_rx;
             let mut seen: Vec<(u64, Uuid)> = Vec::new();
             let mut next = 0;
+            // Small and large pages: a backend may read a large page in parts.
+            let mut pages = 0usize;
             loop {
+                pages += 1;
                 let finished = *done.borrow_and_update();
                 head.borrow_and_update();
-                let page = store.read_all(next, 100).await.unwrap();
+                let page = store
+                    .read_all(next, [100, 1000, 7][pages % 3])
+                    .await
+                    .unwrap();
                 for event in &page {
                     if let Some(&(last, _)) = seen.last() {
                         assert!(

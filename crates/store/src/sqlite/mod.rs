@@ -238,13 +238,46 @@ impl EventStore for SqliteStore {
             .await
     }
 
+    /// A large page of events already known committed is read in two halves on two
+    /// connections at once (two cores): catch-up readers (a rebuild, a projector behind) get
+    /// pages about twice as fast. Only what is known committed is split: one writer commits
+    /// positions in order, so every position up to the head seen before both reads is visible
+    /// to both, and the first half is complete whenever the second half sees anything.
     async fn read_all(
         &self,
         from_position: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.read(move |conn| reader::read_all(conn, from_position, limit))
-            .await
+        let half = limit / 2;
+        let head = *self.head.borrow();
+        let mid = from_position.saturating_add(half as u64);
+        if half < SPLIT_PAGE_HALF || mid.saturating_sub(1) > head {
+            return self
+                .read(move |conn| reader::read_all(conn, from_position, limit))
+                .await;
+        }
+        let rest = limit - half;
+        let (first, second) = tokio::join!(
+            self.read(move |conn| reader::read_range(conn, from_position, mid, half)),
+            self.read(move |conn| reader::read_all(conn, mid, rest)),
+        );
+        let (mut events, second) = (first?, second?);
+        let short = half - events.len();
+        let second_full = second.len() == rest;
+        let resume = second.last().map(|e| e.position + 1);
+        events.extend(second);
+        // Positions this store hands out have no gaps, but a file migrated from an older
+        // layout might: a short first half leaves room that the next positions fill.
+        if short > 0
+            && second_full
+            && let Some(resume) = resume
+        {
+            let more = self
+                .read(move |conn| reader::read_all(conn, resume, short))
+                .await?;
+            events.extend(more);
+        }
+        Ok(events)
     }
 
     async fn stream_version(&self, stream: &str) -> Result<Option<u64>, StoreError> {
@@ -261,6 +294,9 @@ impl EventStore for SqliteStore {
         self.head.clone()
     }
 }
+
+/// Pages of at least twice this many events are read in two halves at once.
+const SPLIT_PAGE_HALF: usize = 256;
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {

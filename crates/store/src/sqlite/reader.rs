@@ -14,6 +14,7 @@ use super::schema::open_reader;
 use crate::{RawJson, RecordedEvent, StoreError};
 
 const READ_ALL: &str = include_str!("sql/read_all.sql");
+const READ_RANGE: &str = include_str!("sql/read_range.sql");
 const READ_STREAM: &str = include_str!("sql/read_stream.sql");
 
 /// Read-only connections kept for reuse: opening one costs far more than a short read.
@@ -92,6 +93,21 @@ pub(crate) fn read_all(
     };
     let mut statement = conn.prepare_cached(READ_ALL)?;
     let mut rows = statement.query(params![from, clamp(limit)])?;
+    collect(&mut rows, limit)
+}
+
+/// Like [`read_all`], but only positions below `below`.
+pub(crate) fn read_range(
+    conn: &Connection,
+    from_position: u64,
+    below: u64,
+    limit: usize,
+) -> Result<Vec<RecordedEvent>, ReadError> {
+    let (Ok(from), Ok(below)) = (i64::try_from(from_position), i64::try_from(below)) else {
+        return Ok(Vec::new());
+    };
+    let mut statement = conn.prepare_cached(READ_RANGE)?;
+    let mut rows = statement.query(params![from, clamp(limit), below])?;
     collect(&mut rows, limit)
 }
 
