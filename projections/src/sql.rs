@@ -197,24 +197,26 @@ macro_rules! integer_param {
 }
 integer_param!(i64, i32, u32, u64, usize);
 
-/// The parameters of one statement: `()`, an array of one type, or `params![…]`.
+/// The parameters of one statement: `()`, an array of one type, or `params![…]`. They are
+/// handed out as an iterator, so SQLite binds them without collecting them first (the folds
+/// run several statements per event).
 pub trait Params {
-    fn args(&self) -> Vec<Arg<'_>>;
+    fn args(&self) -> impl Iterator<Item = Arg<'_>>;
 }
 
 impl Params for () {
-    fn args(&self) -> Vec<Arg<'_>> {
-        Vec::new()
+    fn args(&self) -> impl Iterator<Item = Arg<'_>> {
+        std::iter::empty()
     }
 }
 impl<T: Param, const N: usize> Params for [T; N] {
-    fn args(&self) -> Vec<Arg<'_>> {
-        self.iter().map(Param::arg).collect()
+    fn args(&self) -> impl Iterator<Item = Arg<'_>> {
+        self.iter().map(Param::arg)
     }
 }
 impl Params for &[&dyn Param] {
-    fn args(&self) -> Vec<Arg<'_>> {
-        self.iter().map(|p| p.arg()).collect()
+    fn args(&self) -> impl Iterator<Item = Arg<'_>> {
+        self.iter().map(|p| p.arg())
     }
 }
 
@@ -428,7 +430,8 @@ enum Backend {
 struct Pg {
     /// Always Some until dropped (see the Drop impl).
     client: RefCell<Option<postgres::Client>>,
-    /// Statements prepared on this session, by their PostgreSQL text.
+    /// Statements prepared on this session, by the SQL text the caller gave (translated to
+    /// PostgreSQL's placeholders once, when first prepared).
     statements: RefCell<HashMap<String, postgres::Statement>>,
 }
 
@@ -501,13 +504,14 @@ impl Conn {
         let inner = match &self.backend {
             Backend::Sqlite(conn) => Prepared::Sqlite(conn.prepare_cached(sql)?),
             Backend::Postgres(pg) => {
-                let text = postgres_placeholders(sql);
-                let cached = pg.statements.borrow().get(&text).cloned();
+                let cached = pg.statements.borrow().get(sql).cloned();
                 let statement = match cached {
                     Some(statement) => statement,
                     None => {
-                        let statement = pg.client().prepare(&text)?;
-                        pg.statements.borrow_mut().insert(text, statement.clone());
+                        let statement = pg.client().prepare(&postgres_placeholders(sql))?;
+                        pg.statements
+                            .borrow_mut()
+                            .insert(sql.to_owned(), statement.clone());
                         statement
                     }
                 };
@@ -625,12 +629,12 @@ impl Statement<'_> {
     }
 
     pub fn execute(&mut self, params: impl Params) -> SqlResult<usize> {
-        let args = params.args();
         match &mut self.inner {
             Prepared::Sqlite(statement) => {
-                Ok(statement.execute(rusqlite::params_from_iter(args.iter()))?)
+                Ok(statement.execute(rusqlite::params_from_iter(params.args()))?)
             }
             Prepared::Postgres(pg, statement) => {
+                let args: Vec<Arg<'_>> = params.args().collect();
                 let refs = postgres_args(&args);
                 Ok(pg.client().execute(&*statement, &refs)? as usize)
             }
@@ -683,10 +687,9 @@ impl Statement<'_> {
         params: impl Params,
         mut f: impl FnMut(&Row<'_>) -> SqlResult<bool>,
     ) -> SqlResult<()> {
-        let args = params.args();
         match &mut self.inner {
             Prepared::Sqlite(statement) => {
-                let mut rows = statement.query(rusqlite::params_from_iter(args.iter()))?;
+                let mut rows = statement.query(rusqlite::params_from_iter(params.args()))?;
                 while let Some(row) = rows.next()? {
                     if !f(&Row::Sqlite(row))? {
                         break;
@@ -696,6 +699,7 @@ impl Statement<'_> {
             Prepared::Postgres(pg, statement) => {
                 // Collected first: `f` may run statements of its own on this connection, and
                 // a PostgreSQL session answers one statement at a time.
+                let args: Vec<Arg<'_>> = params.args().collect();
                 let rows = pg.client().query(&*statement, &postgres_args(&args))?;
                 for row in &rows {
                     if !f(&Row::Postgres(row))? {
@@ -717,7 +721,7 @@ impl Statement<'_> {
         let Prepared::Postgres(pg, statement) = &mut self.inner else {
             return self.for_each_row(params, f);
         };
-        let args = params.args();
+        let args: Vec<Arg<'_>> = params.args().collect();
         let mut client = pg.client();
         let mut rows = client.query_raw(&*statement, args.iter())?;
         while let Some(row) = rows.next()? {
