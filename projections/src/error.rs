@@ -70,6 +70,16 @@ pub enum ProjectionError {
 }
 
 impl ProjectionError {
+    /// The read models' database is out of reach or in trouble now (not the query's own
+    /// fault): worth retrying, and a 503 rather than a 500 to whoever asked.
+    pub fn is_database_trouble(&self) -> bool {
+        match self {
+            ProjectionError::Connect(_) => true,
+            ProjectionError::Sql(error) => error.is_database_trouble(),
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         ProjectionError::Io {
             path: path.into(),

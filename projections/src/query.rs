@@ -680,9 +680,10 @@ impl ReadModels {
     }
 }
 
-/// True when the read models' database failed (not the query's arguments).
 fn is_trouble<T>(result: &Result<T, ProjectionError>) -> bool {
-    matches!(result, Err(ProjectionError::Sql(error)) if error.is_database_trouble())
+    result
+        .as_ref()
+        .is_err_and(ProjectionError::is_database_trouble)
 }
 
 /// Cursors are opaque to callers: a version tag and the last row's sequence number in hex.

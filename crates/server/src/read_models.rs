@@ -31,10 +31,7 @@ impl From<ProjectionError> for Error {
                 Error::bad_request("invalid_cursor", error.to_string())
             }
             ProjectionError::BadLimit(_) => Error::bad_request("invalid_limit", error.to_string()),
-            ProjectionError::Connect(_) => Error::ReadModelsUnavailable(error.to_string()),
-            ProjectionError::Sql(ref sql) if sql.is_database_trouble() => {
-                Error::ReadModelsUnavailable(error.to_string())
-            }
+            _ if error.is_database_trouble() => Error::ReadModelsUnavailable(error.to_string()),
             other => Error::ReadModels(other.to_string()),
         }
     }
