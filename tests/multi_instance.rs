@@ -13,21 +13,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchboard_e2e::*;
+use switchboard_store::conformance::postgres_test_url;
 use switchboard_webhooks::{Scheme, Secret, sign};
-
-fn postgres_url() -> Option<String> {
-    match std::env::var("SWITCHBOARD_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true but SWITCHBOARD_TEST_POSTGRES_URL is not set"
-            );
-            eprintln!("SKIPPED: set SWITCHBOARD_TEST_POSTGRES_URL to run the multi-instance test");
-            None
-        }
-    }
-}
 
 /// Drops the test's schemas (the store's, and its `_read_models` and rebuild schemas) however
 /// the test ends.
@@ -101,7 +88,11 @@ fn options(dir: &std::path::Path, store: &str) -> ServerOptions {
 
 #[tokio::test]
 async fn two_instances_record_every_acknowledged_delivery_exactly_once() {
-    let Some(base) = postgres_url() else { return };
+    let Some(base) =
+        postgres_test_url("two_instances_record_every_acknowledged_delivery_exactly_once")
+    else {
+        return;
+    };
     let schema = Schema {
         url: base.clone(),
         name: format!("sb_e2e_{}", uuid::Uuid::new_v4().simple()),

@@ -13,27 +13,11 @@ use std::time::{Duration, Instant};
 
 use support::history::generate;
 use support::*;
-use switchboard_projections::sql::Cell;
 use switchboard_projections::{
     AnomalyFilter, LEADER_RETRY, ProjectionName, Projector, ReadModels, ReadModelsAt, Until,
-    open_reader, rebuild, rebuild_at,
+    rebuild, rebuild_at,
 };
-
-fn postgres_url() -> Option<String> {
-    match std::env::var("SWITCHBOARD_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true but SWITCHBOARD_TEST_POSTGRES_URL is not set"
-            );
-            eprintln!(
-                "SKIPPED: set SWITCHBOARD_TEST_POSTGRES_URL to run the PostgreSQL read-model tests"
-            );
-            None
-        }
-    }
-}
+use switchboard_store::conformance::postgres_test_url;
 
 /// The test's schemas (`{prefix}` and `{prefix}_…`), dropped however the test ends.
 struct Schemas {
@@ -90,41 +74,9 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
     tokio::task::spawn_blocking(work).await.unwrap()
 }
 
-/// Every row of every read-model table as text, sorted: what "row for row" compares across
-/// databases (each orders by its own rules, so the order is not compared).
 async fn dump_at(at: &ReadModelsAt) -> Vec<(String, Vec<String>)> {
     let at = at.clone();
-    blocking(move || {
-        let conn = open_reader(&at).unwrap();
-        let mut tables = Vec::new();
-        for projection in ProjectionName::ALL {
-            for table in projection.tables() {
-                let mut rows: Vec<String> = conn
-                    .prepare_cached(&format!("SELECT * FROM {table}"))
-                    .unwrap()
-                    .query_map((), |row| {
-                        let mut fields = Vec::new();
-                        for i in 0..row.column_count() {
-                            fields.push(match row.cell(i)? {
-                                Cell::Null => "NULL".to_owned(),
-                                Cell::Int(v) => v.to_string(),
-                                Cell::Real(v) => format!("{v:?}"),
-                                Cell::Text(t) => format!("{t:?}"),
-                                Cell::Blob(b) => format!("blob{b:?}"),
-                            });
-                        }
-                        Ok(fields.join("|"))
-                    })
-                    .unwrap()
-                    .collect::<Result<_, _>>()
-                    .unwrap();
-                rows.sort();
-                tables.push((table.to_string(), rows));
-            }
-        }
-        tables
-    })
-    .await
+    blocking(move || support::dump_at(&at)).await
 }
 
 async fn open_projector(h: &Harness, at: &ReadModelsAt) -> Projector {
@@ -139,7 +91,11 @@ async fn open_read_models(at: &ReadModelsAt) -> Arc<ReadModels> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_read_models_equal_the_sqlite_ones_and_every_kind_of_rebuild() {
-    let Some(url) = postgres_url() else { return };
+    let Some(url) =
+        postgres_test_url("postgres_read_models_equal_the_sqlite_ones_and_every_kind_of_rebuild")
+    else {
+        return;
+    };
     let schemas = Schemas::new(url, "equal");
     let h = Harness::new();
     let generated = generate(h.dyn_store(), 6_000, 11).await;
@@ -267,7 +223,11 @@ async fn postgres_read_models_equal_the_sqlite_ones_and_every_kind_of_rebuild() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_projector_leads_and_another_takes_over_from_the_checkpoint_when_it_dies() {
-    let Some(url) = postgres_url() else { return };
+    let Some(url) = postgres_test_url(
+        "one_projector_leads_and_another_takes_over_from_the_checkpoint_when_it_dies",
+    ) else {
+        return;
+    };
     let schemas = Schemas::new(url, "leader");
     let h = Harness::new();
     let live = schemas.live();
@@ -341,7 +301,11 @@ async fn one_projector_leads_and_another_takes_over_from_the_checkpoint_when_it_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_read_models_of_a_newer_layout_are_refused_and_left_alone() {
-    let Some(url) = postgres_url() else { return };
+    let Some(url) =
+        postgres_test_url("postgres_read_models_of_a_newer_layout_are_refused_and_left_alone")
+    else {
+        return;
+    };
     let schemas = Schemas::new(url, "layout");
     let h = Harness::new();
     let live = schemas.live();
@@ -379,7 +343,11 @@ async fn postgres_read_models_of_a_newer_layout_are_refused_and_left_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_models_reconnect_by_themselves_when_postgresql_drops_their_sessions() {
-    let Some(url) = postgres_url() else { return };
+    let Some(url) = postgres_test_url(
+        "read_models_reconnect_by_themselves_when_postgresql_drops_their_sessions",
+    ) else {
+        return;
+    };
     let schemas = Schemas::new(url, "reconnect");
     let h = Harness::new();
     let live = schemas.live();

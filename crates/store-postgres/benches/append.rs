@@ -15,7 +15,7 @@ use switchboard_store_postgres::{PostgresOptions, PostgresStore};
 use tokio::runtime::Runtime;
 use uuid::Uuid;
 
-const URL_VARIABLE: &str = "SWITCHBOARD_TEST_POSTGRES_URL";
+use switchboard_store::conformance::POSTGRES_URL_VARIABLE as URL_VARIABLE;
 
 /// An event of about 1 KiB serialized (data plus metadata), like a typical webhook fact.
 fn event_of_1kib() -> NewEvent {

@@ -47,6 +47,35 @@ where
     ten_thousand_streams(new_store().await).await;
 }
 
+/// The variable that names the PostgreSQL database the tests may use (`.ci/run` sets it).
+pub const POSTGRES_URL_VARIABLE: &str = "SWITCHBOARD_TEST_POSTGRES_URL";
+
+/// The PostgreSQL test database's URL, for every crate's PostgreSQL tests; None (after saying
+/// so) when the variable is unset outside CI. Under `CI=true` a missing variable fails the
+/// test: CI must not pass by skipping.
+pub fn postgres_test_url(test: &str) -> Option<String> {
+    use std::io::Write;
+    match std::env::var(POSTGRES_URL_VARIABLE) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
+            panic!(
+                "{test}: CI=true but {POSTGRES_URL_VARIABLE} is not set; CI must run the \
+                 PostgreSQL tests"
+            )
+        }
+        _ => {
+            // Straight to stderr rather than eprintln!, which the test harness captures and
+            // hides for a passing test: a skip must be seen.
+            let _ = writeln!(
+                std::io::stderr(),
+                "{test}: SKIPPED, {POSTGRES_URL_VARIABLE} is not set \
+                 (e.g. postgres://postgres@127.0.0.1:5432/test)"
+            );
+            None
+        }
+    }
+}
+
 /// An event with a recognisable id and payload, and a provider time with nanoseconds so a
 /// lossy timestamp column shows.
 pub fn new_event(id: Uuid, event_type: &str, data: serde_json::Value) -> NewEvent {

@@ -10,10 +10,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
-use rusqlite::Connection;
-use rusqlite::types::ValueRef;
 use switchboard_domain::event::*;
-use switchboard_projections::{Projector, ReadModels};
+use switchboard_projections::sql::Cell;
+use switchboard_projections::{ProjectionName, Projector, ReadModels, ReadModelsAt, open_reader};
 use switchboard_store::{EventStore, ExpectedVersion, NewEvent, SqliteOptions, SqliteStore};
 use tempfile::TempDir;
 use uuid::Uuid;
@@ -190,27 +189,26 @@ pub fn organizer_linked(tenant: &str, organizer: i64, minute: i64) -> Event {
     .into()
 }
 
-/// Every row of every read-model table, in primary-key order, as text: what "row for row"
-/// compares.
-pub fn dump(path: &Path) -> Vec<(String, Vec<String>)> {
-    let conn = Connection::open(path).unwrap();
+/// Every row of every read-model table as text, rows sorted: what "row for row" compares,
+/// across databases too (each orders by its own rules, so the order is not compared).
+/// Blocking: on PostgreSQL, call it off the async threads.
+pub fn dump_at(at: &ReadModelsAt) -> Vec<(String, Vec<String>)> {
+    let conn = open_reader(at).unwrap();
     let mut tables = Vec::new();
-    for projection in switchboard_projections::ProjectionName::ALL {
+    for projection in ProjectionName::ALL {
         for table in projection.tables() {
-            let mut statement = conn
-                .prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2"))
-                .unwrap();
-            let columns = statement.column_count();
-            let rows: Vec<String> = statement
-                .query_map([], |row| {
-                    let mut fields = Vec::with_capacity(columns);
-                    for i in 0..columns {
-                        fields.push(match row.get_ref(i)? {
-                            ValueRef::Null => "NULL".to_owned(),
-                            ValueRef::Integer(v) => v.to_string(),
-                            ValueRef::Real(v) => format!("{v:?}"),
-                            ValueRef::Text(t) => format!("{:?}", String::from_utf8_lossy(t)),
-                            ValueRef::Blob(b) => format!("blob{b:?}"),
+            let mut rows: Vec<String> = conn
+                .prepare_cached(&format!("SELECT * FROM {table}"))
+                .unwrap()
+                .query_map((), |row| {
+                    let mut fields = Vec::new();
+                    for i in 0..row.column_count() {
+                        fields.push(match row.cell(i)? {
+                            Cell::Null => "NULL".to_owned(),
+                            Cell::Int(v) => v.to_string(),
+                            Cell::Real(v) => format!("{v:?}"),
+                            Cell::Text(t) => format!("{t:?}"),
+                            Cell::Blob(b) => format!("blob{b:?}"),
                         });
                     }
                     Ok(fields.join("|"))
@@ -218,8 +216,14 @@ pub fn dump(path: &Path) -> Vec<(String, Vec<String>)> {
                 .unwrap()
                 .collect::<Result<_, _>>()
                 .unwrap();
+            rows.sort();
             tables.push((table.to_string(), rows));
         }
     }
     tables
+}
+
+/// [`dump_at`] of a SQLite read-models file.
+pub fn dump(path: &Path) -> Vec<(String, Vec<String>)> {
+    dump_at(&ReadModelsAt::Sqlite(path.to_path_buf()))
 }

@@ -3,37 +3,13 @@
 
 #![allow(dead_code)] // each test binary uses its own part of this module
 
-use std::io::Write;
 use std::sync::Mutex;
 
 use switchboard_store_postgres::{PostgresOptions, PostgresStore};
 use tokio_postgres::{Client, NoTls};
 use uuid::Uuid;
 
-pub const URL_VARIABLE: &str = "SWITCHBOARD_TEST_POSTGRES_URL";
-
-/// The test database's URL; None (after saying so) when the variable is unset outside CI.
-/// Under `CI=true` a missing variable fails the test: CI must not pass by skipping.
-pub fn database_url(test: &str) -> Option<String> {
-    match std::env::var(URL_VARIABLE) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
-            panic!(
-                "{test}: CI=true but {URL_VARIABLE} is not set; CI must run the PostgreSQL tests"
-            )
-        }
-        _ => {
-            // Straight to stderr rather than eprintln!, which the test harness captures and
-            // hides for a passing test: a skip must be seen.
-            let _ = writeln!(
-                std::io::stderr(),
-                "{test}: SKIPPED, {URL_VARIABLE} is not set \
-                 (e.g. postgres://postgres@127.0.0.1:5432/test)"
-            );
-            None
-        }
-    }
-}
+pub use switchboard_store::conformance::postgres_test_url as database_url;
 
 /// A raw connection for the tests' own SQL, its driver on a task.
 pub async fn raw_client(url: &str) -> Client {
