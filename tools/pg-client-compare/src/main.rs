@@ -51,8 +51,8 @@ fn report(name: &str, done: u64, elapsed: Duration, cpu: f64) {
     );
 }
 
-async fn with_tokio_postgres(url: &str, seconds: u64, pipelined: bool) {
-    let schema = if pipelined { "cmp_tp_pipe" } else { "cmp_tp" };
+/// CONNECTIONS tokio-postgres connections, each driven by a task of its own.
+async fn tokio_postgres_clients(url: &str) -> Vec<Arc<tokio_postgres::Client>> {
     let mut clients = Vec::new();
     for _ in 0..CONNECTIONS {
         let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
@@ -61,6 +61,12 @@ async fn with_tokio_postgres(url: &str, seconds: u64, pipelined: bool) {
         tokio::spawn(connection);
         clients.push(Arc::new(client));
     }
+    clients
+}
+
+async fn with_tokio_postgres(url: &str, seconds: u64, pipelined: bool) {
+    let schema = if pipelined { "cmp_tp_pipe" } else { "cmp_tp" };
+    let clients = tokio_postgres_clients(url).await;
     clients[0].batch_execute(&setup_sql(schema)).await.unwrap();
     let data = format!("{{\"transcript\": \"{}\"}}", "x".repeat(1000));
     let done = Arc::new(AtomicU64::new(0));
@@ -198,14 +204,7 @@ fn reads_setup_sql() -> &'static str {
 
 /// Client overhead without the position lock: 64 tasks read one 1 KiB row by key.
 async fn reads_with_tokio_postgres(url: &str, seconds: u64) {
-    let mut clients = Vec::new();
-    for _ in 0..CONNECTIONS {
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .expect("connect");
-        tokio::spawn(connection);
-        clients.push(Arc::new(client));
-    }
+    let clients = tokio_postgres_clients(url).await;
     clients[0].batch_execute(reads_setup_sql()).await.unwrap();
     let done = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
