@@ -4,12 +4,15 @@
 //!   (see [`writer`]): one transaction and one fsync per group, each caller told its own result.
 //! * Reads run on a small pool of read-only connections (see [`reader`]); in WAL mode they
 //!   never wait for the writer.
-//! * The file is WAL with `synchronous=FULL`: when `append` returns, its events are on disk.
+//! * The file is WAL; the syncer (see [`syncer`]) syncs it after each group, and when `append`
+//!   returns, or a read shows an event, it is on disk.
 
+mod checkpointer;
 mod errors;
 mod known_streams;
 mod reader;
 mod schema;
+mod syncer;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -23,8 +26,10 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 
+use self::checkpointer::Checkpointer;
 use self::reader::ReadPool;
-use self::writer::{AppendRequest, PreparedEvent, Writer, WriterCounters};
+use self::syncer::{SyncFn, Syncer};
+use self::writer::{Answer, Append, AppendRequest, PreparedEvent, Writer, WriterCounters};
 use crate::validation::{check_append, check_event_size};
 use crate::{
     AppendOutcome, DEFAULT_MAX_EVENT_BYTES, EventStore, ExpectedVersion, NewEvent, RecordedEvent,
@@ -76,6 +81,11 @@ pub struct SqliteStore {
     /// `None` only while dropping: closing the channel is what stops the writer.
     requests: Option<mpsc::Sender<AppendRequest>>,
     writer_thread: Option<JoinHandle<()>>,
+    /// Ends after the writer, once it has answered every committed group.
+    syncer_thread: Option<JoinHandle<()>>,
+    /// Dropping it stops the background checkpointer.
+    stop_checkpointer: Option<std::sync::mpsc::Sender<()>>,
+    checkpointer_thread: Option<JoinHandle<()>>,
     counters: Arc<WriterCounters>,
     readers: Arc<ReadPool>,
     /// One permit per pooled read connection: more concurrent reads than connections would
@@ -90,12 +100,22 @@ impl SqliteStore {
     /// event store (not SQLite, another application's database, a newer schema) is refused
     /// with [`StoreError::Corrupt`] naming it, and left untouched.
     pub fn open(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
+        Self::open_with_sync(path, options, syncer::fdatasync())
+    }
+
+    /// [`SqliteStore::open`] with the WAL made durable by `sync`, so tests can hold or fail it.
+    fn open_with_sync(
+        path: &Path,
+        options: SqliteOptions,
+        mut sync: SyncFn,
+    ) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
         let conn = schema::open_writer(path, options.busy_timeout)?;
+        let wal = syncer::open_wal(path, &mut sync)?;
         let readers = Arc::new(ReadPool::new(
             path.to_path_buf(),
             options.busy_timeout,
@@ -103,17 +123,36 @@ impl SqliteStore {
         ));
         let head_position = readers.with(|conn, _| reader::head_position(conn))?;
         let (head_tx, head_rx) = watch::channel(head_position);
+        let (stop_checkpointer, stop) = std::sync::mpsc::channel();
+        let checkpointer = Checkpointer {
+            conn: schema::open_checkpointer(path)?,
+            path: path.to_path_buf(),
+            head: head_rx.clone(),
+            stop,
+        };
+        let checkpointer_thread = std::thread::Builder::new()
+            .name("event-store-checkpointer".to_owned())
+            .spawn(move || checkpointer.run())
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot start the checkpointer thread: {e}"))
+            })?;
+        let (committed_tx, committed_rx) = std::sync::mpsc::channel();
+        let syncer = Syncer::new(wal, sync, committed_rx, head_tx);
         let (requests_tx, requests_rx) = mpsc::channel(options.queue_capacity.max(1));
         let counters = Arc::new(WriterCounters::default());
         let writer = Writer {
             conn,
             path: path.to_path_buf(),
             requests: requests_rx,
-            head: head_tx,
+            committed: committed_tx,
             max_batch: options.max_batch.max(1),
             counters: Arc::clone(&counters),
             known: Default::default(),
         };
+        let syncer_thread = std::thread::Builder::new()
+            .name("event-store-syncer".to_owned())
+            .spawn(move || syncer.run())
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the syncer thread: {e}")))?;
         let writer_thread = std::thread::Builder::new()
             .name("event-store-writer".to_owned())
             .spawn(move || writer.run())
@@ -124,6 +163,9 @@ impl SqliteStore {
             options,
             requests: Some(requests_tx),
             writer_thread: Some(writer_thread),
+            syncer_thread: Some(syncer_thread),
+            stop_checkpointer: Some(stop_checkpointer),
+            checkpointer_thread: Some(checkpointer_thread),
             counters,
             readers,
             read_permits,
@@ -214,17 +256,23 @@ impl EventStore for SqliteStore {
     ) -> Result<AppendOutcome, StoreError> {
         let events = self.prepare(stream, events)?;
         let requests = self.requests.as_ref().ok_or(StoreError::Closed)?;
-        let (reply, outcome) = oneshot::channel();
+        let (reply, answer) = oneshot::channel();
+        let append = Append {
+            stream: stream.to_owned(),
+            expected,
+            events,
+        };
         requests
-            .send(AppendRequest {
-                stream: stream.to_owned(),
-                expected,
-                events,
-                reply,
-            })
+            .send(AppendRequest { append, reply })
             .await
             .map_err(|_| StoreError::Closed)?;
-        outcome.await.map_err(|_| StoreError::Closed)?
+        let Answer { result, append } = answer.await.map_err(|_| StoreError::Closed)?;
+        let recorded = result?;
+        Ok(AppendOutcome {
+            stream: append.stream,
+            events: recorded.events,
+            already_recorded: recorded.already_recorded,
+        })
     }
 
     async fn read_stream(
@@ -234,7 +282,8 @@ impl EventStore for SqliteStore {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let stream = stream.to_owned();
-        self.read(move |conn| reader::read_stream(conn, &stream, from_version, limit))
+        let upto = *self.head.borrow();
+        self.read(move |conn| reader::read_stream(conn, &stream, from_version, limit, upto))
             .await
     }
 
@@ -253,13 +302,13 @@ impl EventStore for SqliteStore {
         let mid = from_position.saturating_add(half as u64);
         if half < SPLIT_PAGE_HALF || mid.saturating_sub(1) > head {
             return self
-                .read(move |conn| reader::read_all(conn, from_position, limit))
+                .read(move |conn| reader::read_all(conn, from_position, limit, head))
                 .await;
         }
         let rest = limit - half;
         let (first, second) = tokio::join!(
             self.read(move |conn| reader::read_range(conn, from_position, mid, half)),
-            self.read(move |conn| reader::read_all(conn, mid, rest)),
+            self.read(move |conn| reader::read_all(conn, mid, rest, head)),
         );
         let (mut events, second) = (first?, second?);
         let short = half - events.len();
@@ -273,7 +322,7 @@ impl EventStore for SqliteStore {
             && let Some(resume) = resume
         {
             let more = self
-                .read(move |conn| reader::read_all(conn, resume, short))
+                .read(move |conn| reader::read_all(conn, resume, short, head))
                 .await?;
             events.extend(more);
         }
@@ -282,12 +331,13 @@ impl EventStore for SqliteStore {
 
     async fn stream_version(&self, stream: &str) -> Result<Option<u64>, StoreError> {
         let stream = stream.to_owned();
-        self.read(move |conn| reader::stream_version(conn, &stream))
+        let upto = *self.head.borrow();
+        self.read(move |conn| reader::stream_version(conn, &stream, upto))
             .await
     }
 
     async fn head_position(&self) -> Result<u64, StoreError> {
-        self.read(reader::head_position).await
+        Ok(*self.head.borrow())
     }
 
     fn watch_head(&self) -> watch::Receiver<u64> {
@@ -302,9 +352,17 @@ impl Drop for SqliteStore {
     fn drop(&mut self) {
         // Closing the channel ends the writer's loop once it has answered what it holds;
         // joining means the file is closed (and the WAL checkpointed) when drop returns, so
-        // the same file can be opened again right away.
+        // the same file can be opened again right away. The checkpointer goes first: the
+        // last connection to close is the one that checkpoints the WAL and removes it.
+        self.stop_checkpointer.take();
+        if let Some(thread) = self.checkpointer_thread.take() {
+            let _ = thread.join();
+        }
         self.requests.take();
         if let Some(thread) = self.writer_thread.take() {
+            let _ = thread.join();
+        }
+        if let Some(thread) = self.syncer_thread.take() {
             let _ = thread.join();
         }
     }

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
 use super::errors::from_sqlite;
@@ -83,16 +83,19 @@ impl ReadError {
     }
 }
 
+/// Every read stops at `upto`, the store's head: the last position known to be durable (see
+/// `syncer`). Rows past it are committed but not yet synced, and are not handed out.
 pub(crate) fn read_all(
     conn: &Connection,
     from_position: u64,
     limit: usize,
+    upto: u64,
 ) -> Result<Vec<RecordedEvent>, ReadError> {
     let Ok(from) = i64::try_from(from_position) else {
         return Ok(Vec::new());
     };
     let mut statement = conn.prepare_cached(READ_ALL)?;
-    let mut rows = statement.query(params![from, clamp(limit)])?;
+    let mut rows = statement.query(params![from, clamp(limit), position(upto)])?;
     collect(&mut rows, limit)
 }
 
@@ -116,24 +119,32 @@ pub(crate) fn read_stream(
     stream: &str,
     from_version: u64,
     limit: usize,
+    upto: u64,
 ) -> Result<Vec<RecordedEvent>, ReadError> {
     let Ok(from) = i64::try_from(from_version) else {
         return Ok(Vec::new());
     };
     let mut statement = conn.prepare_cached(READ_STREAM)?;
-    let mut rows = statement.query(params![stream, from, clamp(limit)])?;
+    let mut rows = statement.query(params![stream, from, clamp(limit), position(upto)])?;
     collect(&mut rows, limit)
 }
 
-pub(crate) fn stream_version(conn: &Connection, stream: &str) -> Result<Option<u64>, ReadError> {
-    Ok(last_version(conn, stream)?)
-}
-
-/// The stream's last version (None when it has no events): a seek to the end of the stream's
-/// range in the (stream, version) index. (The writer keeps its own, see `known_streams`.)
-fn last_version(conn: &Connection, stream: &str) -> rusqlite::Result<Option<u64>> {
-    let mut statement = conn.prepare_cached("SELECT max(version) FROM events WHERE stream = ?1")?;
-    let last: Option<i64> = statement.query_row(params![stream], |row| row.get(0))?;
+/// The stream's last version up to `upto` (None when it has no events there): a walk back
+/// from the end of the stream's range in the (stream, version) index, which stops at once
+/// unless the stream's newest events are not yet durable. (The writer keeps its own, see
+/// `known_streams`.)
+pub(crate) fn stream_version(
+    conn: &Connection,
+    stream: &str,
+    upto: u64,
+) -> Result<Option<u64>, ReadError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT version FROM events WHERE stream = ?1 AND position <= ?2 \
+         ORDER BY version DESC LIMIT 1",
+    )?;
+    let last: Option<i64> = statement
+        .query_row(params![stream, position(upto)], |row| row.get(0))
+        .optional()?;
     Ok(last.map(|v| v as u64))
 }
 
@@ -142,6 +153,10 @@ pub(crate) fn head_position(conn: &Connection) -> Result<u64, ReadError> {
         row.get(0)
     })?;
     Ok(head as u64)
+}
+
+fn position(position: u64) -> i64 {
+    i64::try_from(position).unwrap_or(i64::MAX)
 }
 
 fn clamp(limit: usize) -> i64 {

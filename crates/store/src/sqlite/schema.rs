@@ -37,7 +37,7 @@ const READER_MMAP_BYTES: i64 = 1 << 30;
 const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 
 /// Opens (creating it when absent) the store's one read-write connection, with WAL and
-/// `synchronous=FULL`, after checking that the file is a Switchboard store it can use.
+/// `synchronous=NORMAL` (the syncer syncs each commit), after checking that the file is a Switchboard store it can use.
 pub(crate) fn open_writer(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
     check_header(path)?;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -57,10 +57,11 @@ pub(crate) fn open_writer(path: &Path, busy_timeout: Duration) -> Result<Connect
             path.display()
         )));
     }
-    // FULL, not NORMAL: in WAL mode NORMAL does not sync the WAL on commit, so a power loss
-    // can undo commits that `append` already acknowledged. FULL syncs on every commit, and
-    // group commit pays that sync once per batch rather than once per append.
-    conn.pragma_update(None, "synchronous", "FULL")
+    // NORMAL: in WAL mode SQLite then does not sync the WAL on commit, and the store does it
+    // itself on the syncer thread before any caller is answered or any reader shows the
+    // commit (see `syncer`), so the writer commits the next group during the sync. NORMAL
+    // still syncs the WAL before each checkpoint and the file after it.
+    conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(|e| from_sqlite(path, e))?;
     // Rarer checkpoints copy a page rewritten by many commits (index leaves of busy streams)
     // only once. The writer's page cache stays at SQLite's default: a larger one made every
@@ -69,6 +70,24 @@ pub(crate) fn open_writer(path: &Path, busy_timeout: Duration) -> Result<Connect
         .map_err(|e| from_sqlite(path, e))?;
     // Savepoint journals stay in memory rather than spilling to temporary files.
     conn.pragma_update(None, "temp_store", "MEMORY")
+        .map_err(|e| from_sqlite(path, e))?;
+    // A read opens the WAL, creating the file on a new store, so the syncer finds it.
+    conn.query_row(
+        "SELECT count(*) FROM (SELECT 1 FROM events LIMIT 1)",
+        [],
+        |_| Ok(()),
+    )
+    .map_err(|e| from_sqlite(path, e))?;
+    Ok(conn)
+}
+
+/// Opens the background checkpointer's connection to a store that `open_writer` has already
+/// checked. It never writes a row; `synchronous=FULL` makes its checkpoints sync the WAL
+/// before copying and the file after, as the writer's own would.
+pub(crate) fn open_checkpointer(path: &Path) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| from_sqlite(path, e))?;
+    conn.pragma_update(None, "synchronous", "FULL")
         .map_err(|e| from_sqlite(path, e))?;
     Ok(conn)
 }
