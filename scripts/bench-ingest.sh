@@ -4,6 +4,7 @@
 #
 #   scripts/bench-ingest.sh                # all three runs below
 #   DURATION=20 scripts/bench-ingest.sh    # longer runs
+#   SERVER=/tmp/switchboard-old scripts/bench-ingest.sh   # another build of the server (A/B)
 #
 # Runs: (1) as fast as 64 connections go; (2) paced at 10,000 deliveries/s for latency;
 # (3) 5,000 deliveries/s with check_availability calls alongside (their p99 reported apart).
@@ -24,7 +25,7 @@ cleanup() {
 trap cleanup EXIT
 
 SWITCHBOARD_RETELL_SECRETS="$SECRET" RUST_LOG=warn \
-  ./target/release/switchboard serve --listen 127.0.0.1:0 --data-dir "$data_dir/data" >"$log" 2>&1 &
+  "${SERVER:-./target/release/switchboard}" serve --listen 127.0.0.1:0 --data-dir "$data_dir/data" >"$log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do
   url="$(sed -n 's/^switchboard listening on //p' "$log" | head -n1)"
@@ -34,7 +35,7 @@ done
 [[ -n "${url:-}" ]] || { cat "$log"; echo "server did not start" >&2; exit 1; }
 
 echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'); date: $(date -u +%F)"
-echo "server: $url (embedded SQLite, synchronous=FULL)"
+echo "server: $url (embedded SQLite, WAL synced before each answer)"
 loadgen() { ./target/release/switchboard-loadgen --url "$url" --secret "$SECRET" --duration "$DURATION" "$@"; }
 
 echo "== 1. maximum throughput, 64 connections"
