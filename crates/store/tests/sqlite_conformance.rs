@@ -578,6 +578,11 @@ async fn the_writer_sees_appends_made_by_another_connection() {
         ),
         "{err}"
     );
+    // Reads stop at the head, which the refused append moved past their commit: a caller
+    // told "actual: 1" can read version 1 and decide again.
+    assert_eq!(store.stream_version("call-1").await.unwrap(), Some(1));
+    let stream = store.read_stream("call-1", 0, 10).await.unwrap();
+    assert_eq!(stream.last().map(|e| e.event_id), Some(theirs));
     let retry = store
         .append(
             "call-1",

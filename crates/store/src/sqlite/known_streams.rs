@@ -57,12 +57,13 @@ pub(crate) struct KnownStreams {
 
 impl KnownStreams {
     /// Called at the start of each batch, inside its write transaction: forgets everything if
-    /// another connection has committed since, and trims the memory to its bound.
-    pub(crate) fn begin_batch(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+    /// another connection has committed since (and says so), and trims the memory to its bound.
+    pub(crate) fn begin_batch(&mut self, conn: &Connection) -> rusqlite::Result<bool> {
         let data_version: i64 = conn
             .prepare_cached("PRAGMA data_version")?
             .query_row([], |row| row.get(0))?;
-        if self.data_version != Some(data_version) {
+        let changed = self.data_version != Some(data_version);
+        if changed {
             self.forget_all();
             self.data_version = Some(data_version);
         }
@@ -73,7 +74,7 @@ impl KnownStreams {
             self.ids = self.streams.values().map(|s| s.ids.len()).sum();
         }
         self.batch += 1;
-        Ok(())
+        Ok(changed)
     }
 
     /// The stream as the open transaction sees it, read from the file if not in memory.

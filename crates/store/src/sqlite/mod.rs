@@ -1,7 +1,8 @@
 //! The embedded backend on SQLite: one file in the data dir, nothing to install.
 //!
 //! * One writer thread owns the only read-write connection and commits appends in groups
-//!   (see [`writer`]): one transaction and one fsync per group, each caller told its own result.
+//!   (see [`writer`]): one transaction per group, each caller told its own result once a sync
+//!   covers it.
 //! * Reads run on a small pool of read-only connections (see [`reader`]); in WAL mode they
 //!   never wait for the writer.
 //! * The file is WAL; the syncer (see [`syncer`]) syncs it after each group, and when `append`
@@ -28,7 +29,7 @@ pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 
 use self::checkpointer::Checkpointer;
 use self::reader::ReadPool;
-use self::syncer::{SyncFn, Syncer};
+use self::syncer::{Poison, SYNC_BACKLOG, SyncFn, Syncer};
 use self::writer::{Answer, Append, AppendRequest, PreparedEvent, Writer, WriterCounters};
 use crate::validation::{check_append, check_event_size};
 use crate::{
@@ -93,6 +94,8 @@ pub struct SqliteStore {
     /// threads; waiting for a pooled one is far cheaper.
     read_permits: Arc<Semaphore>,
     head: watch::Receiver<u64>,
+    /// Set for good by a failed sync (see `syncer`).
+    poison: Arc<Poison>,
 }
 
 impl SqliteStore {
@@ -136,8 +139,9 @@ impl SqliteStore {
             .map_err(|e| {
                 StoreError::Unavailable(format!("cannot start the checkpointer thread: {e}"))
             })?;
-        let (committed_tx, committed_rx) = std::sync::mpsc::channel();
-        let syncer = Syncer::new(wal, sync, committed_rx, head_tx);
+        let (committed_tx, committed_rx) = std::sync::mpsc::sync_channel(SYNC_BACKLOG);
+        let poison = Arc::new(Poison::default());
+        let syncer = Syncer::new(wal, sync, committed_rx, head_tx, Arc::clone(&poison));
         let (requests_tx, requests_rx) = mpsc::channel(options.queue_capacity.max(1));
         let counters = Arc::new(WriterCounters::default());
         let writer = Writer {
@@ -170,6 +174,7 @@ impl SqliteStore {
             readers,
             read_permits,
             head: head_rx,
+            poison,
         })
     }
 
@@ -254,6 +259,7 @@ impl EventStore for SqliteStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
+        self.poison.check()?;
         let events = self.prepare(stream, events)?;
         let requests = self.requests.as_ref().ok_or(StoreError::Closed)?;
         let (reply, answer) = oneshot::channel();
@@ -336,8 +342,12 @@ impl EventStore for SqliteStore {
             .await
     }
 
+    /// The synced head. Read from the file too, so that asking (readiness does) also checks
+    /// that the store can be read, and refused once a sync has failed.
     async fn head_position(&self) -> Result<u64, StoreError> {
-        Ok(*self.head.borrow())
+        self.poison.check()?;
+        let in_file = self.read(reader::head_position).await?;
+        Ok(in_file.min(*self.head.borrow()))
     }
 
     fn watch_head(&self) -> watch::Receiver<u64> {
@@ -350,10 +360,11 @@ const SPLIT_PAGE_HALF: usize = 256;
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
-        // Closing the channel ends the writer's loop once it has answered what it holds;
-        // joining means the file is closed (and the WAL checkpointed) when drop returns, so
-        // the same file can be opened again right away. The checkpointer goes first: the
-        // last connection to close is the one that checkpoints the WAL and removes it.
+        // Closing the channel ends the writer's loop once it has committed what it holds, and
+        // the syncer's once it has answered that; joining them means the file is closed when
+        // drop returns, so the same file can be opened again right away. The checkpointer
+        // goes first, so the writer's connection is the last read-write one to close and
+        // checkpoints the WAL.
         self.stop_checkpointer.take();
         if let Some(thread) = self.checkpointer_thread.take() {
             let _ = thread.join();

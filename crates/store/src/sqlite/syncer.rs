@@ -10,11 +10,20 @@
 //! What a caller and a reader may see is unchanged: an append is answered only after a sync
 //! that began after its commit returned, and the head — which caps every read and wakes every
 //! subscriber — moves only then, so nothing a power loss could take back is ever handed out.
+//!
+//! A failed sync stops the store for good (until it is reopened). Unlike a failed sync inside
+//! SQLite's commit, which keeps the commit from ever being published, ours comes after the
+//! commit is visible in the WAL, and Linux may mark the pages whose write failed as clean: a
+//! later sync could then succeed without them, and a retry answered "already recorded" from the
+//! writer's memory would be acknowledged while lost. So after the first failure nothing is
+//! acknowledged and the head never moves again; the store answers `Unavailable` (readiness
+//! included) until someone has looked at the disk and restarted it.
 
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Receiver;
+use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{oneshot, watch};
 
@@ -29,11 +38,32 @@ pub(crate) fn fdatasync() -> SyncFn {
     Box::new(|file: &File| file.sync_data())
 }
 
+/// Committed groups the writer may hand over before it waits for the syncer.
+pub(crate) const SYNC_BACKLOG: usize = 64;
+
 /// One committed group on its way to its callers.
 pub(crate) struct Committed {
     pub answers: Vec<(oneshot::Sender<Answer>, Answer)>,
-    /// The last position the group wrote, if it wrote anything.
+    /// The last position the group wrote, or that another connection wrote before it.
     pub head: Option<u64>,
+}
+
+/// Set by the first failed sync; the store refuses everything after it.
+#[derive(Debug, Default)]
+pub(crate) struct Poison(OnceLock<String>);
+
+impl Poison {
+    /// `Unavailable` once a sync has failed.
+    pub(crate) fn check(&self) -> Result<(), StoreError> {
+        match self.0.get() {
+            Some(reason) => Err(StoreError::Unavailable(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn set(&self, reason: String) {
+        let _ = self.0.set(reason);
+    }
 }
 
 pub(crate) struct Syncer {
@@ -42,9 +72,9 @@ pub(crate) struct Syncer {
     sync: SyncFn,
     committed: Receiver<Committed>,
     head: watch::Sender<u64>,
-    /// The highest position committed so far: after a failed sync it stays ahead of the head,
-    /// and the next successful sync shows it.
+    /// The highest position committed so far.
     committed_head: u64,
+    poison: Arc<Poison>,
 }
 
 /// The WAL file next to the store file, as SQLite names it.
@@ -56,11 +86,18 @@ pub(crate) fn wal_path(path: &Path) -> PathBuf {
 
 /// Opens the WAL file of a store whose writer connection is open (so the file exists, and
 /// stays while the writer lives) and syncs it: whatever an earlier process committed but may
-/// not have synced becomes durable before this one shows it.
+/// not have synced becomes durable before this one shows it. The directory is synced too, so
+/// the WAL file's own entry survives a power loss (SQLite's first sync of a new WAL does the
+/// same).
 pub(crate) fn open_wal(path: &Path, sync: &mut SyncFn) -> Result<(File, PathBuf), StoreError> {
     let wal_path = wal_path(path);
+    let dir = match wal_path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
     let wal = File::open(&wal_path)
         .and_then(|wal| sync(&wal).map(|()| wal))
+        .and_then(|wal| File::open(dir)?.sync_all().map(|()| wal))
         .map_err(|e| {
             StoreError::Unavailable(format!("{}: cannot sync: {e}", wal_path.display()))
         })?;
@@ -73,6 +110,7 @@ impl Syncer {
         sync: SyncFn,
         committed: Receiver<Committed>,
         head: watch::Sender<u64>,
+        poison: Arc<Poison>,
     ) -> Syncer {
         let committed_head = *head.borrow();
         Syncer {
@@ -82,6 +120,7 @@ impl Syncer {
             committed,
             head,
             committed_head,
+            poison,
         }
     }
 
@@ -95,42 +134,48 @@ impl Syncer {
             if let Some(new_head) = new_head {
                 self.committed_head = self.committed_head.max(new_head);
             }
-            match (self.sync)(&self.wal) {
-                Ok(()) => {
-                    // The head moves before anyone is told, so a caller that reads right after
-                    // its append returns, or a subscriber woken by the head, sees the commit.
-                    let committed_head = self.committed_head;
-                    self.head.send_if_modified(|head| {
-                        let moved = committed_head > *head;
-                        if moved {
-                            *head = committed_head;
-                        }
-                        moved
-                    });
-                    for (reply, answer) in groups.drain(..).flat_map(|g| g.answers) {
-                        // A caller that stopped waiting is no reason to fail the others.
-                        let _ = reply.send(answer);
+            let answers = groups.drain(..).flat_map(|group| group.answers);
+            if self.poison.check().is_ok() && self.sync_wal() {
+                // The head moves before anyone is told, so a caller that reads right after
+                // its append returns, or a subscriber woken by the head, sees the commit.
+                let committed_head = self.committed_head;
+                self.head.send_if_modified(|head| {
+                    let moved = committed_head > *head;
+                    if moved {
+                        *head = committed_head;
                     }
+                    moved
+                });
+                for (reply, answer) in answers {
+                    // A caller that stopped waiting is no reason to fail the others.
+                    let _ = reply.send(answer);
                 }
-                Err(error) => {
-                    // The groups are in the WAL but not known to be on disk, so nobody is told
-                    // they are recorded. A retry is safe: it finds its events by id, and its
-                    // answer waits for a sync that succeeds. (Linux may mark pages whose write
-                    // failed clean, so that later sync can succeed without them; SQLite's own
-                    // sync in FULL mode has the same limit. A disk that fails writes needs an
-                    // operator, and the warning below is where they learn of it.)
-                    let error = StoreError::Unavailable(format!(
-                        "{}: cannot sync the write-ahead log: {error}",
-                        self.wal_path.display()
-                    ));
-                    tracing::warn!(%error, groups = groups.len(), "event store sync failed");
-                    for (reply, mut answer) in groups.drain(..).flat_map(|g| g.answers) {
-                        if answer.result.is_ok() {
-                            answer.result = Err(error.clone());
-                        }
-                        let _ = reply.send(answer);
+            } else {
+                // Not known to be on disk: nobody is told anything is recorded, nor shown it.
+                for (reply, mut answer) in answers {
+                    if let Err(error) = self.poison.check() {
+                        answer.result = Err(error);
                     }
+                    let _ = reply.send(answer);
                 }
+            }
+        }
+    }
+
+    /// Syncs the WAL; on failure poisons the store and says so in the log.
+    fn sync_wal(&mut self) -> bool {
+        match (self.sync)(&self.wal) {
+            Ok(()) => true,
+            Err(error) => {
+                let reason = format!(
+                    "{}: stopped after a failed sync of the write-ahead log ({error}); nothing \
+                     more is acknowledged until the store is reopened: check the disk, then \
+                     restart",
+                    self.wal_path.display()
+                );
+                tracing::error!(%reason, "event store sync failed");
+                self.poison.set(reason);
+                false
             }
         }
     }
@@ -138,45 +183,88 @@ impl Syncer {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Condvar, Mutex};
     use std::time::Duration;
 
     use chrono::Utc;
     use serde_json::json;
     use tempfile::TempDir;
+    use tokio::task::JoinHandle;
     use uuid::Uuid;
 
     use super::*;
     use crate::sqlite::{SqliteOptions, SqliteStore};
-    use crate::{EventStore, ExpectedVersion, NewEvent};
+    use crate::{AppendOutcome, EventStore, ExpectedVersion, NewEvent};
 
-    /// A sync the test can hold, or make fail, before it reaches the disk.
-    #[derive(Default)]
+    /// A sync the test can hold or make fail before it reaches the disk. Sync calls are
+    /// numbered from 1 (the one at open); a call numbered above `allowed` waits.
     struct Gate {
-        held: Mutex<bool>,
-        released: Condvar,
-        fail: AtomicBool,
+        state: Mutex<GateState>,
+        changed: Condvar,
+    }
+
+    struct GateState {
+        entered: u64,
+        allowed: u64,
+        fail: bool,
+        panic: bool,
     }
 
     impl Gate {
+        fn new() -> Arc<Gate> {
+            Arc::new(Gate {
+                state: Mutex::new(GateState {
+                    entered: 0,
+                    allowed: u64::MAX,
+                    fail: false,
+                    panic: false,
+                }),
+                changed: Condvar::new(),
+            })
+        }
+
         fn sync(self: &Arc<Self>) -> SyncFn {
             let gate = Arc::clone(self);
             Box::new(move |file: &File| {
-                let mut held = gate.held.lock().unwrap();
-                while *held {
-                    held = gate.released.wait(held).unwrap();
+                let mut state = gate.state.lock().unwrap();
+                state.entered += 1;
+                let call = state.entered;
+                gate.changed.notify_all();
+                while call > state.allowed {
+                    state = gate.changed.wait(state).unwrap();
                 }
-                if gate.fail.load(Ordering::SeqCst) {
+                if state.fail {
                     return Err(io::Error::other("injected sync failure"));
                 }
+                assert!(!state.panic, "injected syncer panic");
                 file.sync_data()
             })
         }
 
-        fn hold(&self, held: bool) {
-            *self.held.lock().unwrap() = held;
-            self.released.notify_all();
+        fn update(&self, change: impl FnOnce(&mut GateState)) {
+            change(&mut self.state.lock().unwrap());
+            self.changed.notify_all();
+        }
+
+        fn entered(&self) -> u64 {
+            self.state.lock().unwrap().entered
+        }
+
+        /// Waits until sync call `call` has begun (failing the test after 10 s).
+        async fn until_entered(&self, call: u64) {
+            until(|| self.entered() >= call, "a sync that never began").await;
+        }
+    }
+
+    /// Polls `done` until it holds, failing the test after 10 s rather than hanging.
+    async fn until(done: impl Fn() -> bool, what: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "waited 10 s for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 
@@ -196,6 +284,15 @@ mod tests {
         }]
     }
 
+    fn append(
+        store: &Arc<SqliteStore>,
+        stream: &str,
+        id: Uuid,
+    ) -> JoinHandle<Result<AppendOutcome, StoreError>> {
+        let (store, stream) = (Arc::clone(store), stream.to_owned());
+        tokio::spawn(async move { store.append(&stream, ExpectedVersion::Any, event(id)).await })
+    }
+
     /// What the store shows of `stream` through every read: `$all`, the stream, its version
     /// and the head.
     async fn shown(store: &SqliteStore, stream: &str) -> (usize, usize, Option<u64>, u64) {
@@ -210,34 +307,22 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_append_is_answered_and_shown_only_after_its_wal_is_synced() {
         let dir = TempDir::new().unwrap();
-        let gate = Arc::new(Gate::default());
+        let gate = Gate::new();
         let store = open(&dir, &gate);
-        let first = store
-            .append("s", ExpectedVersion::NoStream, event(Uuid::new_v4()))
-            .await
-            .unwrap();
+        let first = append(&store, "s", Uuid::new_v4()).await.unwrap().unwrap();
         let before = shown(&store, "s").await;
         assert_eq!(before, (1, 1, Some(0), first.events[0].position));
 
-        gate.hold(true);
-        let pending = tokio::spawn({
-            let store = Arc::clone(&store);
-            async move {
-                store
-                    .append("s", ExpectedVersion::Exact(0), event(Uuid::new_v4()))
-                    .await
-            }
-        });
-        // Wait until the writer has committed the group (it counts a batch when it takes it;
-        // the commit follows within milliseconds), then give it time it does not need.
-        while store.writer_stats().batches < 2 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let held = gate.entered() + 1;
+        gate.update(|g| g.allowed = held - 1);
+        let pending = append(&store, "s", Uuid::new_v4());
+        // The syncer syncs a group only after the writer committed it: once the sync has
+        // begun, the commit is in the file.
+        gate.until_entered(held).await;
         assert!(!pending.is_finished(), "answered before its sync");
         assert_eq!(shown(&store, "s").await, before, "shown before its sync");
 
-        gate.hold(false);
+        gate.update(|g| g.allowed = u64::MAX);
         let second = pending.await.unwrap().unwrap();
         assert_eq!(second.events[0].version, 1);
         assert_eq!(
@@ -247,31 +332,104 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_failed_sync_answers_unavailable_and_a_retry_is_recorded_once() {
+    async fn an_append_committed_during_a_sync_waits_for_the_next_sync() {
         let dir = TempDir::new().unwrap();
-        let gate = Arc::new(Gate::default());
+        let gate = Gate::new();
+        let store = open(&dir, &gate);
+
+        let first_sync = gate.entered() + 1;
+        gate.update(|g| g.allowed = first_sync - 1);
+        let early = append(&store, "a", Uuid::new_v4());
+        gate.until_entered(first_sync).await;
+        let batches = store.writer_stats().batches;
+        let late = append(&store, "b", Uuid::new_v4());
+        // Committed while the first sync is still running (the writer does not wait for it).
+        until(
+            || store.writer_stats().batches > batches,
+            "the writer to take the append",
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+
+        // Let the first sync finish and hold the second.
+        gate.update(|g| g.allowed = first_sync);
+        let early = early.await.unwrap().unwrap();
+        gate.until_entered(first_sync + 1).await;
+        assert!(
+            !late.is_finished(),
+            "answered by a sync that began before its commit"
+        );
+        assert_eq!(
+            store.head_position().await.unwrap(),
+            early.events[0].position
+        );
+
+        gate.update(|g| g.allowed = u64::MAX);
+        let late = late.await.unwrap().unwrap();
+        assert_eq!(
+            store.head_position().await.unwrap(),
+            late.events[0].position
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_sync_stops_the_store_until_it_is_reopened() {
+        let dir = TempDir::new().unwrap();
+        let gate = Gate::new();
         let store = open(&dir, &gate);
         let id = Uuid::new_v4();
 
-        gate.fail.store(true, Ordering::SeqCst);
-        let failed = store
-            .append("s", ExpectedVersion::NoStream, event(id))
-            .await;
+        gate.update(|g| g.fail = true);
+        let failed = append(&store, "s", id).await.unwrap();
         assert!(
-            matches!(&failed, Err(StoreError::Unavailable(m)) if m.contains("cannot sync")),
+            matches!(&failed, Err(StoreError::Unavailable(m)) if m.contains("failed sync")),
             "{failed:?}"
         );
-        assert_eq!(shown(&store, "s").await, (0, 0, None, 0));
 
-        gate.fail.store(false, Ordering::SeqCst);
-        let retried = store
-            .append("s", ExpectedVersion::NoStream, event(id))
-            .await
-            .unwrap();
+        // The disk looks fine again, but what the failed sync covered may be lost: a retry
+        // must not be acknowledged, nor anything else, and the head must not move.
+        gate.update(|g| g.fail = false);
+        let retried = append(&store, "s", id).await.unwrap();
+        assert!(
+            matches!(retried, Err(StoreError::Unavailable(_))),
+            "{retried:?}"
+        );
+        let other = append(&store, "other", Uuid::new_v4()).await.unwrap();
+        assert!(
+            matches!(other, Err(StoreError::Unavailable(_))),
+            "{other:?}"
+        );
+        assert!(store.head_position().await.is_err(), "readiness must fail");
+        assert!(store.read_all(0, 100).await.unwrap().is_empty());
+
+        // Reopened (after someone looked at the disk), the store syncs what the file holds
+        // and goes on; here the first append did reach the file.
+        drop(store);
+        let store = open(&dir, &gate);
+        let retried = append(&store, "s", id).await.unwrap().unwrap();
         assert!(retried.already_recorded);
         assert_eq!(
             shown(&store, "s").await,
             (1, 1, Some(0), retried.events[0].position)
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_syncer_that_dies_stops_the_writer() {
+        let dir = TempDir::new().unwrap();
+        let gate = Gate::new();
+        let store = open(&dir, &gate);
+
+        gate.update(|g| g.panic = true);
+        let first = append(&store, "s", Uuid::new_v4()).await.unwrap();
+        assert!(matches!(first, Err(StoreError::Closed)), "{first:?}");
+        // The writer learns it when it hands over its next group, and stops: nothing after
+        // that is committed, let alone acknowledged.
+        let second = append(&store, "s", Uuid::new_v4()).await.unwrap();
+        assert!(matches!(second, Err(StoreError::Closed)), "{second:?}");
+        let batches = store.writer_stats().batches;
+        let third = append(&store, "s", Uuid::new_v4()).await.unwrap();
+        assert!(matches!(third, Err(StoreError::Closed)), "{third:?}");
+        assert_eq!(store.writer_stats().batches, batches, "the writer went on");
     }
 }

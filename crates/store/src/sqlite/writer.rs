@@ -84,7 +84,7 @@ pub(crate) struct Writer {
     pub path: PathBuf,
     pub requests: mpsc::Receiver<AppendRequest>,
     /// Committed groups go here to be synced and answered.
-    pub committed: std::sync::mpsc::Sender<Committed>,
+    pub committed: std::sync::mpsc::SyncSender<Committed>,
     pub max_batch: usize,
     pub counters: Arc<WriterCounters>,
     pub known: KnownStreams,
@@ -114,11 +114,12 @@ impl Writer {
             self.counters
                 .appends
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            let results = self.commit(&batch);
+            let (results, file_head) = self.commit(&batch);
             let head = results
                 .iter()
                 .filter_map(|r| r.as_ref().ok())
                 .flat_map(|recorded| recorded.events.iter().map(|e| e.position))
+                .chain(file_head)
                 .max();
             let answers = batch
                 .drain(..)
@@ -126,8 +127,12 @@ impl Writer {
                 .map(|(AppendRequest { append, reply }, result)| (reply, Answer { result, append }))
                 .collect();
             // The callers are answered once the group is synced (see `syncer`). Should the
-            // syncer be gone, dropping the answers tells each caller the store closed.
-            let _ = self.committed.send(Committed { answers, head });
+            // syncer be gone, nothing more can be made durable: the writer stops too, and every
+            // caller, these and later ones, is told the store closed.
+            if self.committed.send(Committed { answers, head }).is_err() {
+                tracing::error!(path = %self.path.display(), "event store syncer gone; writer stops");
+                break;
+            }
         }
     }
 
@@ -140,10 +145,15 @@ impl Writer {
         }
     }
 
-    /// Commits a group of appends in one transaction; one result per request, in order.
-    fn commit(&mut self, batch: &[AppendRequest]) -> Vec<Result<Recorded, StoreError>> {
+    /// Commits a group of appends in one transaction; one result per request, in order, and
+    /// the file's last position when another connection had committed since the last batch
+    /// (so the head also shows what that connection wrote).
+    fn commit(
+        &mut self,
+        batch: &[AppendRequest],
+    ) -> (Vec<Result<Recorded, StoreError>>, Option<u64>) {
         match self.try_commit(batch) {
-            Ok(results) => results,
+            Ok(committed) => committed,
             Err(error) => {
                 // The callers are told "unavailable, retry". Should a failed COMMIT have left
                 // its frames in the WAL (a write error after some of them), recovery may still
@@ -156,7 +166,7 @@ impl Writer {
                 self.known.forget_all();
                 let error = from_sqlite(&self.path, error);
                 tracing::warn!(%error, appends = batch.len(), "event store batch failed");
-                batch.iter().map(|_| Err(error.clone())).collect()
+                (batch.iter().map(|_| Err(error.clone())).collect(), None)
             }
         }
     }
@@ -164,11 +174,19 @@ impl Writer {
     fn try_commit(
         &mut self,
         batch: &[AppendRequest],
-    ) -> rusqlite::Result<Vec<Result<Recorded, StoreError>>> {
+    ) -> rusqlite::Result<(Vec<Result<Recorded, StoreError>>, Option<u64>)> {
         // IMMEDIATE takes the write lock now, so waiting for another process's writer is
         // bounded by the busy timeout here rather than failing halfway through.
         self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-        self.known.begin_batch(&self.conn)?;
+        let file_head = if self.known.begin_batch(&self.conn)? {
+            let head: Option<i64> = self
+                .conn
+                .prepare_cached("SELECT max(position) FROM events")?
+                .query_row([], |row| row.get(0))?;
+            head.map(|h| h as u64)
+        } else {
+            None
+        };
         let recorded_at = Utc::now();
         // Taken from the statement cache once per batch, not once per append: each round
         // trip through the cache hashes the SQL text twice and clears the bindings (callgrind:
@@ -219,7 +237,7 @@ impl Writer {
             }
         }
         self.conn.prepare_cached("COMMIT")?.execute([])?;
-        Ok(results)
+        Ok((results, file_head))
     }
 }
 
