@@ -114,7 +114,7 @@ impl Writer {
             self.counters
                 .appends
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            let (results, file_head) = self.commit(&batch);
+            let GroupOutcome { results, file_head } = self.commit(&batch);
             let head = results
                 .iter()
                 .filter_map(|r| r.as_ref().ok())
@@ -145,13 +145,8 @@ impl Writer {
         }
     }
 
-    /// Commits a group of appends in one transaction; one result per request, in order, and
-    /// the file's last position when another connection had committed since the last batch
-    /// (so the head also shows what that connection wrote).
-    fn commit(
-        &mut self,
-        batch: &[AppendRequest],
-    ) -> (Vec<Result<Recorded, StoreError>>, Option<u64>) {
+    /// Commits a group of appends in one transaction.
+    fn commit(&mut self, batch: &[AppendRequest]) -> GroupOutcome {
         match self.try_commit(batch) {
             Ok(committed) => committed,
             Err(error) => {
@@ -166,15 +161,15 @@ impl Writer {
                 self.known.forget_all();
                 let error = from_sqlite(&self.path, error);
                 tracing::warn!(%error, appends = batch.len(), "event store batch failed");
-                (batch.iter().map(|_| Err(error.clone())).collect(), None)
+                GroupOutcome {
+                    results: batch.iter().map(|_| Err(error.clone())).collect(),
+                    file_head: None,
+                }
             }
         }
     }
 
-    fn try_commit(
-        &mut self,
-        batch: &[AppendRequest],
-    ) -> rusqlite::Result<(Vec<Result<Recorded, StoreError>>, Option<u64>)> {
+    fn try_commit(&mut self, batch: &[AppendRequest]) -> rusqlite::Result<GroupOutcome> {
         // IMMEDIATE takes the write lock now, so waiting for another process's writer is
         // bounded by the busy timeout here rather than failing halfway through.
         self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
@@ -237,8 +232,16 @@ impl Writer {
             }
         }
         self.conn.prepare_cached("COMMIT")?.execute([])?;
-        Ok((results, file_head))
+        Ok(GroupOutcome { results, file_head })
     }
+}
+
+/// What committing one group came to: one result per request, in order, and the file's last
+/// position when another connection had committed since the last group (so the head also
+/// shows what that connection wrote).
+struct GroupOutcome {
+    results: Vec<Result<Recorded, StoreError>>,
+    file_head: Option<u64>,
 }
 
 /// Why one append inside a batch did not go through.
