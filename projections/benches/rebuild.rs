@@ -18,6 +18,10 @@ use std::time::Instant;
 use switchboard_projections::rebuild;
 use switchboard_store::{EventStore, SqliteOptions, SqliteStore};
 
+/// The allocator the `switchboard` binary runs with, so the figures are the service's.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const DEFAULT_EVENTS: u64 = 1_000_000;
 
 fn main() {

@@ -12,6 +12,13 @@ use clap::{Parser, Subcommand};
 
 use settings::{ServeArgs, StoreArgs};
 
+/// jemalloc rather than glibc's malloc: the store's readers allocate envelopes on one thread
+/// that the fold or a handler frees on another, which glibc serves with per-arena locks and
+/// consolidation. Measured (docs/benchmarks.md, "Allocator"): `$all` reads +10–17 %, a rebuild's
+/// fold −8 % CPU and the whole process −15 %.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "switchboard",

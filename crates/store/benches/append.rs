@@ -12,6 +12,10 @@ use tempfile::TempDir;
 use tokio::runtime::Runtime;
 use uuid::Uuid;
 
+/// The allocator the `switchboard` binary runs with, so the figures are the service's.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// An event of about 1 KiB serialized (data plus metadata), like a typical webhook fact.
 fn event_of_1kib() -> NewEvent {
     NewEvent {
