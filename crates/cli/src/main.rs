@@ -15,7 +15,7 @@ use settings::{ServeArgs, StoreArgs};
 /// jemalloc rather than glibc's malloc: the store's readers allocate envelopes on one thread
 /// that the fold or a handler frees on another, which glibc serves with per-arena locks and
 /// consolidation. Measured (docs/benchmarks.md, "Allocator"): `$all` reads +10–17 %, a rebuild's
-/// fold −8 % CPU and the whole process −15 %.
+/// fold thread −8 to −12 % CPU and the whole process −11 to −23 %.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

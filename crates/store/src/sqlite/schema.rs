@@ -82,8 +82,8 @@ pub(crate) fn open_writer(path: &Path, busy_timeout: Duration) -> Result<Connect
 }
 
 /// Opens the background checkpointer's connection to a store that `open_writer` has already
-/// checked. It never writes a row; `synchronous=FULL` makes its checkpoints sync the WAL
-/// before copying and the file after, as the writer's own would.
+/// checked. It never writes a row; its checkpoints sync the WAL before copying and the file
+/// after (SQLite does so in FULL and NORMAL alike).
 pub(crate) fn open_checkpointer(path: &Path) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(|e| from_sqlite(path, e))?;

@@ -268,6 +268,14 @@ mod tests {
         }
     }
 
+    /// A new store in a temp dir, its sync behind a gate that lets everything through.
+    fn fresh() -> (TempDir, Arc<Gate>, Arc<SqliteStore>) {
+        let dir = TempDir::new().unwrap();
+        let gate = Gate::new();
+        let store = open(&dir, &gate);
+        (dir, gate, store)
+    }
+
     fn open(dir: &TempDir, gate: &Arc<Gate>) -> Arc<SqliteStore> {
         let path = dir.path().join("events.sqlite");
         Arc::new(SqliteStore::open_with_sync(&path, SqliteOptions::default(), gate.sync()).unwrap())
@@ -306,9 +314,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_append_is_answered_and_shown_only_after_its_wal_is_synced() {
-        let dir = TempDir::new().unwrap();
-        let gate = Gate::new();
-        let store = open(&dir, &gate);
+        let (_dir, gate, store) = fresh();
         let first = append(&store, "s", Uuid::new_v4()).await.unwrap().unwrap();
         let before = shown(&store, "s").await;
         assert_eq!(before, (1, 1, Some(0), first.events[0].position));
@@ -333,9 +339,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_append_committed_during_a_sync_waits_for_the_next_sync() {
-        let dir = TempDir::new().unwrap();
-        let gate = Gate::new();
-        let store = open(&dir, &gate);
+        let (_dir, gate, store) = fresh();
 
         let first_sync = gate.entered() + 1;
         gate.update(|g| g.allowed = first_sync - 1);
@@ -374,9 +378,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_sync_stops_the_store_until_it_is_reopened() {
-        let dir = TempDir::new().unwrap();
-        let gate = Gate::new();
-        let store = open(&dir, &gate);
+        let (dir, gate, store) = fresh();
         let id = Uuid::new_v4();
 
         gate.update(|g| g.fail = true);
@@ -416,9 +418,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_syncer_that_dies_stops_the_writer() {
-        let dir = TempDir::new().unwrap();
-        let gate = Gate::new();
-        let store = open(&dir, &gate);
+        let (_dir, gate, store) = fresh();
 
         gate.update(|g| g.panic = true);
         let first = append(&store, "s", Uuid::new_v4()).await.unwrap();
