@@ -5,7 +5,8 @@
 //! `cargo bench -p switchboard-projections` — set `SWITCHBOARD_BENCH_EVENTS` for another size.
 //! The generated store is kept in the temp dir and reused by later runs (generating takes
 //! longer than rebuilding); it is generated in a child process so that the generator's memory
-//! does not count towards the rebuild's peak.
+//! does not count towards the rebuild's peak. `SWITCHBOARD_BENCH_KEEP=FILE` copies the rebuilt
+//! read models to FILE, to compare what two builds fold from the same history.
 
 #[allow(dead_code, reason = "the generator is shared with the tests")]
 #[path = "../tests/support/history.rs"]
@@ -99,6 +100,9 @@ fn main() {
         .unwrap();
     let total = started.elapsed();
     let process_cpu = cpu_seconds("/proc/self/stat") - cpu_before;
+    if let Some(keep) = std::env::var_os("SWITCHBOARD_BENCH_KEEP") {
+        std::fs::copy(data_dir.path().join("read_models.sqlite"), keep).unwrap();
+    }
     let replay = replayed_at
         .lock()
         .unwrap()

@@ -6,6 +6,7 @@ use switchboard_domain::event::{Event, EventDecodeError};
 use switchboard_store::RecordedEvent;
 
 use crate::anomalies::{self, NewAnomaly};
+use crate::call_rows::BatchCalls;
 use crate::counts::BatchCounts;
 use crate::phone::PhoneBook;
 use crate::sql::{Conn, SqlError};
@@ -32,8 +33,8 @@ pub(crate) struct Cx<'a> {
     /// The event's provider time as read-model text.
     pub at: String,
     pub phones: &'a PhoneBook,
-    /// The batch's counts per tenant and branch, written at its end.
-    pub counts: &'a BatchCounts,
+    /// What the batch holds until its end: counts and calls.
+    pub batch: &'a Batch,
 }
 
 impl Cx<'_> {
@@ -49,6 +50,32 @@ impl Cx<'_> {
             subject_id: None,
             tenant_id: self.tenant_hint.map(str::to_owned),
         }
+    }
+}
+
+/// What a batch holds in memory until its end: per-tenant counts and the call rows it read
+/// or changed. One per transaction attempt: a batch retried carefully starts from a new one.
+#[derive(Default)]
+pub(crate) struct Batch {
+    pub counts: BatchCounts,
+    pub calls: BatchCalls,
+}
+
+impl Batch {
+    /// Writes the rows changed since the last flush.
+    pub(crate) fn flush_rows(&self, conn: &Conn) -> Result<(), SqlError> {
+        self.calls.flush(conn)
+    }
+
+    /// Drops the rows held: the event that changed them was rolled back.
+    pub(crate) fn forget_rows(&self) {
+        self.calls.forget();
+    }
+
+    /// Writes everything the batch holds; called once, before the checkpoint moves.
+    pub(crate) fn flush(&self, conn: &Conn) -> Result<(), SqlError> {
+        self.flush_rows(conn)?;
+        self.counts.flush(conn)
     }
 }
 
@@ -202,7 +229,7 @@ pub(crate) enum Mode {
 pub(crate) fn apply(
     conn: &Conn,
     phones: &PhoneBook,
-    counts: &BatchCounts,
+    batch: &Batch,
     decoded: &Decoded,
     mode: Mode,
 ) -> Result<(), ApplyError> {
@@ -214,7 +241,7 @@ pub(crate) fn apply(
         tenant_hint: decoded.tenant_hint.as_deref(),
         at: decoded.at.clone(),
         phones,
-        counts,
+        batch,
     };
     let event = match &decoded.event {
         Ok(event) => event,
@@ -233,15 +260,17 @@ pub(crate) fn apply(
     }
 
     conn.execute_batch("SAVEPOINT apply_event")?;
-    let counted = counts.snapshot();
-    match dispatch(&cx, event) {
+    let counted = batch.counts.snapshot();
+    // The event's rows are written inside its savepoint, so rolling it back undoes them too.
+    match dispatch(&cx, event).and_then(|()| Ok(batch.flush_rows(conn)?)) {
         Ok(()) => {
             conn.execute_batch("RELEASE apply_event")?;
             Ok(())
         }
         Err(failure) => {
             conn.execute_batch("ROLLBACK TO apply_event")?;
-            counts.restore(counted);
+            batch.counts.restore(counted);
+            batch.forget_rows();
             conn.execute_batch("RELEASE apply_event")?;
             match failure {
                 ApplyError::Fatal(error) => Err(ApplyError::Fatal(error)),

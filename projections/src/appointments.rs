@@ -200,11 +200,11 @@ pub(crate) fn requested(cx: &Cx<'_>, event: &AppointmentRequested) -> Applied {
     calls::ensure(cx, call_id)?;
     let form = &event.form;
     if let Some(name) = &form.name {
-        cx.conn
-            .prepare_cached(
-                "UPDATE calls SET customer_name = COALESCE(customer_name, ?2) WHERE call_id = ?1",
-            )?
-            .execute(params![call_id, name])?;
+        cx.batch.calls.change(cx.conn, call_id, |slot| {
+            if let Some(call) = slot {
+                call.customer_name.get_or_insert_with(|| name.clone());
+            }
+        })?;
     }
     let entry = json!({"at": cx.at, "change": "requested", "date": form.date, "time": form.time,
         "service": form.service, "staff_wish": form.staff_wish, "preferences": form.preferences,

@@ -67,12 +67,15 @@ pub(crate) fn settle_call(
         return Ok(());
     }
     let (tenant, branch) = owner.unzip();
-    cx.conn
-        .prepare_cached(
-            "UPDATE calls SET tenant_id = ?2, branch_id = ?3, customer_id = COALESCE(?4, customer_id)
-             WHERE call_id = ?1",
-        )?
-        .execute(params![call_id, tenant, branch.flatten(), customer])?;
+    cx.batch.calls.change(cx.conn, call_id, |slot| {
+        if let Some(call) = slot {
+            call.tenant_id = tenant;
+            call.branch_id = branch.flatten();
+            if customer.is_some() {
+                call.customer_id = customer;
+            }
+        }
+    })?;
     let waiting: Vec<String> = cx
         .conn
         .prepare_cached(
@@ -130,20 +133,11 @@ pub(crate) fn settle_appointment(cx: &Cx<'_>, appointment_id: &str, report: bool
         return Ok(());
     };
     let call = match &row.call_id {
-        Some(call_id) => cx
-            .conn
-            .prepare_cached(
-                "SELECT tenant_id, branch_id, customer_id FROM calls
-                 WHERE call_id = ?1 AND tenant_id IS NOT NULL",
-            )?
-            .query_row([call_id], |r| {
-                Ok((
-                    r.get::<String>(0)?,
-                    r.get::<Option<String>>(1)?,
-                    r.get::<Option<String>>(2)?,
-                ))
-            })
-            .optional()?,
+        Some(call_id) => cx.batch.calls.read(cx.conn, call_id, |call| {
+            let call = call?;
+            let tenant = call.tenant_id.clone()?;
+            Some((tenant, call.branch_id.clone(), call.customer_id.clone()))
+        })?,
         None => None,
     };
 

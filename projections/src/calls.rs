@@ -5,17 +5,18 @@
 //! Status: `started` until an end is recorded, then `ended`, then `analyzed` once both the end
 //! and the analysis are in, whatever order they came in.
 
-use crate::sql::{OptionalExtension, SqlError, SqlResult, params};
 use switchboard_domain::event::{
     AvailabilityChecked, CallAnalyzed, CallEnded, CallLinkedToBooking, CallParties, CallStarted,
 };
 
 use crate::apply::{Applied, Cx, ts};
 use crate::attribution;
+use crate::call_rows::Call;
+use crate::sql::{OptionalExtension, SqlError};
 
-/// What attribution needs to know about a call, as the statement that changed it returned it.
+/// What attribution needs to know about a call.
 pub(crate) struct CallRow {
-    /// This event created the row.
+    /// The event in hand created the row.
     pub created: bool,
     pub tenant_id: Option<String>,
     pub branch_id: Option<String>,
@@ -25,41 +26,30 @@ pub(crate) struct CallRow {
     pub customer_name: Option<String>,
 }
 
-/// Every upsert below returns the row, so attribution needs no second read. `seq` is only set
-/// on insert: it equals this event's position exactly when this event created the row.
-macro_rules! returning_row {
-    ($sql:literal) => {
-        concat!(
-            $sql,
-            " RETURNING seq, tenant_id, branch_id, tenant_number, customer_number, customer_id, customer_name"
-        )
-    };
+impl CallRow {
+    /// `seq` is the position of the event that created the row.
+    fn of(cx: &Cx<'_>, call: &Call) -> CallRow {
+        CallRow {
+            created: call.seq == cx.seq(),
+            tenant_id: call.tenant_id.clone(),
+            branch_id: call.branch_id.clone(),
+            tenant_number: call.tenant_number.clone(),
+            customer_number: call.customer_number.clone(),
+            customer_id: call.customer_id.clone(),
+            customer_name: call.customer_name.clone(),
+        }
+    }
 }
 
-fn returned(cx: &Cx<'_>, row: &crate::sql::Row<'_>) -> SqlResult<CallRow> {
-    Ok(CallRow {
-        created: row.get::<i64>(0)? == cx.seq(),
-        tenant_id: row.get(1)?,
-        branch_id: row.get(2)?,
-        tenant_number: row.get(3)?,
-        customer_number: row.get(4)?,
-        customer_id: row.get(5)?,
-        customer_name: row.get(6)?,
-    })
-}
-
-/// Runs one of the upserts and, when it created the row, links a booking that named this
-/// call before the call itself arrived.
-fn upsert(
-    cx: &Cx<'_>,
-    sql: &'static str,
-    call_id: &str,
-    args: &[&dyn crate::sql::Param],
-) -> Result<CallRow, SqlError> {
-    let row = cx
-        .conn
-        .prepare_cached(sql)?
-        .query_row(args, |r| returned(cx, r))?;
+/// Applies `merge` to the call, created by this event if it is the call's first, and, when it
+/// created the row, links a booking that named this call before the call itself arrived.
+fn upsert(cx: &Cx<'_>, call_id: &str, merge: impl FnOnce(&mut Call)) -> Result<CallRow, SqlError> {
+    let row = cx.batch.calls.change(cx.conn, call_id, |slot| {
+        let call = slot.get_or_insert_with(|| Call::new(call_id, cx.seq(), &cx.at));
+        merge(call);
+        call.updated_at.clone_from(&cx.at);
+        CallRow::of(cx, call)
+    })?;
     if row.created {
         link_latest_booking(cx, call_id)?;
     }
@@ -68,61 +58,47 @@ fn upsert(
 
 /// Creates the row when this is the call's first event; returns it either way.
 pub(crate) fn ensure(cx: &Cx<'_>, call_id: &str) -> Result<CallRow, SqlError> {
-    upsert(
-        cx,
-        returning_row!(
-            "INSERT INTO calls (call_id, seq, status, updated_at) VALUES (?1, ?2, 'started', ?3)
-         ON CONFLICT (call_id) DO UPDATE SET updated_at = excluded.updated_at"
-        ),
-        call_id,
-        params![call_id, cx.seq(), cx.at],
-    )
+    upsert(cx, call_id, |_| {})
 }
 
 /// The call's row as it is now, for attribution triggered by another stream's event.
 pub(crate) fn row(cx: &Cx<'_>, call_id: &str) -> Result<Option<CallRow>, SqlError> {
-    cx.conn
-        .prepare_cached(
-            "SELECT seq, tenant_id, branch_id, tenant_number, customer_number, customer_id,
-                    customer_name
-             FROM calls WHERE call_id = ?1",
-        )?
-        .query_row([call_id], |r| returned(cx, r))
-        .optional()
+    cx.batch
+        .calls
+        .read(cx.conn, call_id, |call| call.map(|c| CallRow::of(cx, c)))
+}
+
+/// A value the event carries replaces the row's.
+fn newer<T: Clone>(old: &mut Option<T>, new: &Option<T>) {
+    if new.is_some() {
+        old.clone_from(new);
+    }
+}
+
+/// The row's value stays; the event's only fills a gap.
+fn first<T: Clone>(old: &mut Option<T>, new: &Option<T>) {
+    if old.is_none() {
+        old.clone_from(new);
+    }
+}
+
+/// What `call_started` and `call_ended` both say: the parties, kept as sent, and the numbers
+/// normalized for attribution.
+fn merge_parties(call: &mut Call, parties: &CallParties, p: Parties) {
+    newer(&mut call.from_number, &parties.from_number);
+    newer(&mut call.to_number, &parties.to_number);
+    newer(&mut call.direction, &parties.direction);
+    newer(&mut call.agent_id, &parties.agent_id);
+    first(&mut call.started_at, &p.started_at);
+    newer(&mut call.tenant_number, &p.tenant_number);
+    newer(&mut call.customer_number, &p.customer_number);
 }
 
 pub(crate) fn started(cx: &Cx<'_>, event: &CallStarted) -> Applied {
     let p = Parties::of(cx, &event.parties);
-    let row = upsert(
-        cx,
-        returning_row!(
-            "INSERT INTO calls (call_id, seq, status, from_number, to_number, direction, agent_id,
-                            started_at, tenant_number, customer_number, updated_at)
-         VALUES (?1, ?2, 'started', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-         ON CONFLICT (call_id) DO UPDATE SET
-             from_number = COALESCE(excluded.from_number, calls.from_number),
-             to_number = COALESCE(excluded.to_number, calls.to_number),
-             direction = COALESCE(excluded.direction, calls.direction),
-             agent_id = COALESCE(excluded.agent_id, calls.agent_id),
-             started_at = COALESCE(calls.started_at, excluded.started_at),
-             tenant_number = COALESCE(excluded.tenant_number, calls.tenant_number),
-             customer_number = COALESCE(excluded.customer_number, calls.customer_number),
-             updated_at = excluded.updated_at"
-        ),
-        &event.call_id,
-        params![
-            event.call_id,
-            cx.seq(),
-            event.parties.from_number,
-            event.parties.to_number,
-            event.parties.direction,
-            event.parties.agent_id,
-            p.started_at,
-            p.tenant_number,
-            p.customer_number,
-            cx.at,
-        ],
-    )?;
+    let row = upsert(cx, &event.call_id, |call| {
+        merge_parties(call, &event.parties, p);
+    })?;
     attribution::settle_call(cx, &event.call_id, row, hint(&event.parties), true)
 }
 
@@ -130,105 +106,46 @@ pub(crate) fn ended(cx: &Cx<'_>, event: &CallEnded) -> Applied {
     let p = Parties::of(cx, &event.parties);
     let outcome = &event.outcome;
     let ended_at = outcome.ended_at.map(ts).unwrap_or_else(|| cx.at.clone());
-    let row = upsert(
-        cx,
-        returning_row!(
-            "INSERT INTO calls (call_id, seq, status, from_number, to_number, direction, agent_id,
-                            started_at, tenant_number, customer_number, ended_at, duration_s,
-                            call_status, end_reason, recording_url, transcript, summary,
-                            customer_name, sentiment, updated_at)
-         VALUES (?1, ?2, 'ended', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                 ?17, ?18, ?19)
-         ON CONFLICT (call_id) DO UPDATE SET
-             from_number = COALESCE(excluded.from_number, calls.from_number),
-             to_number = COALESCE(excluded.to_number, calls.to_number),
-             direction = COALESCE(excluded.direction, calls.direction),
-             agent_id = COALESCE(excluded.agent_id, calls.agent_id),
-             started_at = COALESCE(calls.started_at, excluded.started_at),
-             tenant_number = COALESCE(excluded.tenant_number, calls.tenant_number),
-             customer_number = COALESCE(excluded.customer_number, calls.customer_number),
-             ended_at = excluded.ended_at,
-             status = CASE WHEN calls.analyzed_at IS NULL THEN 'ended' ELSE 'analyzed' END,
-             duration_s = COALESCE(excluded.duration_s, calls.duration_s),
-             call_status = COALESCE(excluded.call_status, calls.call_status),
-             end_reason = COALESCE(excluded.end_reason, calls.end_reason),
-             recording_url = COALESCE(excluded.recording_url, calls.recording_url),
-             transcript = COALESCE(excluded.transcript, calls.transcript),
-             summary = COALESCE(calls.summary, excluded.summary),
-             customer_name = COALESCE(excluded.customer_name, calls.customer_name),
-             sentiment = COALESCE(calls.sentiment, excluded.sentiment),
-             updated_at = excluded.updated_at"
-        ),
-        &event.call_id,
-        params![
-            event.call_id,
-            cx.seq(),
-            event.parties.from_number,
-            event.parties.to_number,
-            event.parties.direction,
-            event.parties.agent_id,
-            p.started_at,
-            p.tenant_number,
-            p.customer_number,
-            ended_at,
-            outcome.duration_s.map(|d| d as i64),
-            outcome.call_status,
-            outcome.end_reason,
-            outcome.recording_url,
-            outcome.transcript,
-            outcome.summary,
-            outcome.customer_name,
-            outcome.sentiment,
-            cx.at,
-        ],
-    )?;
+    let row = upsert(cx, &event.call_id, |call| {
+        merge_parties(call, &event.parties, p);
+        call.ended_at = Some(ended_at);
+        call.status = if call.analyzed_at.is_none() {
+            "ended"
+        } else {
+            "analyzed"
+        }
+        .to_owned();
+        newer(&mut call.duration_s, &outcome.duration_s.map(|d| d as i64));
+        newer(&mut call.call_status, &outcome.call_status);
+        newer(&mut call.end_reason, &outcome.end_reason);
+        newer(&mut call.recording_url, &outcome.recording_url);
+        newer(&mut call.transcript, &outcome.transcript);
+        // The analysis' summary and sentiment are the considered ones: the end's only fill gaps.
+        first(&mut call.summary, &outcome.summary);
+        newer(&mut call.customer_name, &outcome.customer_name);
+        first(&mut call.sentiment, &outcome.sentiment);
+    })?;
     attribution::settle_call(cx, &event.call_id, row, hint(&event.parties), true)
 }
 
 pub(crate) fn analyzed(cx: &Cx<'_>, event: &CallAnalyzed) -> Applied {
     let analysis = &event.analysis;
-    // The analysis' summary is the considered one: it wins over the end-of-call summary.
-    // Before the end is recorded the call still reads `started`.
-    let row = upsert(
-        cx,
-        returning_row!(
-            "INSERT INTO calls (call_id, seq, status, analyzed_at, summary, sentiment, successful,
-                            updated_at)
-         VALUES (?1, ?2, 'started', ?3, ?4, ?5, ?6, ?3)
-         ON CONFLICT (call_id) DO UPDATE SET
-             analyzed_at = excluded.analyzed_at,
-             status = CASE WHEN calls.ended_at IS NULL THEN calls.status ELSE 'analyzed' END,
-             summary = COALESCE(excluded.summary, calls.summary),
-             sentiment = COALESCE(excluded.sentiment, calls.sentiment),
-             successful = COALESCE(excluded.successful, calls.successful),
-             updated_at = excluded.updated_at"
-        ),
-        &event.call_id,
-        params![
-            event.call_id,
-            cx.seq(),
-            cx.at,
-            analysis.summary,
-            analysis.sentiment,
-            analysis.successful,
-        ],
-    )?;
+    let row = upsert(cx, &event.call_id, |call| {
+        call.analyzed_at = Some(cx.at.clone());
+        // Before the end is recorded the call still reads `started`.
+        if call.ended_at.is_some() {
+            call.status = "analyzed".to_owned();
+        }
+        // The analysis' summary is the considered one: it wins over the end-of-call summary.
+        newer(&mut call.summary, &analysis.summary);
+        newer(&mut call.sentiment, &analysis.sentiment);
+        newer(&mut call.successful, &analysis.successful);
+    })?;
     attribution::settle_call(cx, &event.call_id, row, None, false)
 }
 
 pub(crate) fn availability_checked(cx: &Cx<'_>, event: &AvailabilityChecked) -> Applied {
-    let row = upsert(
-        cx,
-        returning_row!(
-            "INSERT INTO calls (call_id, seq, status, availability_checks, updated_at)
-         VALUES (?1, ?2, 'started', 1, ?3)
-         ON CONFLICT (call_id) DO UPDATE SET
-             availability_checks = calls.availability_checks + 1,
-             updated_at = excluded.updated_at"
-        ),
-        &event.call_id,
-        params![event.call_id, cx.seq(), cx.at],
-    )?;
+    let row = upsert(cx, &event.call_id, |call| call.availability_checks += 1)?;
     attribution::settle_call(cx, &event.call_id, row, None, false)
 }
 
@@ -251,18 +168,29 @@ pub(crate) fn link_booking(
     booking_uid: &str,
     linked_at: &str,
 ) -> Result<(), SqlError> {
-    cx.conn
-        .prepare_cached(
-            "UPDATE calls SET
-                 booking_uid = ?2,
-                 booking_linked_at = ?3,
-                 appointment_status =
-                     (SELECT status FROM appointments WHERE appointment_id = ?2),
-                 updated_at = ?4
-             WHERE call_id = ?1 AND (booking_linked_at IS NULL OR booking_linked_at <= ?3)",
-        )?
-        .execute(params![call_id, booking_uid, linked_at, cx.at])?;
-    Ok(())
+    let current = cx.batch.calls.read(cx.conn, call_id, |call| {
+        call.is_some_and(|c| {
+            c.booking_linked_at
+                .as_deref()
+                .is_none_or(|at| at <= linked_at)
+        })
+    })?;
+    if !current {
+        return Ok(());
+    }
+    let status: Option<String> = cx
+        .conn
+        .prepare_cached("SELECT status FROM appointments WHERE appointment_id = ?1")?
+        .query_row([booking_uid], |r| r.get(0))
+        .optional()?;
+    cx.batch.calls.change(cx.conn, call_id, |slot| {
+        if let Some(call) = slot {
+            call.booking_uid = Some(booking_uid.to_owned());
+            call.booking_linked_at = Some(linked_at.to_owned());
+            call.appointment_status = status;
+            call.updated_at.clone_from(&cx.at);
+        }
+    })
 }
 
 /// Copies a booking's status onto the calls that point at it.
@@ -271,10 +199,9 @@ pub(crate) fn sync_appointment_status(
     booking_uid: &str,
     status: &str,
 ) -> Result<(), SqlError> {
-    cx.conn
-        .prepare_cached("UPDATE calls SET appointment_status = ?2 WHERE booking_uid = ?1")?
-        .execute(params![booking_uid, status])?;
-    Ok(())
+    cx.batch
+        .calls
+        .set_appointment_status(cx.conn, booking_uid, status)
 }
 
 fn link_latest_booking(cx: &Cx<'_>, call_id: &str) -> Result<(), SqlError> {

@@ -6,8 +6,7 @@ use std::collections::HashMap;
 use switchboard_store::RecordedEvent;
 
 use crate::ProjectionError;
-use crate::apply::{ApplyError, Decoded, Mode, apply, decode, phone_numbers};
-use crate::counts::BatchCounts;
+use crate::apply::{ApplyError, Batch, Decoded, Mode, apply, decode, phone_numbers};
 use crate::db::{checkpoint, checkpoint_for_update, set_checkpoint};
 use crate::phone::PhoneBook;
 use crate::sql::Conn;
@@ -121,9 +120,9 @@ pub(crate) fn fold_decoded(
             });
         }
         let mut failed = None;
-        let counts = BatchCounts::default();
+        let batch = Batch::default();
         for event in decoded.iter().filter(|e| e.position > stored) {
-            match apply(&tx, phones, &counts, event, mode) {
+            match apply(&tx, phones, &batch, event, mode) {
                 Ok(()) => {}
                 Err(ApplyError::Fatal(error)) => return Err(error),
                 Err(ApplyError::Event(message)) => {
@@ -132,13 +131,19 @@ pub(crate) fn fold_decoded(
                 }
             }
         }
+        if failed.is_none() {
+            match batch.flush(&tx).map_err(ApplyError::from) {
+                Ok(()) => {}
+                Err(ApplyError::Fatal(error)) => return Err(error),
+                Err(ApplyError::Event(message)) => failed = Some(message),
+            }
+        }
         if let Some(message) = failed {
             // Only the optimistic pass can get here; the careful one turns it into an anomaly.
             tracing::debug!(%message, "batch retried with a savepoint per event");
             tx.rollback()?;
             continue;
         }
-        counts.flush(&tx)?;
         set_checkpoint(&tx, last)?;
         tx.commit()?;
         return Ok(Folded {

@@ -99,6 +99,8 @@ pub(crate) fn phone_number_assigned(cx: &Cx<'_>, event: &PhoneNumberAssigned) ->
                  branch_id = excluded.branch_id, assigned_at = excluded.assigned_at",
         )?
         .execute(params![number, event.tenant_id, event.branch_id, cx.at])?;
+    // The lookup is by number, not id: the table must have the batch's calls first.
+    cx.batch.calls.flush(cx.conn)?;
     let waiting: Vec<String> = cx
         .conn
         .prepare_cached(
@@ -386,7 +388,7 @@ fn count_payment(cx: &Cx<'_>, tenant: &str, succeeded: bool, amount: i64) -> App
 }
 
 pub(crate) fn add_call(cx: &Cx<'_>, tenant: &str, branch: Option<&str>) -> Result<(), SqlError> {
-    cx.counts.add_call(cx, tenant, branch)
+    cx.batch.counts.add_call(cx, tenant, branch)
 }
 
 /// Counts an appointment (`delta` 1) or uncounts a request merged into its booking (-1), at
@@ -399,10 +401,11 @@ pub(crate) fn add_appointment(
     delta: i64,
 ) -> Result<(), SqlError> {
     let tenant_delta = if at_tenant { delta } else { 0 };
-    cx.counts
+    cx.batch
+        .counts
         .add_appointment(cx, tenant, tenant_delta, branch, delta)
 }
 
 pub(crate) fn add_customer(cx: &Cx<'_>, tenant: &str) -> Result<(), SqlError> {
-    cx.counts.add_customer(cx, tenant)
+    cx.batch.counts.add_customer(cx, tenant)
 }

@@ -77,6 +77,28 @@ async fn a_call_before_its_number_is_registered_is_attributed_when_the_number_is
     assert_eq!(branch.phone_numbers, vec![SALON.to_owned()]);
 }
 
+/// The calls waiting for a number are found by number, in the table: the calls of the same
+/// batch, still held in memory, must be found too.
+#[tokio::test]
+async fn a_call_and_its_number_registered_within_one_batch_are_attributed() {
+    let h = Harness::new();
+    h.append(
+        "call-c1",
+        vec![call_ended("c1", "0151 23456789", "030 83793369", 0)],
+    )
+    .await;
+    open_tenant(&h, "t1", 10).await;
+    let read = h.project().await;
+    let call = read.call("c1").unwrap().unwrap();
+    assert_eq!(call.tenant_id.as_deref(), Some("t1"));
+    assert_eq!(call.branch_id.as_deref(), Some("b1"));
+    assert!(call.customer_id.is_some());
+    let anomaly = anomalies_with(&read, "unattributed_call");
+    assert_eq!(anomaly.len(), 1);
+    assert_eq!(anomaly[0].tenant_id.as_deref(), Some("t1"));
+    assert!(anomaly[0].resolved_at.is_some());
+}
+
 #[tokio::test]
 async fn ended_then_booked_then_cancelled_reads_cancelled_on_the_call() {
     let h = Harness::new();
@@ -153,6 +175,42 @@ async fn ended_then_booked_then_cancelled_reads_cancelled_on_the_call() {
         .map(|e| e["change"].clone())
         .collect();
     assert_eq!(changes, vec![json!("created"), json!("cancelled")]);
+}
+
+/// The folds hold a batch's calls in memory and write them at its end; a booking's status is
+/// copied onto its calls by booking uid, so it must reach a call the table does not have yet.
+#[tokio::test]
+async fn a_call_booked_and_cancelled_within_one_batch_reads_cancelled() {
+    let h = Harness::new();
+    open_tenant(&h, "t1", 0).await;
+    h.append(
+        "call-c1",
+        vec![call_ended("c1", "+4915123456789", SALON, 1)],
+    )
+    .await;
+    h.append(
+        "booking-bk1",
+        vec![
+            booking_created("bk1", Some("c1"), 5, 42),
+            BookingCancelled {
+                booking_uid: "bk1".into(),
+                occurred_at: at(30),
+                reason: None,
+                cancelled_by: None,
+            }
+            .into(),
+        ],
+    )
+    .await;
+    let read = h.project().await;
+    let appointment = read.call("c1").unwrap().unwrap().appointment.unwrap();
+    assert_eq!(
+        (
+            appointment.booking_uid.as_str(),
+            appointment.status.as_deref()
+        ),
+        ("bk1", Some("cancelled"))
+    );
 }
 
 #[tokio::test]
@@ -705,12 +763,14 @@ async fn the_live_runner_applies_each_event_once_across_restarts() {
 async fn an_event_the_read_models_refuse_is_undone_as_a_whole_and_recorded() {
     let h = Harness::new();
     open_tenant(&h, "t1", 0).await;
-    // A trigger stands in for any row an event cannot write (a constraint, a bad value).
+    // A trigger stands in for any row an event cannot write (a constraint, a bad value). The
+    // call's row is written last (at the end of the batch, or of the event when retried
+    // carefully), after the event already linked the caller as a customer.
     let projector = Projector::open(h.dyn_store(), h.data_dir()).unwrap();
     rusqlite::Connection::open(projector.at().file().unwrap())
         .unwrap()
         .execute_batch(
-            "CREATE TRIGGER poison BEFORE UPDATE OF tenant_id ON calls WHEN NEW.call_id = 'poison'
+            "CREATE TRIGGER poison BEFORE INSERT ON calls WHEN NEW.call_id = 'poison'
              BEGIN SELECT RAISE(ABORT, 'poisoned row'); END;",
         )
         .unwrap();
@@ -725,9 +785,15 @@ async fn an_event_the_read_models_refuse_is_undone_as_a_whole_and_recorded() {
     let read = h.project().await;
     assert!(read.call("c1").unwrap().is_some());
     assert!(read.call("c2").unwrap().is_some());
-    assert!(
-        read.call("poison").unwrap().is_none(),
-        "the row its first statement made is undone too"
+    assert!(read.call("poison").unwrap().is_none());
+    let customer_calls: i64 =
+        rusqlite::Connection::open(switchboard_projections::read_models_path(h.data_dir()))
+            .unwrap()
+            .query_row("SELECT calls_count FROM customers", [], |r| r.get(0))
+            .unwrap();
+    assert_eq!(
+        customer_calls, 2,
+        "what the event wrote before its call is undone too"
     );
     let failed = anomalies_with(&read, "apply_failed");
     assert_eq!(failed.len(), 1);
@@ -739,6 +805,60 @@ async fn an_event_the_read_models_refuse_is_undone_as_a_whole_and_recorded() {
     );
     assert_eq!(read.tenant("t1").unwrap().unwrap().counts.calls, 2);
     assert_eq!(read.checkpoint().unwrap(), h.head());
+}
+
+/// A batch holds its calls in memory: what an event the read models refused had changed in a
+/// held call must go with its savepoint, not reach the table with the call's next event.
+#[tokio::test]
+async fn a_refused_event_leaves_nothing_behind_for_the_same_calls_next_event() {
+    let h = Harness::new();
+    open_tenant(&h, "t1", 0).await;
+    // The analysis at minute 2 changes the call, then fails on the caller's customer row.
+    let projector = Projector::open(h.dyn_store(), h.data_dir()).unwrap();
+    rusqlite::Connection::open(projector.at().file().unwrap())
+        .unwrap()
+        .execute_batch(&format!(
+            "CREATE TRIGGER poison BEFORE UPDATE ON customers WHEN NEW.last_seen_at = '{}'
+             BEGIN SELECT RAISE(ABORT, 'poisoned row'); END;",
+            switchboard_projections::ts(at(2))
+        ))
+        .unwrap();
+    drop(projector);
+    let analysis = |minute: i64, summary: &str, sentiment: Option<&str>| -> Event {
+        CallAnalyzed {
+            call_id: "c1".into(),
+            occurred_at: at(minute),
+            analysis: CallAnalysis {
+                summary: Some(summary.into()),
+                sentiment: sentiment.map(str::to_owned),
+                sentiment_score: None,
+                successful: None,
+                appointment_booked: None,
+                details: json!({}),
+            },
+        }
+        .into()
+    };
+    h.append(
+        "call-c1",
+        vec![
+            call_ended("c1", "+4915123456789", SALON, 1),
+            analysis(2, "refused", Some("Negative")),
+            analysis(3, "considered", None),
+        ],
+    )
+    .await;
+    let read = h.project().await;
+    let call = read.call("c1").unwrap().unwrap();
+    assert_eq!(call.summary.as_deref(), Some("considered"));
+    assert_eq!(
+        call.sentiment, None,
+        "the refused analysis left its sentiment behind"
+    );
+    let failed = anomalies_with(&read, "apply_failed");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].event_type, "CallAnalyzed");
+    assert_eq!(failed[0].occurred_at, switchboard_projections::ts(at(2)));
 }
 
 #[tokio::test]

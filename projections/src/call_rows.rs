@@ -1,0 +1,255 @@
+//! The `calls` rows a batch holds (see `held.rs`), and the one lookup of calls by something
+//! other than their id that the folds make while holding them: copying a booking's status onto
+//! the calls that point at it changes both the table and the held rows.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use crate::held::{Held, Record};
+use crate::sql::{Conn, Row, SqlResult, params};
+
+/// One row of `calls`, every column (README.md documents them).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Call {
+    pub call_id: String,
+    pub seq: i64,
+    pub tenant_id: Option<String>,
+    pub branch_id: Option<String>,
+    pub status: String,
+    pub direction: Option<String>,
+    pub from_number: Option<String>,
+    pub to_number: Option<String>,
+    pub tenant_number: Option<String>,
+    pub customer_number: Option<String>,
+    pub agent_id: Option<String>,
+    pub duration_s: Option<i64>,
+    pub call_status: Option<String>,
+    pub end_reason: Option<String>,
+    pub recording_url: Option<String>,
+    pub transcript: Option<String>,
+    pub summary: Option<String>,
+    pub sentiment: Option<String>,
+    pub successful: Option<bool>,
+    pub customer_id: Option<String>,
+    pub customer_name: Option<String>,
+    pub booking_uid: Option<String>,
+    pub appointment_status: Option<String>,
+    pub booking_linked_at: Option<String>,
+    pub availability_checks: i64,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub analyzed_at: Option<String>,
+    pub updated_at: String,
+}
+
+/// The columns in [`Call::read`]'s order.
+macro_rules! columns {
+    () => {
+        "call_id, seq, tenant_id, branch_id, status, direction, from_number, to_number,
+         tenant_number, customer_number, agent_id, duration_s, call_status, end_reason,
+         recording_url, transcript, summary, sentiment, successful, customer_id, customer_name,
+         booking_uid, appointment_status, booking_linked_at, availability_checks, started_at,
+         ended_at, analyzed_at, updated_at"
+    };
+}
+
+impl Call {
+    /// The row a call's first event creates: `seq` and time are that event's, the status
+    /// `started` until an end is recorded.
+    pub(crate) fn new(call_id: &str, seq: i64, at: &str) -> Call {
+        Call {
+            call_id: call_id.to_owned(),
+            seq,
+            status: "started".to_owned(),
+            updated_at: at.to_owned(),
+            ..Call::default()
+        }
+    }
+}
+
+impl Record for Call {
+    const SELECT: &'static str = concat!("SELECT ", columns!(), " FROM calls WHERE call_id = ?1");
+
+    fn read(row: &Row<'_>) -> SqlResult<Call> {
+        Ok(Call {
+            call_id: row.get(0)?,
+            seq: row.get(1)?,
+            tenant_id: row.get(2)?,
+            branch_id: row.get(3)?,
+            status: row.get(4)?,
+            direction: row.get(5)?,
+            from_number: row.get(6)?,
+            to_number: row.get(7)?,
+            tenant_number: row.get(8)?,
+            customer_number: row.get(9)?,
+            agent_id: row.get(10)?,
+            duration_s: row.get(11)?,
+            call_status: row.get(12)?,
+            end_reason: row.get(13)?,
+            recording_url: row.get(14)?,
+            transcript: row.get(15)?,
+            summary: row.get(16)?,
+            sentiment: row.get(17)?,
+            successful: row.get(18)?,
+            customer_id: row.get(19)?,
+            customer_name: row.get(20)?,
+            booking_uid: row.get(21)?,
+            appointment_status: row.get(22)?,
+            booking_linked_at: row.get(23)?,
+            availability_checks: row.get(24)?,
+            started_at: row.get(25)?,
+            ended_at: row.get(26)?,
+            analyzed_at: row.get(27)?,
+            updated_at: row.get(28)?,
+        })
+    }
+
+    fn write(&self, conn: &Conn) -> SqlResult<()> {
+        conn.prepare_cached(concat!(
+            "INSERT INTO calls (",
+            columns!(),
+            ")
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                 ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)
+             ON CONFLICT (call_id) DO UPDATE SET
+                 tenant_id = excluded.tenant_id, branch_id = excluded.branch_id,
+                 status = excluded.status, direction = excluded.direction,
+                 from_number = excluded.from_number, to_number = excluded.to_number,
+                 tenant_number = excluded.tenant_number,
+                 customer_number = excluded.customer_number, agent_id = excluded.agent_id,
+                 duration_s = excluded.duration_s, call_status = excluded.call_status,
+                 end_reason = excluded.end_reason, recording_url = excluded.recording_url,
+                 transcript = excluded.transcript, summary = excluded.summary,
+                 sentiment = excluded.sentiment, successful = excluded.successful,
+                 customer_id = excluded.customer_id, customer_name = excluded.customer_name,
+                 booking_uid = excluded.booking_uid,
+                 appointment_status = excluded.appointment_status,
+                 booking_linked_at = excluded.booking_linked_at,
+                 availability_checks = excluded.availability_checks,
+                 started_at = excluded.started_at, ended_at = excluded.ended_at,
+                 analyzed_at = excluded.analyzed_at, updated_at = excluded.updated_at"
+        ))?
+        .execute(params![
+            self.call_id,
+            self.seq,
+            self.tenant_id,
+            self.branch_id,
+            self.status,
+            self.direction,
+            self.from_number,
+            self.to_number,
+            self.tenant_number,
+            self.customer_number,
+            self.agent_id,
+            self.duration_s,
+            self.call_status,
+            self.end_reason,
+            self.recording_url,
+            self.transcript,
+            self.summary,
+            self.sentiment,
+            self.successful,
+            self.customer_id,
+            self.customer_name,
+            self.booking_uid,
+            self.appointment_status,
+            self.booking_linked_at,
+            self.availability_checks,
+            self.started_at,
+            self.ended_at,
+            self.analyzed_at,
+            self.updated_at,
+        ])?;
+        Ok(())
+    }
+}
+
+/// The calls one batch has read or changed.
+#[derive(Default)]
+pub(crate) struct BatchCalls {
+    rows: Held<Call>,
+    /// Booking uid → the held calls that pointed at it when they were read or changed (a call
+    /// may have moved on to a newer booking since; the row itself says).
+    by_booking: RefCell<HashMap<String, Vec<String>>>,
+}
+
+impl BatchCalls {
+    /// What `look` makes of the call as it stands in this batch (None: no such call).
+    pub(crate) fn read<T>(
+        &self,
+        conn: &Conn,
+        call_id: &str,
+        look: impl FnOnce(Option<&Call>) -> T,
+    ) -> SqlResult<T> {
+        let first = !self.rows.holds(call_id);
+        let (result, booking) = self.rows.read(conn, call_id, |call| {
+            let booking = call.and_then(|c| c.booking_uid.clone()).filter(|_| first);
+            (look(call), booking)
+        })?;
+        self.pointing(booking, call_id);
+        Ok(result)
+    }
+
+    /// Lets `edit` change the call (or create it, from None); the row is written at the next
+    /// flush.
+    pub(crate) fn change<T>(
+        &self,
+        conn: &Conn,
+        call_id: &str,
+        edit: impl FnOnce(&mut Option<Call>) -> T,
+    ) -> SqlResult<T> {
+        let first = !self.rows.holds(call_id);
+        let (result, booking) = self.rows.change(conn, call_id, |slot| {
+            let before = slot.as_ref().and_then(|c| c.booking_uid.clone());
+            let result = edit(slot);
+            let after = slot.as_ref().and_then(|c| c.booking_uid.clone());
+            (
+                result,
+                after.filter(|uid| first || before.as_ref() != Some(uid)),
+            )
+        })?;
+        self.pointing(booking, call_id);
+        Ok(result)
+    }
+
+    fn pointing(&self, booking: Option<String>, call_id: &str) {
+        if let Some(uid) = booking {
+            self.by_booking
+                .borrow_mut()
+                .entry(uid)
+                .or_default()
+                .push(call_id.to_owned());
+        }
+    }
+
+    /// Copies a booking's status onto every call that points at it: the rows in the table and
+    /// the ones held here.
+    pub(crate) fn set_appointment_status(
+        &self,
+        conn: &Conn,
+        booking_uid: &str,
+        status: &str,
+    ) -> SqlResult<()> {
+        conn.prepare_cached("UPDATE calls SET appointment_status = ?2 WHERE booking_uid = ?1")?
+            .execute(params![booking_uid, status])?;
+        if let Some(calls) = self.by_booking.borrow().get(booking_uid) {
+            self.rows.mirror(calls, |call| {
+                if call.booking_uid.as_deref() == Some(booking_uid) {
+                    call.appointment_status = Some(status.to_owned());
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes every call changed since the last flush.
+    pub(crate) fn flush(&self, conn: &Conn) -> SqlResult<()> {
+        self.rows.flush(conn)
+    }
+
+    /// Drops everything held: the event that changed it was rolled back.
+    pub(crate) fn forget(&self) {
+        self.rows.forget();
+        self.by_booking.borrow_mut().clear();
+    }
+}
