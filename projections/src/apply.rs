@@ -9,7 +9,7 @@ use crate::anomalies::{self, NewAnomaly};
 use crate::call_rows::BatchCalls;
 use crate::counts::BatchCounts;
 use crate::phone::PhoneBook;
-use crate::sql::{Conn, SqlError};
+use crate::sql::{Conn, Dialect, SqlError};
 use crate::{ProjectionError, appointments, calls, tenants};
 
 /// The envelope-only event the server stores with the raw webhook body (for re-derivation);
@@ -256,7 +256,14 @@ pub(crate) fn apply(
         }
     };
     if mode == Mode::Optimistic {
-        return dispatch(&cx, event);
+        dispatch(&cx, event)?;
+        // PostgreSQL refuses some values SQLite takes (NUL in text, over-long index entries):
+        // there each event's rows are written at once, so what an event cannot write fails
+        // that event wherever the batch ends (see held.rs).
+        if conn.dialect() == Dialect::Postgres {
+            batch.flush_rows(conn)?;
+        }
+        return Ok(());
     }
 
     conn.execute_batch("SAVEPOINT apply_event")?;

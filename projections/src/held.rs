@@ -10,11 +10,14 @@
 //! SQL that finds held rows by anything but their key must see the batch's changes: it runs
 //! after a flush, or changes the held rows as well as the table (see `call_rows.rs`).
 //!
-//! A held row reaches the table in its state at the end of the batch (or, when a batch is
-//! retried with a savepoint per event, at the end of each event), never in the states between.
-//! That is the same wherever batches end only because writing a held row cannot fail for its
-//! values: keys come from the events and every NOT NULL column is always set. A table given a
-//! constraint a fold could break must not be held.
+//! On SQLite a held row reaches the table in its state at the end of the batch (or, when a
+//! batch is retried with a savepoint per event, at the end of each event), never in the states
+//! between. That gives the same rows wherever batches end only because SQLite cannot refuse a
+//! held row for its values: keys come from the events, every NOT NULL column is always set, and
+//! SQLite takes any text. PostgreSQL refuses some (NUL in text, over-long index entries), so
+//! there the rows are written after every event: an event that cannot be written fails on its
+//! own, as when every statement went to the table. A table given a constraint a fold could
+//! break must not be held.
 
 use std::cell::RefCell;
 use std::collections::HashMap;

@@ -415,3 +415,55 @@ async fn read_models_reconnect_by_themselves_when_postgresql_drops_their_session
         "each event once"
     );
 }
+
+/// PostgreSQL refuses NUL in text, which SQLite stores: the event that carries one fails on
+/// its own (`apply_failed`) even when a later event in the same batch replaces the value, so
+/// where batches end (live or rebuild) changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_postgresql_refuses_fails_its_own_event_wherever_the_batch_ends() {
+    let Some(url) =
+        postgres_test_url("a_value_postgresql_refuses_fails_its_own_event_wherever_the_batch_ends")
+    else {
+        return;
+    };
+    let schemas = Schemas::new(url, "nul");
+    let h = Harness::new();
+    let with_nul: switchboard_domain::event::Event = switchboard_domain::event::CallEnded {
+        call_id: "c1".into(),
+        occurred_at: at(1),
+        parties: parties("+4915123456789", "+493083793369"),
+        outcome: switchboard_domain::event::CallOutcome {
+            transcript: Some("Agent: \u{0}".into()),
+            ..Default::default()
+        },
+    }
+    .into();
+    h.append(
+        "call-c1",
+        vec![
+            with_nul,
+            call_ended("c1", "+4915123456789", "+493083793369", 2),
+        ],
+    )
+    .await;
+    let live = schemas.live();
+    let mut projector = open_projector(&h, &live).await;
+    assert_eq!(projector.catch_up().await.unwrap(), h.head());
+    drop(projector);
+    let read = open_read_models(&live).await;
+    let (call, failed) = blocking(move || {
+        let call = read.call("c1").unwrap().unwrap();
+        let failed: Vec<_> = read
+            .anomalies(&AnomalyFilter::default(), 50, None)
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|a| a.reason == "apply_failed")
+            .collect();
+        (call, failed)
+    })
+    .await;
+    assert_eq!(call.transcript.as_deref(), Some("Agent: Guten Tag"));
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].position, 1);
+}
