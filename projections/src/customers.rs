@@ -3,7 +3,7 @@
 //! name, email, phone) merge into the same row, so no repair `UPDATE … JOIN customers` is
 //! ever needed: the link is made as the facts arrive.
 
-use crate::sql::{OptionalExtension, SqlError, params};
+use crate::sql::{SqlError, params};
 use uuid::Uuid;
 
 use crate::apply::Cx;
@@ -38,30 +38,30 @@ pub(crate) fn link(
     appointments: i64,
 ) -> Result<String, SqlError> {
     let id = customer_id(tenant_id, phone_e164);
-    let exists: Option<i64> = cx
+    // Inserting first both asks "is it new?" and creates it: one statement for a new
+    // customer, two (as a lookup and an update would be) for a known one.
+    let created = cx
         .conn
-        .prepare_cached("SELECT 1 FROM customers WHERE customer_id = ?1")?
-        .query_row([&id], |r| r.get(0))
-        .optional()?;
-    if exists.is_none() {
-        cx.conn
-            .prepare_cached(
-                "INSERT INTO customers (customer_id, seq, tenant_id, phone, name, email,
-                                        calls_count, appointments_count, first_seen_at,
-                                        last_seen_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
-            )?
-            .execute(params![
-                id,
-                cx.seq(),
-                tenant_id,
-                phone_e164,
-                person.name,
-                person.email,
-                calls,
-                appointments,
-                cx.at
-            ])?;
+        .prepare_cached(
+            "INSERT INTO customers (customer_id, seq, tenant_id, phone, name, email,
+                                    calls_count, appointments_count, first_seen_at,
+                                    last_seen_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+             ON CONFLICT (customer_id) DO NOTHING",
+        )?
+        .execute(params![
+            id,
+            cx.seq(),
+            tenant_id,
+            phone_e164,
+            person.name,
+            person.email,
+            calls,
+            appointments,
+            cx.at
+        ])?
+        == 1;
+    if created {
         tenants::add_customer(cx, tenant_id)?;
     } else {
         let sql = if person.authoritative {

@@ -1,6 +1,6 @@
 //! One SQL connection over the two databases the read models live in: SQLite (a file in the
 //! data dir) and PostgreSQL (a schema beside the events). The projections and queries are
-//! written once, in the SQL both understand (`?N` placeholders, `ON CONFLICT`, `RETURNING`,
+//! written once, in the SQL both understand (`?N` placeholders, `ON CONFLICT`,
 //! `COALESCE`); this module binds and reads values with SQLite's loose typing on both, so a
 //! fold never cares which database it writes.
 //!
