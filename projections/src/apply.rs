@@ -33,7 +33,7 @@ pub(crate) struct Cx<'a> {
     /// The event's provider time as read-model text.
     pub at: String,
     pub phones: &'a PhoneBook,
-    /// What the batch holds until its end: counts and calls.
+    /// What the batch holds in memory: counts (written at its end) and calls (see held.rs).
     pub batch: &'a Batch,
 }
 
@@ -53,8 +53,9 @@ impl Cx<'_> {
     }
 }
 
-/// What a batch holds in memory until its end: per-tenant counts and the call rows it read
-/// or changed. One per transaction attempt: a batch retried carefully starts from a new one.
+/// What a batch holds in memory: per-tenant counts, written at its end, and the call rows it
+/// read or changed, written as `held.rs` says. One per transaction attempt: a batch retried
+/// carefully starts from a new one.
 #[derive(Default)]
 pub(crate) struct Batch {
     pub counts: BatchCounts,
@@ -70,12 +71,6 @@ impl Batch {
     /// Drops the rows held: the event that changed them was rolled back.
     pub(crate) fn forget_rows(&self) {
         self.calls.forget();
-    }
-
-    /// Writes everything the batch holds; called once, before the checkpoint moves.
-    pub(crate) fn flush(&self, conn: &Conn) -> Result<(), SqlError> {
-        self.flush_rows(conn)?;
-        self.counts.flush(conn)
     }
 }
 

@@ -12,7 +12,7 @@ use crate::customers::{self, Person};
 use crate::{anomalies, tenants};
 
 /// Attributes the call if it is not yet, links its customer, and passes what changed on to
-/// the appointments that came from it. `call` is the row as the caller's statement left it;
+/// the appointments that came from it. `call` is the row as the caller's change left it;
 /// `hint` is the tenant the intake routed the delivery to; `report` records an
 /// `unattributed_call` anomaly when nothing owns the number.
 pub(crate) fn settle_call(

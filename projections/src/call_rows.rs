@@ -1,6 +1,7 @@
-//! The `calls` rows a batch holds (see `held.rs`), and the one lookup of calls by something
-//! other than their id that the folds make while holding them: copying a booking's status onto
-//! the calls that point at it changes both the table and the held rows.
+//! The `calls` rows a batch holds (see `held.rs`). The folds find calls by something other than
+//! their id twice: copying a booking's status onto the calls that point at it changes both the
+//! table and the held rows (here); the calls waiting for a number's owner are looked up after a
+//! flush (`tenants.rs`).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -42,7 +43,7 @@ pub(crate) struct Call {
     pub updated_at: String,
 }
 
-/// The columns in [`Call::read`]'s order.
+/// The columns in [`Call::from_row`]'s order.
 macro_rules! columns {
     () => {
         "call_id, seq, tenant_id, branch_id, status, direction, from_number, to_number,
@@ -70,7 +71,7 @@ impl Call {
 impl Record for Call {
     const SELECT: &'static str = concat!("SELECT ", columns!(), " FROM calls WHERE call_id = ?1");
 
-    fn read(row: &Row<'_>) -> SqlResult<Call> {
+    fn from_row(row: &Row<'_>) -> SqlResult<Call> {
         Ok(Call {
             call_id: row.get(0)?,
             seq: row.get(1)?,

@@ -132,7 +132,9 @@ pub(crate) fn fold_decoded(
             }
         }
         if failed.is_none() {
-            match batch.flush(&tx).map_err(ApplyError::from) {
+            // A held row the database refuses fails the batch like an event would; the careful
+            // pass writes each event's rows under its savepoint, so it finds the event.
+            match batch.flush_rows(&tx).map_err(ApplyError::from) {
                 Ok(()) => {}
                 Err(ApplyError::Fatal(error)) => return Err(error),
                 Err(ApplyError::Event(message)) => failed = Some(message),
@@ -144,6 +146,7 @@ pub(crate) fn fold_decoded(
             tx.rollback()?;
             continue;
         }
+        batch.counts.flush(&tx)?;
         set_checkpoint(&tx, last)?;
         tx.commit()?;
         return Ok(Folded {

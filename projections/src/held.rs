@@ -1,22 +1,25 @@
-//! Rows a batch holds in memory and writes once at its end.
+//! Rows a batch holds in memory, so that each is read and written once per batch rather than
+//! once or more per event.
 //!
 //! A call's events come close together (started, an availability check, ended, analysed, its
 //! booking linked), and each of them moved the call's row with one to three statements: about
 //! 40 % of the fold's time on the 1M-event rebuild. Now a batch reads such a row at most once,
 //! the folds change it in memory, and [`Held::flush`] writes each changed row with one
-//! statement before the checkpoint, in the batch's transaction. Like the counts, live
-//! processing and rebuilds both fold through here, so both write the same rows.
+//! statement. Like the counts, live processing and rebuilds both fold through here, so both
+//! write the same rows.
 //!
-//! SQL that finds held rows by anything but their key must see the batch's changes: it runs
-//! after a flush, or changes the held rows as well as the table (see `call_rows.rs`).
+//! When rows are written: on SQLite at the end of the batch, before the checkpoint, in the
+//! batch's transaction; after each event when a batch is retried with a savepoint per event;
+//! and on PostgreSQL after every event. SQL that finds held rows by anything but their key
+//! must see the batch's changes: it runs after a flush, or changes the held rows as well as
+//! the table (see `call_rows.rs`).
 //!
-//! On SQLite a held row reaches the table in its state at the end of the batch (or, when a
-//! batch is retried with a savepoint per event, at the end of each event), never in the states
-//! between. That gives the same rows wherever batches end only because SQLite cannot refuse a
-//! held row for its values: keys come from the events, every NOT NULL column is always set, and
-//! SQLite takes any text. PostgreSQL refuses some (NUL in text, over-long index entries), so
-//! there the rows are written after every event: an event that cannot be written fails on its
-//! own, as when every statement went to the table. A table given a constraint a fold could
+//! On SQLite, then, a row written at the end of a batch skips the states it went through
+//! within the batch. That gives the same rows wherever batches end only because SQLite cannot
+//! refuse a held row for its values: keys come from the events, every NOT NULL column is
+//! always set, and SQLite takes any text. PostgreSQL refuses some (NUL in text, over-long index
+//! entries), which is why it writes after every event: an event that cannot be written fails on
+//! its own, as when every statement went to the table. A table given a constraint a fold could
 //! break must not be held.
 
 use std::cell::RefCell;
@@ -26,12 +29,12 @@ use crate::sql::{Conn, OptionalExtension, Row, SqlResult};
 
 /// A read-model row kept whole in memory, keyed by its text primary key.
 pub(crate) trait Record: Sized {
-    /// Every column of the row whose key is `?1`, in [`Record::read`]'s order.
+    /// Every column of the row whose key is `?1`, in [`Record::from_row`]'s order.
     const SELECT: &'static str;
 
-    fn read(row: &Row<'_>) -> SqlResult<Self>;
+    fn from_row(row: &Row<'_>) -> SqlResult<Self>;
 
-    /// Inserts the row, or replaces every column of the stored one.
+    /// Inserts the row, or sets every column of the stored one but its key and `seq`.
     fn write(&self, conn: &Conn) -> SqlResult<()>;
 }
 
@@ -73,7 +76,7 @@ impl<R: Record> Held<R> {
         }
         let row = conn
             .prepare_cached(R::SELECT)?
-            .query_row([key], R::read)
+            .query_row([key], R::from_row)
             .optional()?;
         self.rows.borrow_mut().insert(
             key.to_owned(),
@@ -128,17 +131,24 @@ impl<R: Record> Held<R> {
         }
     }
 
-    /// Writes every row changed since the last flush; the rows stay held, unchanged.
+    /// Writes every row changed since the last flush; the rows stay held, unchanged. When a
+    /// write fails, the rows not yet written stay queued.
     pub(crate) fn flush(&self, conn: &Conn) -> SqlResult<()> {
         let changed = std::mem::take(&mut *self.changed.borrow_mut());
         let mut rows = self.rows.borrow_mut();
-        for key in changed {
-            if let Some(entry) = rows.get_mut(&key) {
-                if let Some(row) = &entry.row {
-                    row.write(conn)?;
-                }
-                entry.changed = false;
+        for (done, key) in changed.iter().enumerate() {
+            let Some(entry) = rows.get_mut(key) else {
+                continue;
+            };
+            if let Some(row) = &entry.row
+                && let Err(error) = row.write(conn)
+            {
+                self.changed
+                    .borrow_mut()
+                    .extend_from_slice(&changed[done..]);
+                return Err(error);
             }
+            entry.changed = false;
         }
         Ok(())
     }
