@@ -79,8 +79,9 @@ pub(crate) fn unattributed(
 /// Marks the open `unattributed_*` anomalies about a subject as resolved by the event in hand, naming the
 /// tenant the subject now belongs to.
 pub(crate) fn resolve(cx: &Cx<'_>, kind: &str, id: &str, tenant_id: &str) -> Applied {
-    // Most attributions have nothing to resolve: looking first costs about a fifth of an
-    // UPDATE that finds no row (measured on the 1M-event rebuild: 1.3 µs against 6.9 µs).
+    // Most attributions have nothing to resolve, and looking is cheaper than updating: on the
+    // 1M-event rebuild the lookup took 1.7–1.9 µs and let 52,443 of 84,651 UPDATEs (6.9 µs
+    // on average) be skipped.
     let open = cx
         .conn
         .prepare_cached(

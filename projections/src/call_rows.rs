@@ -203,11 +203,9 @@ impl BatchCalls {
         let (result, booking) = self.rows.change(conn, call_id, |slot| {
             let before = slot.as_ref().and_then(|c| c.booking_uid.clone());
             let result = edit(slot);
-            let after = slot.as_ref().and_then(|c| c.booking_uid.clone());
-            (
-                result,
-                after.filter(|uid| first || before.as_ref() != Some(uid)),
-            )
+            let after = slot.as_ref().and_then(|c| c.booking_uid.as_ref());
+            let pointing = after.filter(|uid| first || before.as_ref() != Some(*uid));
+            (result, pointing.cloned())
         })?;
         self.pointing(booking, call_id);
         Ok(result)

@@ -3,7 +3,7 @@
 //!
 //! A call's events come close together (started, an availability check, ended, analysed, its
 //! booking linked), and each of them moved the call's row with one to three statements: about
-//! 40 % of the fold's time on the 1M-event rebuild. Now a batch reads such a row at most once,
+//! a third of the fold's time on the 1M-event rebuild. Now a batch reads such a row at most once,
 //! the folds change it in memory, and [`Held::flush`] writes each changed row with one
 //! statement. Like the counts, live processing and rebuilds both fold through here, so both
 //! write the same rows.
