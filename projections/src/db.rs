@@ -451,6 +451,13 @@ pub fn open_reader(at: &ReadModelsAt) -> Result<Conn, ProjectionError> {
             )?;
             conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
             conn.busy_timeout(BUSY_TIMEOUT)?;
+            // The queries' pages end in `LIMIT ?`: without the query planner stability
+            // guarantee SQLite parses and plans such a cached statement again whenever that
+            // parameter is bound anew (every page).
+            conn.set_db_config(
+                rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+                true,
+            )?;
             Ok(Conn::from(conn))
         }
         ReadModelsAt::Postgres { url, schema } => {

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use switchboard_intake::BranchRef;
 use switchboard_projections::{
-    DEFAULT_TIME_ZONE, ProjectionError, ReadModels, default_opening_hours,
+    DEFAULT_TIME_ZONE, ProjectionError, ReadModels, ReadModelsAt, default_opening_hours,
 };
 use tokio::sync::Semaphore;
 
@@ -66,6 +66,22 @@ impl ReadModelHandle {
         .map_err(Error::from)
     }
 
+    /// Runs a one-row lookup by key on this thread when the read models are a local SQLite
+    /// file and a connection is free: it takes microseconds, less than the hop to the
+    /// blocking pool and back. Read models in PostgreSQL are a network round trip away and
+    /// always go through [`ReadModelHandle::query`].
+    async fn lookup<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&ReadModels) -> Result<T, ProjectionError> + Send + 'static,
+    ) -> Result<T, Error> {
+        if matches!(self.inner.at(), ReadModelsAt::Sqlite(_))
+            && let Ok(_permit) = self.permits.try_acquire()
+        {
+            return query(&self.inner).map_err(Error::from);
+        }
+        self.query(query).await
+    }
+
     pub async fn tenant_for_token_hash(&self, hash: &str) -> Result<Option<String>, Error> {
         let hash = hash.to_owned();
         self.query(move |rm| rm.tenant_by_token_hash(&hash)).await
@@ -74,7 +90,8 @@ impl ReadModelHandle {
     /// The branch a dialled number rings at, for the time zone of the caller's appointment.
     pub async fn branch_for_number(&self, number: &str) -> Result<Option<BranchRef>, Error> {
         let number = number.to_owned();
-        let owner = self.query(move |rm| rm.number_owner(&number)).await?;
+        // On every delivery that names a dialled number.
+        let owner = self.lookup(move |rm| rm.number_owner(&number)).await?;
         Ok(owner.and_then(|owner| {
             Some(BranchRef {
                 tenant_id: owner.tenant_id,

@@ -214,11 +214,15 @@ async fn catch_up(
     state: &mut StreamState,
 ) -> Result<(), StoreError> {
     const PAGE: usize = 1000;
+    // Most streams are a handful of events (a new call has none): a first page that short is
+    // one the embedded store answers on this thread, without a hop to the blocking pool.
+    let mut page_size = switchboard_store::sqlite::SHORT_READ_EVENTS;
     let known = state.get_or_insert_with(KnownStream::default);
     loop {
         let from = known.version.map_or(0, |v| v + 1);
-        let page = store.read_stream(stream, from, PAGE).await?;
-        let full = page.len() == PAGE;
+        let page = store.read_stream(stream, from, page_size).await?;
+        let full = page.len() == page_size;
+        page_size = PAGE;
         for recorded in page {
             known.version = Some(recorded.version);
             if let Some(key) = recorded

@@ -215,6 +215,20 @@ impl SqliteStore {
         .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
     }
 
+    /// Runs a short read on the caller's thread when a pooled connection is free, and on the
+    /// blocking pool otherwise. A read of a few rows from the page cache takes microseconds,
+    /// less than handing it to a pool thread and waking the caller again (the ingest path
+    /// reads every stream it has not seen yet, and paid more for the hop than for the read).
+    async fn read_short<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&rusqlite::Connection) -> Result<T, reader::ReadError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        match Arc::clone(&self.read_permits).try_acquire_owned() {
+            Ok(_permit) => self.readers.with(|conn, _| read(conn)),
+            Err(_) => self.read(read).await,
+        }
+    }
+
     /// Validates and serializes on the caller's task, so oversize or malformed appends are
     /// refused before they reach the writer and the writer does SQLite work only.
     fn prepare(
@@ -289,8 +303,14 @@ impl EventStore for SqliteStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let stream = stream.to_owned();
         let upto = *self.head.borrow();
-        self.read(move |conn| reader::read_stream(conn, &stream, from_version, limit, upto))
-            .await
+        let read = move |conn: &rusqlite::Connection| {
+            reader::read_stream(conn, &stream, from_version, limit, upto)
+        };
+        if limit <= SHORT_READ_EVENTS {
+            self.read_short(read).await
+        } else {
+            self.read(read).await
+        }
     }
 
     /// A large page of events already known committed is read in two halves on two
@@ -338,7 +358,7 @@ impl EventStore for SqliteStore {
     async fn stream_version(&self, stream: &str) -> Result<Option<u64>, StoreError> {
         let stream = stream.to_owned();
         let upto = *self.head.borrow();
-        self.read(move |conn| reader::stream_version(conn, &stream, upto))
+        self.read_short(move |conn| reader::stream_version(conn, &stream, upto))
             .await
     }
 
@@ -354,6 +374,10 @@ impl EventStore for SqliteStore {
         self.head.clone()
     }
 }
+
+/// Stream reads of at most this many events are short enough to run on the caller's thread
+/// (see `read_short`): tens of microseconds at most, page cache permitting.
+pub const SHORT_READ_EVENTS: usize = 32;
 
 /// Pages of at least twice this many events are read in two halves at once.
 const SPLIT_PAGE_HALF: usize = 256;

@@ -102,6 +102,15 @@ pub(crate) fn open_reader(path: &Path, busy_timeout: Duration) -> Result<Connect
         .map_err(|e| from_sqlite(path, e))?;
     conn.pragma_update(None, "mmap_size", READER_MMAP_BYTES)
         .map_err(|e| from_sqlite(path, e))?;
+    // The query planner stability guarantee: without it SQLite marks a cached statement whose
+    // `LIMIT ?` it peeked at as expired whenever that parameter is bound again, so every read
+    // of a stream or of `$all` was parsed and planned anew (`sqlite3Reprepare` on its first
+    // step). These reads' plans follow from their indexes, never from the values bound.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .map_err(|e| from_sqlite(path, e))?;
     Ok(conn)
 }
 
