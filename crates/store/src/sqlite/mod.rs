@@ -325,11 +325,23 @@ impl EventStore for SqliteStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let half = limit / 2;
         let head = *self.head.borrow();
+        // Every read stops at the head: past it there is nothing to read. (A subscriber that
+        // has caught up asks exactly that after each page.)
+        if from_position > head {
+            return Ok(Vec::new());
+        }
         let mid = from_position.saturating_add(half as u64);
         if half < SPLIT_PAGE_HALF || mid.saturating_sub(1) > head {
-            return self
-                .read(move |conn| reader::read_all(conn, from_position, limit, head))
-                .await;
+            let read = move |conn: &rusqlite::Connection| {
+                reader::read_all(conn, from_position, limit, head)
+            };
+            // A live subscriber reads the few events of the last commits.
+            let remaining = head - from_position + 1;
+            return if remaining.min(limit as u64) <= SHORT_READ_EVENTS as u64 {
+                self.read_short(read).await
+            } else {
+                self.read(read).await
+            };
         }
         let rest = limit - half;
         let (first, second) = tokio::join!(
@@ -375,8 +387,8 @@ impl EventStore for SqliteStore {
     }
 }
 
-/// Stream reads of at most this many events are short enough to run on the caller's thread
-/// (see `read_short`): tens of microseconds at most, page cache permitting.
+/// Reads of at most this many events are short enough to run on the caller's thread (see
+/// `read_short`): tens of microseconds at most, page cache permitting.
 pub const SHORT_READ_EVENTS: usize = 32;
 
 /// Pages of at least twice this many events are read in two halves at once.
