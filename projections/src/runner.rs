@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use switchboard_store::{EventStore, RecordedEvent, Subscription};
 use tokio::sync::watch;
@@ -19,6 +19,10 @@ use crate::sql::{Conn, Dialect};
 pub const DEFAULT_MAX_BATCH: usize = 1_000;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// While events keep arriving, batches start at least this far apart (see `follow`): the
+/// read models trail a busy store by about this much more, a quiet one not at all.
+pub const FOLD_INTERVAL: Duration = Duration::from_millis(20);
 
 /// How often an instance that is not the projections' leader asks again: the bound on how
 /// long the read models stand still after a leader dies.
@@ -172,12 +176,25 @@ impl Projector {
         self.checkpoint.send_replace(start);
         let mut subscription = Subscription::new(Arc::clone(&self.store), start + 1);
         let head = self.store.watch_head();
+        let mut last_fold: Option<Instant> = None;
         loop {
             let first = tokio::select! {
                 biased;
                 _ = stopped(shutdown) => return Ok(()),
                 event = subscription.next() => event?,
             };
+            // At most one batch per FOLD_INTERVAL while events keep coming: under load each
+            // commit of the read models then carries many deliveries instead of a few, and the
+            // rows they share are written once. After a quiet spell the first event is folded
+            // at once.
+            if let Some(due) = last_fold.map(|at| at + FOLD_INTERVAL) {
+                tokio::select! {
+                    biased;
+                    _ = stopped(shutdown) => return Ok(()),
+                    _ = tokio::time::sleep_until(due.into()) => {}
+                }
+            }
+            last_fold = Some(Instant::now());
             // Take what is already committed, up to a batch: never wait for more once the
             // head has been reached, so a quiet store is folded at once.
             let mut batch = vec![first];
