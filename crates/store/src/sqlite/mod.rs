@@ -12,6 +12,7 @@ mod checkpointer;
 mod errors;
 mod known_streams;
 mod reader;
+mod recent;
 mod schema;
 mod syncer;
 mod writer;
@@ -29,6 +30,7 @@ pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 
 use self::checkpointer::Checkpointer;
 use self::reader::ReadPool;
+use self::recent::RecentEvents;
 use self::syncer::{Poison, SYNC_BACKLOG, SyncFn, Syncer};
 use self::writer::{Answer, Append, AppendRequest, PreparedEvent, Writer, WriterCounters};
 use crate::validation::{check_append, check_event_size};
@@ -96,6 +98,8 @@ pub struct SqliteStore {
     head: watch::Receiver<u64>,
     /// Set for good by a failed sync (see `syncer`).
     poison: Arc<Poison>,
+    /// What live subscribers read instead of the file (see `recent`).
+    recent: Arc<RecentEvents>,
 }
 
 impl SqliteStore {
@@ -141,7 +145,15 @@ impl SqliteStore {
             })?;
         let (committed_tx, committed_rx) = std::sync::mpsc::sync_channel(SYNC_BACKLOG);
         let poison = Arc::new(Poison::default());
-        let syncer = Syncer::new(wal, sync, committed_rx, head_tx, Arc::clone(&poison));
+        let recent = Arc::new(RecentEvents::default());
+        let syncer = Syncer::new(
+            wal,
+            sync,
+            committed_rx,
+            head_tx,
+            Arc::clone(&poison),
+            Arc::clone(&recent),
+        );
         let (requests_tx, requests_rx) = mpsc::channel(options.queue_capacity.max(1));
         let counters = Arc::new(WriterCounters::default());
         let writer = Writer {
@@ -175,6 +187,7 @@ impl SqliteStore {
             read_permits,
             head: head_rx,
             poison,
+            recent,
         })
     }
 
@@ -329,6 +342,9 @@ impl EventStore for SqliteStore {
         // has caught up asks exactly that after each page.)
         if from_position > head {
             return Ok(Vec::new());
+        }
+        if let Some(page) = self.recent.read(from_position, limit, head) {
+            return Ok(page);
         }
         let mid = from_position.saturating_add(half as u64);
         if half < SPLIT_PAGE_HALF || mid.saturating_sub(1) > head {

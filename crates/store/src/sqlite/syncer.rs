@@ -25,10 +25,12 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, OnceLock};
 
+use chrono::{DateTime, Utc};
 use tokio::sync::{oneshot, watch};
 
+use super::recent::RecentEvents;
 use super::writer::Answer;
-use crate::StoreError;
+use crate::{RawJson, RecordedEvent, StoreError};
 
 /// How the WAL is made durable: `fdatasync` in the store, something slower or failing in
 /// tests.
@@ -46,6 +48,38 @@ pub(crate) struct Committed {
     pub answers: Vec<(oneshot::Sender<Answer>, Answer)>,
     /// The last position the group wrote, or that another connection wrote before it.
     pub head: Option<u64>,
+    /// The time the group's events were recorded at.
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl Committed {
+    /// The events this group added, as a read of the file returns them.
+    fn recorded_events(&self) -> impl Iterator<Item = RecordedEvent> + '_ {
+        self.answers
+            .iter()
+            .filter_map(|(_, answer)| match &answer.result {
+                Ok(recorded) if !recorded.already_recorded => Some((recorded, &answer.append)),
+                _ => None,
+            })
+            .flat_map(move |(recorded, append)| {
+                recorded
+                    .events
+                    .iter()
+                    .zip(&append.events)
+                    .map(move |(place, event)| RecordedEvent {
+                        event_id: place.event_id,
+                        stream: append.stream.clone(),
+                        version: place.version,
+                        position: place.position,
+                        event_type: event.event_type.clone(),
+                        schema_version: event.schema_version,
+                        occurred_at: event.occurred_at,
+                        recorded_at: self.recorded_at,
+                        data: RawJson::from_stored(&event.data),
+                        metadata: RawJson::from_stored(&event.metadata),
+                    })
+            })
+    }
 }
 
 /// Set by the first failed sync; the store refuses everything after it.
@@ -75,6 +109,8 @@ pub(crate) struct Syncer {
     /// The highest position committed so far.
     committed_head: u64,
     poison: Arc<Poison>,
+    /// Durable events for live readers, filled before the head moves past them.
+    recent: Arc<RecentEvents>,
 }
 
 /// The WAL file next to the store file, as SQLite names it.
@@ -111,6 +147,7 @@ impl Syncer {
         committed: Receiver<Committed>,
         head: watch::Sender<u64>,
         poison: Arc<Poison>,
+        recent: Arc<RecentEvents>,
     ) -> Syncer {
         let committed_head = *head.borrow();
         Syncer {
@@ -121,6 +158,7 @@ impl Syncer {
             head,
             committed_head,
             poison,
+            recent,
         }
     }
 
@@ -134,8 +172,13 @@ impl Syncer {
             if let Some(new_head) = new_head {
                 self.committed_head = self.committed_head.max(new_head);
             }
+            let synced = self.poison.check().is_ok() && self.sync_wal();
+            if synced {
+                self.recent
+                    .extend(groups.iter().flat_map(Committed::recorded_events));
+            }
             let answers = groups.drain(..).flat_map(|group| group.answers);
-            if self.poison.check().is_ok() && self.sync_wal() {
+            if synced {
                 // The head moves before anyone is told, so a caller that reads right after
                 // its append returns, or a subscriber woken by the head, sees the commit.
                 let committed_head = self.committed_head;

@@ -114,7 +114,11 @@ impl Writer {
             self.counters
                 .appends
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            let GroupOutcome { results, file_head } = self.commit(&batch);
+            let GroupOutcome {
+                results,
+                file_head,
+                recorded_at,
+            } = self.commit(&batch);
             let head = results
                 .iter()
                 .filter_map(|r| r.as_ref().ok())
@@ -129,7 +133,12 @@ impl Writer {
             // The callers are answered once the group is synced (see `syncer`). Should the
             // syncer be gone, nothing more can be made durable: the writer stops too, and every
             // caller, these and later ones, is told the store closed.
-            if self.committed.send(Committed { answers, head }).is_err() {
+            let committed = Committed {
+                answers,
+                head,
+                recorded_at,
+            };
+            if self.committed.send(committed).is_err() {
                 tracing::error!(path = %self.path.display(), "event store syncer gone; writer stops");
                 break;
             }
@@ -164,6 +173,7 @@ impl Writer {
                 GroupOutcome {
                     results: batch.iter().map(|_| Err(error.clone())).collect(),
                     file_head: None,
+                    recorded_at: Utc::now(),
                 }
             }
         }
@@ -232,7 +242,11 @@ impl Writer {
             }
         }
         self.conn.prepare_cached("COMMIT")?.execute([])?;
-        Ok(GroupOutcome { results, file_head })
+        Ok(GroupOutcome {
+            results,
+            file_head,
+            recorded_at,
+        })
     }
 }
 
@@ -242,6 +256,7 @@ impl Writer {
 struct GroupOutcome {
     results: Vec<Result<Recorded, StoreError>>,
     file_head: Option<u64>,
+    recorded_at: DateTime<Utc>,
 }
 
 /// Why one append inside a batch did not go through.
