@@ -36,7 +36,19 @@ done
 
 echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'); date: $(date -u +%F)"
 echo "server: $url (embedded SQLite, WAL synced before each answer)"
-loadgen() { ./target/release/switchboard-loadgen --url "$url" --secret "$SECRET" --duration "$DURATION" "$@"; }
+# Each run also reports the server's CPU time (user + system, /proc/PID/stat) per accepted
+# delivery: steadier than throughput on a machine whose cores others share.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
+loadgen() {
+  local before out accepted
+  before="$(cpu_ticks)"
+  out="$(./target/release/switchboard-loadgen --url "$url" --secret "$SECRET" --duration "$DURATION" "$@")"
+  echo "$out"
+  accepted="$(echo "$out" | sed -n 's/^ingest[^:]*: \([0-9]*\) accepted.*/\1/p')"
+  if [[ "${accepted:-0}" -gt 0 ]]; then
+    echo "server CPU: $(( ($(cpu_ticks) - before) * 1000000 / $(getconf CLK_TCK) / accepted )) µs per accepted delivery"
+  fi
+}
 
 echo "== 1. maximum throughput, 64 connections"
 loadgen --connections 64
