@@ -13,7 +13,7 @@ use switchboard_domain::event::{OpeningHours, Weekday};
 use crate::ProjectionError;
 use crate::apply::ts;
 use crate::db::{ReadModelsAt, checkpoint, open_live, open_reader};
-use crate::phone;
+use crate::phone::{self, PhoneBook};
 use crate::sql::{Conn, OptionalExtension, Params, Row, SqlResult, params};
 
 /// The most items one page may hold.
@@ -327,6 +327,9 @@ pub fn default_opening_hours() -> Vec<OpeningHours> {
 pub struct ReadModels {
     at: ReadModelsAt,
     idle: Mutex<Vec<Conn>>,
+    /// The dialled number of every call is looked up (`number_owner`): a business has a
+    /// few numbers, and parsing one costs more than the lookup itself.
+    phones: Mutex<PhoneBook>,
 }
 
 impl ReadModels {
@@ -355,6 +358,7 @@ impl ReadModels {
         Ok(ReadModels {
             at: at.clone(),
             idle: Mutex::new(vec![first]),
+            phones: Mutex::default(),
         })
     }
 
@@ -592,7 +596,12 @@ impl ReadModels {
 
     /// The tenant and branch a dialled number rings at (any common notation of the number).
     pub fn number_owner(&self, phone: &str) -> Result<Option<NumberOwner>, ProjectionError> {
-        let Some(e164) = phone::normalize(phone) else {
+        let e164 = self
+            .phones
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .normalize(Some(phone));
+        let Some(e164) = e164 else {
             return Ok(None);
         };
         self.with(|conn| {
