@@ -82,7 +82,8 @@ async fn main() {
     // Each connection paces itself to its share of the rate.
     let per_connection_interval = (args.rate > 0)
         .then(|| Duration::from_secs_f64(args.connections as f64 / args.rate as f64));
-    for connection in 0..args.connections {
+    let connections = args.connections;
+    for connection in 0..connections {
         let client = client.clone();
         let secret = secret.clone();
         let url = format!(
@@ -95,7 +96,10 @@ async fn main() {
         let count = args.count;
         tasks.push(tokio::spawn(async move {
             let mut ticker = per_connection_interval.map(|every| {
-                let mut t = tokio::time::interval(every);
+                // Each connection starts its own fraction of an interval later, so the
+                // requests arrive evenly spaced rather than in bursts of one per connection.
+                let offset = every.mul_f64(connection as f64 / connections as f64);
+                let mut t = tokio::time::interval_at(tokio::time::Instant::now() + offset, every);
                 t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
                 t
             });
