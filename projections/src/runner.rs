@@ -187,7 +187,9 @@ impl Projector {
             // commit of the read models then carries many deliveries instead of a few, and the
             // rows they share are written once. After a quiet spell the first event is folded
             // at once.
-            if let Some(due) = last_fold.map(|at| at + FOLD_INTERVAL) {
+            if let Some(due) = last_fold.map(|at| at + FOLD_INTERVAL)
+                && Instant::now() < due
+            {
                 tokio::select! {
                     biased;
                     _ = stopped(shutdown) => return Ok(()),
