@@ -8,6 +8,8 @@ use switchboard_store::RecordedEvent;
 use crate::anomalies::{self, NewAnomaly};
 use crate::call_rows::BatchCalls;
 use crate::counts::BatchCounts;
+use crate::customers::Customer;
+use crate::held::Held;
 use crate::phone::PhoneBook;
 use crate::sql::{Conn, Dialect, SqlError};
 use crate::{ProjectionError, appointments, calls, tenants};
@@ -53,24 +55,27 @@ impl Cx<'_> {
     }
 }
 
-/// What a batch holds in memory: per-tenant counts, written at its end, and the call rows it
-/// read or changed, written as `held.rs` says. One per transaction attempt: a batch retried
-/// carefully starts from a new one.
+/// What a batch holds in memory: per-tenant counts, written at its end, and the call and
+/// customer rows it read or changed, written as `held.rs` says. One per transaction attempt: a
+/// batch retried carefully starts from a new one.
 #[derive(Default)]
 pub(crate) struct Batch {
     pub counts: BatchCounts,
     pub calls: BatchCalls,
+    pub customers: Held<Customer>,
 }
 
 impl Batch {
     /// Writes the rows changed since the last flush.
     pub(crate) fn flush_rows(&self, conn: &Conn) -> Result<(), SqlError> {
-        self.calls.flush(conn)
+        self.calls.flush(conn)?;
+        self.customers.flush(conn)
     }
 
     /// Drops the rows held: the event that changed them was rolled back.
     pub(crate) fn forget_rows(&self) {
         self.calls.forget();
+        self.customers.forget();
     }
 }
 

@@ -2,11 +2,15 @@
 //! E.164. Calls (the caller's number, the name the agent collected) and bookings (attendee
 //! name, email, phone) merge into the same row, so no repair `UPDATE … JOIN customers` is
 //! ever needed: the link is made as the facts arrive.
+//!
+//! A customer is touched by nearly every event of its calls and bookings, always by its id:
+//! the batch holds the rows (see `held.rs`) and writes each changed one once.
 
-use crate::sql::{SqlError, params};
 use uuid::Uuid;
 
 use crate::apply::Cx;
+use crate::held::Record;
+use crate::sql::{Conn, Row, SqlError, SqlResult, params};
 use crate::tenants;
 
 /// Fixed namespace for customer ids: the same tenant and number give the same id in every
@@ -27,6 +31,87 @@ pub(crate) struct Person<'a> {
     pub authoritative: bool,
 }
 
+/// One row of `customers`, every column (README.md documents them).
+#[derive(Debug, Clone)]
+pub(crate) struct Customer {
+    customer_id: String,
+    seq: i64,
+    tenant_id: String,
+    phone: String,
+    name: Option<String>,
+    email: Option<String>,
+    calls_count: i64,
+    appointments_count: i64,
+    first_seen_at: String,
+    last_seen_at: String,
+}
+
+impl Customer {
+    /// Merges what a fact seen at `at` says about the person.
+    fn merge(&mut self, person: &Person<'_>, at: &str) {
+        let merge = |old: &mut Option<String>, new: Option<&str>| {
+            if let Some(new) = new
+                && (person.authoritative || old.is_none())
+            {
+                *old = Some(new.to_owned());
+            }
+        };
+        merge(&mut self.name, person.name);
+        merge(&mut self.email, person.email);
+        if self.last_seen_at.as_str() < at {
+            self.last_seen_at = at.to_owned();
+        }
+    }
+}
+
+impl Record for Customer {
+    const SELECT: &'static str = "SELECT customer_id, seq, tenant_id, phone, name, email,
+            calls_count, appointments_count, first_seen_at, last_seen_at
+         FROM customers WHERE customer_id = ?1";
+
+    fn from_row(row: &Row<'_>) -> SqlResult<Customer> {
+        Ok(Customer {
+            customer_id: row.get(0)?,
+            seq: row.get(1)?,
+            tenant_id: row.get(2)?,
+            phone: row.get(3)?,
+            name: row.get(4)?,
+            email: row.get(5)?,
+            calls_count: row.get(6)?,
+            appointments_count: row.get(7)?,
+            first_seen_at: row.get(8)?,
+            last_seen_at: row.get(9)?,
+        })
+    }
+
+    fn write(&self, conn: &Conn) -> SqlResult<()> {
+        conn.prepare_cached(
+            "INSERT INTO customers (customer_id, seq, tenant_id, phone, name, email, calls_count,
+                                    appointments_count, first_seen_at, last_seen_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT (customer_id) DO UPDATE SET
+                 tenant_id = excluded.tenant_id, phone = excluded.phone,
+                 name = excluded.name, email = excluded.email,
+                 calls_count = excluded.calls_count,
+                 appointments_count = excluded.appointments_count,
+                 first_seen_at = excluded.first_seen_at, last_seen_at = excluded.last_seen_at",
+        )?
+        .execute(params![
+            self.customer_id,
+            self.seq,
+            self.tenant_id,
+            self.phone,
+            self.name,
+            self.email,
+            self.calls_count,
+            self.appointments_count,
+            self.first_seen_at,
+            self.last_seen_at,
+        ])?;
+        Ok(())
+    }
+}
+
 /// The customer for `phone_e164` at `tenant_id`, created on first sight, with `calls` and
 /// `appointments` added to its counts; returns its id.
 pub(crate) fn link(
@@ -38,76 +123,44 @@ pub(crate) fn link(
     appointments: i64,
 ) -> Result<String, SqlError> {
     let id = customer_id(tenant_id, phone_e164);
-    // Inserting first both asks "is it new?" and creates it: one statement for a new
-    // customer, two (as a lookup and an update would be) for a known one.
-    let created = cx
-        .conn
-        .prepare_cached(
-            "INSERT INTO customers (customer_id, seq, tenant_id, phone, name, email,
-                                    calls_count, appointments_count, first_seen_at,
-                                    last_seen_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
-             ON CONFLICT (customer_id) DO NOTHING",
-        )?
-        .execute(params![
-            id,
-            cx.seq(),
-            tenant_id,
-            phone_e164,
-            person.name,
-            person.email,
-            calls,
-            appointments,
-            cx.at
-        ])?
-        == 1;
+    let created = cx.batch.customers.change(cx.conn, &id, |slot| {
+        let created = slot.is_none();
+        let customer = slot.get_or_insert_with(|| Customer {
+            customer_id: id.clone(),
+            seq: cx.seq(),
+            tenant_id: tenant_id.to_owned(),
+            phone: phone_e164.to_owned(),
+            name: None,
+            email: None,
+            calls_count: 0,
+            appointments_count: 0,
+            first_seen_at: cx.at.clone(),
+            last_seen_at: cx.at.clone(),
+        });
+        customer.merge(&person, &cx.at);
+        customer.calls_count += calls;
+        customer.appointments_count += appointments;
+        created
+    })?;
     if created {
         tenants::add_customer(cx, tenant_id)?;
-    } else {
-        let sql = if person.authoritative {
-            "UPDATE customers SET name = COALESCE(?2, name), email = COALESCE(?3, email),
-                 last_seen_at = CASE WHEN last_seen_at >= ?4 THEN last_seen_at ELSE ?4 END, calls_count = calls_count + ?5,
-                 appointments_count = appointments_count + ?6
-             WHERE customer_id = ?1"
-        } else {
-            "UPDATE customers SET name = COALESCE(name, ?2), email = COALESCE(email, ?3),
-                 last_seen_at = CASE WHEN last_seen_at >= ?4 THEN last_seen_at ELSE ?4 END, calls_count = calls_count + ?5,
-                 appointments_count = appointments_count + ?6
-             WHERE customer_id = ?1"
-        };
-        cx.conn.prepare_cached(sql)?.execute(params![
-            id,
-            person.name,
-            person.email,
-            cx.at,
-            calls,
-            appointments
-        ])?;
     }
     Ok(id)
 }
 
 /// Merges what a later fact says about a known customer.
 pub(crate) fn update(cx: &Cx<'_>, id: &str, person: Person<'_>) -> Result<(), SqlError> {
-    let sql = if person.authoritative {
-        "UPDATE customers SET name = COALESCE(?2, name), email = COALESCE(?3, email),
-             last_seen_at = CASE WHEN last_seen_at >= ?4 THEN last_seen_at ELSE ?4 END WHERE customer_id = ?1"
-    } else {
-        "UPDATE customers SET name = COALESCE(name, ?2), email = COALESCE(email, ?3),
-             last_seen_at = CASE WHEN last_seen_at >= ?4 THEN last_seen_at ELSE ?4 END WHERE customer_id = ?1"
-    };
-    cx.conn
-        .prepare_cached(sql)?
-        .execute(params![id, person.name, person.email, cx.at])?;
-    Ok(())
+    cx.batch.customers.change(cx.conn, id, |slot| {
+        if let Some(customer) = slot {
+            customer.merge(&person, &cx.at);
+        }
+    })
 }
 
 pub(crate) fn count_appointment(cx: &Cx<'_>, id: &str, delta: i64) -> Result<(), SqlError> {
-    cx.conn
-        .prepare_cached(
-            "UPDATE customers SET appointments_count = appointments_count + ?2
-             WHERE customer_id = ?1",
-        )?
-        .execute(params![id, delta])?;
-    Ok(())
+    cx.batch.customers.change(cx.conn, id, |slot| {
+        if let Some(customer) = slot {
+            customer.appointments_count += delta;
+        }
+    })
 }

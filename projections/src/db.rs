@@ -436,6 +436,10 @@ fn open_scratch_file(path: &Path) -> Result<Conn, ProjectionError> {
     // 1M-event rebuild's fold needed ~8 % less CPU than with 8 MiB, and no less with 256 MiB.
     conn.pragma_update(None, "cache_size", -65_536)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // 8 KiB pages (SQLite's default is 4 KiB): shallower trees for the fold's lookups. The
+    // 1M-event rebuild's fold thread took 6.6-7.3 s against 7.1-8.8 s with 4 KiB (five pairs
+    // alternated, 2026-12-06). The swap copies rows, so the live file keeps its own page size.
+    conn.pragma_update(None, "page_size", 8192)?;
     conn.execute_batch(SCHEMA)?;
     conn.pragma_update(None, "user_version", LAYOUT_VERSION)?;
     Ok(Conn::from(conn))

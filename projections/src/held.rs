@@ -5,7 +5,9 @@
 //! booking linked), and each of them moved the call's row with one to three statements: about
 //! a third of the fold's time on the 1M-event rebuild. Now a batch reads such a row at most once,
 //! the folds change it in memory, and [`Held::flush`] writes each changed row with one
-//! statement. Like the counts, live processing and rebuilds both fold through here, so both
+//! statement. Customers are held the same way: nearly every event of a call or booking merges
+//! into its customer (1M-event rebuild: the fold's instructions ~5 % fewer on 100k events,
+//! callgrind). Like the counts, live processing and rebuilds both fold through here, so both
 //! write the same rows.
 //!
 //! When rows are written: on SQLite at the end of the batch, before the checkpoint, in the
