@@ -6,6 +6,7 @@ use switchboard_domain::event::{Event, EventDecodeError};
 use switchboard_store::RecordedEvent;
 
 use crate::anomalies::{self, NewAnomaly};
+use crate::appointment_rows::BatchAppointments;
 use crate::call_rows::BatchCalls;
 use crate::counts::BatchCounts;
 use crate::customers::Customer;
@@ -55,13 +56,14 @@ impl Cx<'_> {
     }
 }
 
-/// What a batch holds in memory: per-tenant counts, written at its end, and the call and
-/// customer rows it read or changed, written as `held.rs` says. One per transaction attempt: a
+/// What a batch holds in memory: per-tenant counts, written at its end, and the call,
+/// appointment and customer rows it read or changed, written as `held.rs` says. One per transaction attempt: a
 /// batch retried carefully starts from a new one.
 #[derive(Default)]
 pub(crate) struct Batch {
     pub counts: BatchCounts,
     pub calls: BatchCalls,
+    pub appointments: BatchAppointments,
     pub customers: Held<Customer>,
 }
 
@@ -69,12 +71,14 @@ impl Batch {
     /// Writes the rows changed since the last flush.
     pub(crate) fn flush_rows(&self, conn: &Conn) -> Result<(), SqlError> {
         self.calls.flush(conn)?;
+        self.appointments.flush(conn)?;
         self.customers.flush(conn)
     }
 
     /// Drops the rows held: the event that changed them was rolled back.
     pub(crate) fn forget_rows(&self) {
         self.calls.forget();
+        self.appointments.forget();
         self.customers.forget();
     }
 }

@@ -10,7 +10,8 @@
 //!   `rescheduled_to`, the new one `rescheduled_from` and carries the old one's history.
 //! * Every change appends one entry to `history` (JSON list), in fold order.
 
-use crate::sql::{OptionalExtension, SqlError, params};
+use crate::appointment_rows::Appointment;
+use crate::sql::{OptionalExtension, SqlError};
 use serde_json::json;
 use switchboard_domain::event::{
     AppointmentRequested, BookingCancelled, BookingCreated, BookingLinkedToCall, BookingRescheduled,
@@ -26,36 +27,43 @@ pub fn request_id(call_id: &str) -> String {
 /// Creates the booking's row on its first event (which may be a cancellation that overtook
 /// the creation); true when it did.
 fn ensure(cx: &Cx<'_>, uid: &str) -> Result<bool, SqlError> {
-    let created = cx
-        .conn
-        .prepare_cached(
-            "INSERT INTO appointments (appointment_id, seq, booking_uid, status, updated_at)
-             VALUES (?1, ?2, ?1, 'booked', ?3)
-             ON CONFLICT (appointment_id) DO NOTHING",
-        )?
-        .execute(params![uid, cx.seq(), cx.at])?;
-    Ok(created == 1)
+    cx.batch.appointments.change(cx.conn, uid, |slot| {
+        if slot.is_some() {
+            return false;
+        }
+        let mut row = Appointment::new(uid, cx.seq(), "booked", &cx.at);
+        row.booking_uid = Some(uid.to_owned());
+        *slot = Some(row);
+        true
+    })
 }
 
 fn push_history(cx: &Cx<'_>, id: &str, entry: serde_json::Value) -> Result<(), SqlError> {
-    cx.conn
-        .prepare_cached(
-            // `history` is compact JSON text only this crate writes, so appending is text work
-            // both SQLite and PostgreSQL do the same way.
-            "UPDATE appointments SET history = CASE WHEN history = '[]' THEN '[' || ?2 || ']'
-                     ELSE substr(history, 1, length(history) - 1) || ',' || ?2 || ']' END,
-                 updated_at = ?3
-             WHERE appointment_id = ?1",
-        )?
-        .execute(params![id, entry.to_string(), cx.at])?;
-    Ok(())
+    let entry = entry.to_string();
+    cx.batch.appointments.update(cx.conn, id, |row| {
+        row.push_history(&entry);
+        row.updated_at.clone_from(&cx.at);
+    })
 }
 
 fn status_of(cx: &Cx<'_>, id: &str) -> Result<Option<String>, SqlError> {
-    cx.conn
-        .prepare_cached("SELECT status FROM appointments WHERE appointment_id = ?1")?
-        .query_row([id], |r| r.get(0))
-        .optional()
+    cx.batch
+        .appointments
+        .read(cx.conn, id, |row| row.map(|r| r.status.clone()))
+}
+
+/// A value the event carries replaces the row's.
+fn newer<T: Clone>(old: &mut Option<T>, new: &Option<T>) {
+    if new.is_some() {
+        old.clone_from(new);
+    }
+}
+
+/// The row's value stays; the event's only fills a gap.
+fn first<T: Clone>(old: &mut Option<T>, new: Option<T>) {
+    if old.is_none() {
+        *old = new;
+    }
 }
 
 pub(crate) fn created(cx: &Cx<'_>, event: &BookingCreated) -> Applied {
@@ -64,39 +72,23 @@ pub(crate) fn created(cx: &Cx<'_>, event: &BookingCreated) -> Applied {
     let d = &event.details;
     let attendee = d.attendees.first();
     let organizer = d.organizer.as_ref();
-    cx.conn
-        .prepare_cached(
-            "UPDATE appointments SET
-                 status = CASE WHEN status IN ('cancelled', 'rescheduled') THEN status ELSE 'booked' END,
-                 start_at = COALESCE(start_at, ?2),
-                 end_at = COALESCE(end_at, ?3),
-                 service = COALESCE(?4, service),
-                 staff = COALESCE(?5, staff),
-                 title = ?6,
-                 location = ?7,
-                 organizer_id = ?8,
-                 attendee_name = ?9,
-                 attendee_email = ?10,
-                 attendee_phone = ?11,
-                 rescheduled_from = COALESCE(?12, rescheduled_from),
-                 created_at = ?13
-             WHERE appointment_id = ?1",
-        )?
-        .execute(params![
-            uid,
-            ts(d.start),
-            ts(d.end),
-            d.service,
-            organizer.and_then(|o| o.name.clone()),
-            d.title,
-            d.location,
-            organizer.and_then(|o| o.id),
-            attendee.and_then(|a| a.name.clone()),
-            attendee.and_then(|a| a.email.clone()),
-            attendee.and_then(|a| a.phone.clone()),
-            event.rescheduled_from,
-            ts(event.occurred_at),
-        ])?;
+    cx.batch.appointments.update(cx.conn, uid, |row| {
+        if row.status != "cancelled" && row.status != "rescheduled" {
+            row.status = "booked".to_owned();
+        }
+        first(&mut row.start_at, Some(ts(d.start)));
+        first(&mut row.end_at, Some(ts(d.end)));
+        newer(&mut row.service, &d.service);
+        newer(&mut row.staff, &organizer.and_then(|o| o.name.clone()));
+        row.title.clone_from(&d.title);
+        row.location.clone_from(&d.location);
+        row.organizer_id = organizer.and_then(|o| o.id);
+        row.attendee_name = attendee.and_then(|a| a.name.clone());
+        row.attendee_email = attendee.and_then(|a| a.email.clone());
+        row.attendee_phone = attendee.and_then(|a| a.phone.clone());
+        newer(&mut row.rescheduled_from, &event.rescheduled_from);
+        row.created_at = Some(ts(event.occurred_at));
+    })?;
     if let Some(old) = &event.rescheduled_from {
         carry_over_history(cx, old, uid)?;
     }
@@ -109,13 +101,12 @@ pub(crate) fn created(cx: &Cx<'_>, event: &BookingCreated) -> Applied {
     if let Some(old) = &event.rescheduled_from {
         // The old booking may have no BookingRescheduled of its own yet; the new uid is
         // enough to say where it went.
-        cx.conn
-            .prepare_cached(
-                "UPDATE appointments SET rescheduled_to = COALESCE(rescheduled_to, ?2),
-                     status = CASE WHEN status = 'cancelled' THEN status ELSE 'rescheduled' END
-                 WHERE appointment_id = ?1",
-            )?
-            .execute(params![old, uid])?;
+        cx.batch.appointments.update(cx.conn, old, |row| {
+            first(&mut row.rescheduled_to, Some(uid.clone()));
+            if row.status != "cancelled" {
+                row.status = "rescheduled".to_owned();
+            }
+        })?;
         if let Some(status) = status_of(cx, old)? {
             calls::sync_appointment_status(cx, old, &status)?;
         }
@@ -129,21 +120,14 @@ pub(crate) fn created(cx: &Cx<'_>, event: &BookingCreated) -> Applied {
 pub(crate) fn rescheduled(cx: &Cx<'_>, event: &BookingRescheduled) -> Applied {
     let uid = &event.booking_uid;
     ensure(cx, uid)?;
-    cx.conn
-        .prepare_cached(
-            "UPDATE appointments SET
-                 status = CASE WHEN status = 'cancelled' THEN status ELSE 'rescheduled' END,
-                 start_at = COALESCE(?2, start_at),
-                 end_at = COALESCE(?3, end_at),
-                 rescheduled_to = COALESCE(?4, rescheduled_to)
-             WHERE appointment_id = ?1",
-        )?
-        .execute(params![
-            uid,
-            event.start.map(ts),
-            event.end.map(ts),
-            event.rescheduled_to
-        ])?;
+    cx.batch.appointments.update(cx.conn, uid, |row| {
+        if row.status != "cancelled" {
+            row.status = "rescheduled".to_owned();
+        }
+        newer(&mut row.start_at, &event.start.map(ts));
+        newer(&mut row.end_at, &event.end.map(ts));
+        newer(&mut row.rescheduled_to, &event.rescheduled_to);
+    })?;
     push_history(
         cx,
         uid,
@@ -153,12 +137,9 @@ pub(crate) fn rescheduled(cx: &Cx<'_>, event: &BookingRescheduled) -> Applied {
                "reason": event.reason, "by": event.rescheduled_by, "rescheduled_to": event.rescheduled_to}),
     )?;
     if let Some(new) = &event.rescheduled_to {
-        cx.conn
-            .prepare_cached(
-                "UPDATE appointments SET rescheduled_from = COALESCE(rescheduled_from, ?2)
-                 WHERE appointment_id = ?1",
-            )?
-            .execute(params![new, uid])?;
+        cx.batch.appointments.update(cx.conn, new, |row| {
+            first(&mut row.rescheduled_from, Some(uid.clone()));
+        })?;
     }
     if let Some(status) = status_of(cx, uid)? {
         calls::sync_appointment_status(cx, uid, &status)?;
@@ -169,12 +150,10 @@ pub(crate) fn rescheduled(cx: &Cx<'_>, event: &BookingRescheduled) -> Applied {
 pub(crate) fn cancelled(cx: &Cx<'_>, event: &BookingCancelled) -> Applied {
     let uid = &event.booking_uid;
     ensure(cx, uid)?;
-    cx.conn
-        .prepare_cached(
-            "UPDATE appointments SET status = 'cancelled', cancel_reason = COALESCE(?2, cancel_reason)
-             WHERE appointment_id = ?1",
-        )?
-        .execute(params![uid, event.reason])?;
+    cx.batch.appointments.update(cx.conn, uid, |row| {
+        row.status = "cancelled".to_owned();
+        newer(&mut row.cancel_reason, &event.reason);
+    })?;
     push_history(
         cx,
         uid,
@@ -209,6 +188,8 @@ pub(crate) fn requested(cx: &Cx<'_>, event: &AppointmentRequested) -> Applied {
     let entry = json!({"at": cx.at, "change": "requested", "date": form.date, "time": form.time,
         "service": form.service, "staff_wish": form.staff_wish, "preferences": form.preferences,
         "requested_start": event.requested_start.map(ts), "time_zone": event.time_zone});
+    // Found by call, not id: the table must have the batch's appointments first.
+    cx.batch.appointments.flush(cx.conn)?;
     let booked: Option<String> = cx
         .conn
         .prepare_cached(
@@ -220,41 +201,28 @@ pub(crate) fn requested(cx: &Cx<'_>, event: &AppointmentRequested) -> Applied {
     let id = match booked {
         // The booking overtook the request: the request becomes part of its history.
         Some(uid) => {
-            cx.conn
-                .prepare_cached(
-                    "UPDATE appointments SET service = COALESCE(service, ?2) WHERE appointment_id = ?1",
-                )?
-                .execute(params![uid, form.service])?;
+            cx.batch.appointments.update(cx.conn, &uid, |row| {
+                first(&mut row.service, form.service.clone());
+            })?;
             uid
         }
         None => {
             let id = request_id(call_id);
-            cx.conn
-                .prepare_cached(
-                    "INSERT INTO appointments (appointment_id, seq, call_id, status, start_at,
-                         service, staff, attendee_name, attendee_email, attendee_phone,
-                         created_at, updated_at)
-                     VALUES (?1, ?2, ?3, 'requested', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)
-                     ON CONFLICT (appointment_id) DO UPDATE SET
-                         start_at = COALESCE(excluded.start_at, appointments.start_at),
-                         service = COALESCE(excluded.service, appointments.service),
-                         staff = COALESCE(excluded.staff, appointments.staff),
-                         attendee_name = COALESCE(excluded.attendee_name, appointments.attendee_name),
-                         attendee_email = COALESCE(excluded.attendee_email, appointments.attendee_email),
-                         attendee_phone = COALESCE(excluded.attendee_phone, appointments.attendee_phone)",
-                )?
-                .execute(params![
-                    id,
-                    cx.seq(),
-                    call_id,
-                    event.requested_start.map(ts),
-                    form.service,
-                    form.staff_wish,
-                    form.name,
-                    form.email,
-                    form.phone,
-                    cx.at,
-                ])?;
+            let requested_start = event.requested_start.map(ts);
+            cx.batch.appointments.change(cx.conn, &id, |slot| {
+                let row = slot.get_or_insert_with(|| {
+                    let mut row = Appointment::new(&id, cx.seq(), "requested", &cx.at);
+                    row.call_id = Some(call_id.clone());
+                    row.created_at = Some(cx.at.clone());
+                    row
+                });
+                newer(&mut row.start_at, &requested_start);
+                newer(&mut row.service, &form.service);
+                newer(&mut row.staff, &form.staff_wish);
+                newer(&mut row.attendee_name, &form.name);
+                newer(&mut row.attendee_email, &form.email);
+                newer(&mut row.attendee_phone, &form.phone);
+            })?;
             id
         }
     };
@@ -269,93 +237,62 @@ pub(crate) fn requested(cx: &Cx<'_>, event: &AppointmentRequested) -> Applied {
 /// Connects a booking and the call it came from, both ways, and folds the call's open request
 /// into the booking.
 fn link(cx: &Cx<'_>, uid: &str, call_id: &str, linked_at: &str) -> Result<(), SqlError> {
-    cx.conn
-        .prepare_cached("UPDATE appointments SET call_id = ?2 WHERE appointment_id = ?1")?
-        .execute(params![uid, call_id])?;
+    cx.batch.appointments.update(cx.conn, uid, |row| {
+        row.call_id = Some(call_id.to_owned());
+    })?;
     fulfil_request(cx, uid, call_id)?;
     calls::link_booking(cx, call_id, uid, linked_at)
-}
-
-/// What a request row brings into the booking that fulfils it.
-struct OpenRequest {
-    history: String,
-    service: Option<String>,
-    tenant: Option<String>,
-    branch: Option<String>,
-    customer: Option<String>,
 }
 
 /// Moves the request `request-{call_id}` into the booking: history first, then what the
 /// booking does not say itself; the request's row and its counts go away.
 fn fulfil_request(cx: &Cx<'_>, uid: &str, call_id: &str) -> Result<(), SqlError> {
-    let request = request_id(call_id);
-    let found = cx
-        .conn
-        .prepare_cached(
-            "SELECT history, service, tenant_id, branch_id, customer_id
-             FROM appointments WHERE appointment_id = ?1",
-        )?
-        .query_row([&request], |r| {
-            Ok(OpenRequest {
-                history: r.get(0)?,
-                service: r.get(1)?,
-                tenant: r.get(2)?,
-                branch: r.get(3)?,
-                customer: r.get(4)?,
-            })
-        })
-        .optional()?;
-    let Some(OpenRequest {
-        history,
-        service,
-        tenant,
-        branch,
-        customer,
-    }) = found
+    let request_id = request_id(call_id);
+    let Some(request) = cx
+        .batch
+        .appointments
+        .read(cx.conn, &request_id, |row| row.cloned())?
     else {
         return Ok(());
     };
-    let booking_history: String = cx
-        .conn
-        .prepare_cached("SELECT history FROM appointments WHERE appointment_id = ?1")?
-        .query_row([uid], |r| r.get(0))?;
-    let merged = merge_histories(&history, &booking_history);
-    cx.conn
-        .prepare_cached(
-            "UPDATE appointments SET history = ?2, service = COALESCE(service, ?3)
-             WHERE appointment_id = ?1",
-        )?
-        .execute(params![uid, merged, service])?;
-    cx.conn
-        .prepare_cached("DELETE FROM appointments WHERE appointment_id = ?1")?
-        .execute([&request])?;
-    if let Some(tenant) = tenant {
-        tenants::add_appointment(cx, &tenant, true, branch.as_deref(), -1)?;
+    let booking_history = cx
+        .batch
+        .appointments
+        .read(cx.conn, uid, |row| row.map(|r| r.history.clone()))?
+        .ok_or(SqlError::NoRows)?;
+    let merged = merge_histories(&request.history, &booking_history);
+    cx.batch.appointments.update(cx.conn, uid, |row| {
+        row.history = merged;
+        first(&mut row.service, request.service.clone());
+    })?;
+    cx.batch.appointments.delete(cx.conn, &request_id)?;
+    if let Some(tenant) = &request.tenant_id {
+        tenants::add_appointment(cx, tenant, true, request.branch_id.as_deref(), -1)?;
     }
-    if let Some(customer) = customer {
-        customers::count_appointment(cx, &customer, -1)?;
+    if let Some(customer) = &request.customer_id {
+        customers::count_appointment(cx, customer, -1)?;
     }
     Ok(())
 }
 
 /// A reschedule to a new uid: the new booking's history starts with the old one's.
 fn carry_over_history(cx: &Cx<'_>, old: &str, new: &str) -> Result<(), SqlError> {
-    let old_history: Option<String> = cx
-        .conn
-        .prepare_cached("SELECT history FROM appointments WHERE appointment_id = ?1")?
-        .query_row([old], |r| r.get(0))
-        .optional()?;
-    let Some(old_history) = old_history else {
+    let Some(old_history) = cx
+        .batch
+        .appointments
+        .read(cx.conn, old, |row| row.map(|r| r.history.clone()))?
+    else {
         return Ok(());
     };
-    let new_history: String = cx
-        .conn
-        .prepare_cached("SELECT history FROM appointments WHERE appointment_id = ?1")?
-        .query_row([new], |r| r.get(0))?;
-    cx.conn
-        .prepare_cached("UPDATE appointments SET history = ?2 WHERE appointment_id = ?1")?
-        .execute(params![new, merge_histories(&old_history, &new_history)])?;
-    Ok(())
+    let new_history = cx
+        .batch
+        .appointments
+        .read(cx.conn, new, |row| row.map(|r| r.history.clone()))?
+        .ok_or(SqlError::NoRows)?;
+    let merged = merge_histories(&old_history, &new_history);
+    cx.batch
+        .appointments
+        .update(cx.conn, new, |row| row.history = merged)
 }
 
 /// The first list's entries, then the second's. Histories are this crate's own JSON lists; one

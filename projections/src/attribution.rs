@@ -4,7 +4,7 @@
 //! phone number, organizer or Stripe customer was registered is attributed by the event that
 //! registers it — never by repair SQL — and its `unattributed_*` anomaly is resolved.
 
-use crate::sql::{OptionalExtension, SqlError, params};
+use crate::sql::{OptionalExtension, SqlError};
 
 use crate::apply::{Applied, Cx};
 use crate::calls::CallRow;
@@ -76,6 +76,8 @@ pub(crate) fn settle_call(
             }
         }
     })?;
+    // Found by call, not id: the table must have the batch's appointments first.
+    cx.batch.appointments.flush(cx.conn)?;
     let waiting: Vec<String> = cx
         .conn
         .prepare_cached(
@@ -108,27 +110,19 @@ struct AppointmentRow {
 /// branch from the call; links its customer (the attendee's phone, or else the call's
 /// customer). `report` records an `unattributed_booking` anomaly when no tenant is found.
 pub(crate) fn settle_appointment(cx: &Cx<'_>, appointment_id: &str, report: bool) -> Applied {
-    let Some(row) = cx
-        .conn
-        .prepare_cached(
-            "SELECT tenant_id, branch_id, call_id, organizer_id, attendee_phone, attendee_name,
-                    attendee_email, customer_id, booking_uid
-             FROM appointments WHERE appointment_id = ?1",
-        )?
-        .query_row([appointment_id], |r| {
-            Ok(AppointmentRow {
-                tenant_id: r.get(0)?,
-                branch_id: r.get(1)?,
-                call_id: r.get(2)?,
-                organizer_id: r.get(3)?,
-                attendee_phone: r.get(4)?,
-                attendee_name: r.get(5)?,
-                attendee_email: r.get(6)?,
-                customer_id: r.get(7)?,
-                booking_uid: r.get(8)?,
-            })
+    let Some(row) = cx.batch.appointments.read(cx.conn, appointment_id, |row| {
+        row.map(|r| AppointmentRow {
+            tenant_id: r.tenant_id.clone(),
+            branch_id: r.branch_id.clone(),
+            call_id: r.call_id.clone(),
+            organizer_id: r.organizer_id,
+            attendee_phone: r.attendee_phone.clone(),
+            attendee_name: r.attendee_name.clone(),
+            attendee_email: r.attendee_email.clone(),
+            customer_id: r.customer_id.clone(),
+            booking_uid: r.booking_uid.clone(),
         })
-        .optional()?
+    })?
     else {
         return Ok(());
     };
@@ -176,11 +170,12 @@ pub(crate) fn settle_appointment(cx: &Cx<'_>, appointment_id: &str, report: bool
         return Ok(());
     };
     if row.tenant_id.is_none() || row.branch_id != branch {
-        cx.conn
-            .prepare_cached(
-                "UPDATE appointments SET tenant_id = ?2, branch_id = ?3 WHERE appointment_id = ?1",
-            )?
-            .execute(params![appointment_id, tenant, branch])?;
+        cx.batch
+            .appointments
+            .update(cx.conn, appointment_id, |row| {
+                row.tenant_id = Some(tenant.clone());
+                row.branch_id.clone_from(&branch);
+            })?;
         let new_branch = if row.branch_id.is_none() {
             branch.as_deref()
         } else {
@@ -216,11 +211,11 @@ pub(crate) fn settle_appointment(cx: &Cx<'_>, appointment_id: &str, report: bool
             },
         };
         if let Some(id) = customer {
-            cx.conn
-                .prepare_cached(
-                    "UPDATE appointments SET customer_id = ?2 WHERE appointment_id = ?1",
-                )?
-                .execute(params![appointment_id, id])?;
+            cx.batch
+                .appointments
+                .update(cx.conn, appointment_id, |row| {
+                    row.customer_id = Some(id);
+                })?;
         }
     }
     Ok(())

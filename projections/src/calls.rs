@@ -178,11 +178,10 @@ pub(crate) fn link_booking(
     if !current {
         return Ok(());
     }
-    let status: Option<String> = cx
-        .conn
-        .prepare_cached("SELECT status FROM appointments WHERE appointment_id = ?1")?
-        .query_row([booking_uid], |r| r.get(0))
-        .optional()?;
+    let status = cx
+        .batch
+        .appointments
+        .read(cx.conn, booking_uid, |row| row.map(|r| r.status.clone()))?;
     cx.batch.calls.change(cx.conn, call_id, |slot| {
         if let Some(call) = slot {
             call.booking_uid = Some(booking_uid.to_owned());
@@ -205,6 +204,8 @@ pub(crate) fn sync_appointment_status(
 }
 
 fn link_latest_booking(cx: &Cx<'_>, call_id: &str) -> Result<(), SqlError> {
+    // Found by call, not id: the table must have the batch's appointments first.
+    cx.batch.appointments.flush(cx.conn)?;
     let booking: Option<(String, Option<String>)> = cx
         .conn
         .prepare_cached(

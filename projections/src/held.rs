@@ -122,6 +122,20 @@ impl<R: Record> Held<R> {
         Ok(result)
     }
 
+    /// Deletes the row with `delete` (SQL taking the key as `?1`) and holds it as absent, so
+    /// the batch neither writes it back nor reads it again.
+    pub(crate) fn delete(&self, conn: &Conn, key: &str, delete: &str) -> SqlResult<()> {
+        conn.prepare_cached(delete)?.execute([key])?;
+        self.rows.borrow_mut().insert(
+            key.to_owned(),
+            Entry {
+                row: None,
+                changed: false,
+            },
+        );
+        Ok(())
+    }
+
     /// Changes held rows in place without marking them for writing: for a change the caller
     /// has made in the table too.
     pub(crate) fn mirror(&self, keys: &[String], edit: impl Fn(&mut R)) {

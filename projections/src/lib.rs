@@ -13,6 +13,7 @@
 
 mod anomalies;
 mod apply;
+mod appointment_rows;
 mod appointments;
 mod attribution;
 mod call_rows;

@@ -139,6 +139,8 @@ pub(crate) fn organizer_linked(cx: &Cx<'_>, event: &CalcomOrganizerLinked) -> Ap
                  linked_at = excluded.linked_at",
         )?
         .execute(params![event.organizer_id, event.tenant_id, cx.at])?;
+    // Found by organizer, not id: the table must have the batch's appointments first.
+    cx.batch.appointments.flush(cx.conn)?;
     let waiting: Vec<String> = cx
         .conn
         .prepare_cached(
