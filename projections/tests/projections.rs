@@ -813,15 +813,18 @@ async fn an_event_the_read_models_refuse_is_undone_as_a_whole_and_recorded() {
 async fn a_refused_event_leaves_nothing_behind_for_the_same_calls_next_event() {
     let h = Harness::new();
     open_tenant(&h, "t1", 0).await;
-    // The analysis at minute 2 changes the call, then fails on the caller's customer row.
+    // The analysis at minute 2 gives the call a sentiment the table refuses. The batch writes
+    // the call once, at its end (as a new row or over the stored one), so the refusal finds
+    // the batch first and then, retried with a savepoint per event, that analysis.
     let projector = Projector::open(h.dyn_store(), h.data_dir()).unwrap();
     rusqlite::Connection::open(projector.at().file().unwrap())
         .unwrap()
-        .execute_batch(&format!(
-            "CREATE TRIGGER poison BEFORE UPDATE ON customers WHEN NEW.last_seen_at = '{}'
+        .execute_batch(
+            "CREATE TRIGGER poison_insert BEFORE INSERT ON calls WHEN NEW.sentiment = 'Negative'
+             BEGIN SELECT RAISE(ABORT, 'poisoned row'); END;
+             CREATE TRIGGER poison_update BEFORE UPDATE ON calls WHEN NEW.sentiment = 'Negative'
              BEGIN SELECT RAISE(ABORT, 'poisoned row'); END;",
-            switchboard_projections::ts(at(2))
-        ))
+        )
         .unwrap();
     drop(projector);
     let analysis = |minute: i64, summary: &str, sentiment: Option<&str>| -> Event {
