@@ -18,6 +18,7 @@ use switchboard_domain::event::{
 };
 
 use crate::apply::{Applied, Cx, ts};
+use crate::calls::{first, newer};
 use crate::{attribution, calls, customers, tenants};
 
 pub fn request_id(call_id: &str) -> String {
@@ -52,20 +53,6 @@ fn status_of(cx: &Cx<'_>, id: &str) -> Result<Option<String>, SqlError> {
         .read(cx.conn, id, |row| row.map(|r| r.status.clone()))
 }
 
-/// A value the event carries replaces the row's.
-fn newer<T: Clone>(old: &mut Option<T>, new: &Option<T>) {
-    if new.is_some() {
-        old.clone_from(new);
-    }
-}
-
-/// The row's value stays; the event's only fills a gap.
-fn first<T: Clone>(old: &mut Option<T>, new: Option<T>) {
-    if old.is_none() {
-        *old = new;
-    }
-}
-
 pub(crate) fn created(cx: &Cx<'_>, event: &BookingCreated) -> Applied {
     let uid = &event.booking_uid;
     ensure(cx, uid)?;
@@ -76,8 +63,8 @@ pub(crate) fn created(cx: &Cx<'_>, event: &BookingCreated) -> Applied {
         if row.status != "cancelled" && row.status != "rescheduled" {
             row.status = "booked".to_owned();
         }
-        first(&mut row.start_at, Some(ts(d.start)));
-        first(&mut row.end_at, Some(ts(d.end)));
+        first(&mut row.start_at, &Some(ts(d.start)));
+        first(&mut row.end_at, &Some(ts(d.end)));
         newer(&mut row.service, &d.service);
         newer(&mut row.staff, &organizer.and_then(|o| o.name.clone()));
         row.title.clone_from(&d.title);
@@ -102,7 +89,7 @@ pub(crate) fn created(cx: &Cx<'_>, event: &BookingCreated) -> Applied {
         // The old booking may have no BookingRescheduled of its own yet; the new uid is
         // enough to say where it went.
         cx.batch.appointments.update(cx.conn, old, |row| {
-            first(&mut row.rescheduled_to, Some(uid.clone()));
+            first(&mut row.rescheduled_to, &Some(uid.clone()));
             if row.status != "cancelled" {
                 row.status = "rescheduled".to_owned();
             }
@@ -138,7 +125,7 @@ pub(crate) fn rescheduled(cx: &Cx<'_>, event: &BookingRescheduled) -> Applied {
     )?;
     if let Some(new) = &event.rescheduled_to {
         cx.batch.appointments.update(cx.conn, new, |row| {
-            first(&mut row.rescheduled_from, Some(uid.clone()));
+            first(&mut row.rescheduled_from, &Some(uid.clone()));
         })?;
     }
     if let Some(status) = status_of(cx, uid)? {
@@ -202,7 +189,7 @@ pub(crate) fn requested(cx: &Cx<'_>, event: &AppointmentRequested) -> Applied {
         // The booking overtook the request: the request becomes part of its history.
         Some(uid) => {
             cx.batch.appointments.update(cx.conn, &uid, |row| {
-                first(&mut row.service, form.service.clone());
+                first(&mut row.service, &form.service);
             })?;
             uid
         }
@@ -263,7 +250,7 @@ fn fulfil_request(cx: &Cx<'_>, uid: &str, call_id: &str) -> Result<(), SqlError>
     let merged = merge_histories(&request.history, &booking_history);
     cx.batch.appointments.update(cx.conn, uid, |row| {
         row.history = merged;
-        first(&mut row.service, request.service.clone());
+        first(&mut row.service, &request.service);
     })?;
     cx.batch.appointments.delete(cx.conn, &request_id)?;
     if let Some(tenant) = &request.tenant_id {

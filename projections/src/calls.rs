@@ -69,14 +69,14 @@ pub(crate) fn row(cx: &Cx<'_>, call_id: &str) -> Result<Option<CallRow>, SqlErro
 }
 
 /// A value the event carries replaces the row's.
-fn newer<T: Clone>(old: &mut Option<T>, new: &Option<T>) {
+pub(crate) fn newer<T: Clone>(old: &mut Option<T>, new: &Option<T>) {
     if new.is_some() {
         old.clone_from(new);
     }
 }
 
 /// The row's value stays; the event's only fills a gap.
-fn first<T: Clone>(old: &mut Option<T>, new: &Option<T>) {
+pub(crate) fn first<T: Clone>(old: &mut Option<T>, new: &Option<T>) {
     if old.is_none() {
         old.clone_from(new);
     }
