@@ -6,7 +6,7 @@
 //! a third of the fold's time on the 1M-event rebuild. Now a batch reads such a row at most once,
 //! the folds change it in memory, and [`Held::flush`] writes each changed row with one
 //! statement. Customers are held the same way: nearly every event of a call or booking merges
-//! into its customer (1M-event rebuild: the fold's instructions ~5 % fewer on 100k events,
+//! into its customer (the fold's instructions ~5 % fewer on the 100k-event rebuild history,
 //! callgrind). Like the counts, live processing and rebuilds both fold through here, so both
 //! write the same rows.
 //!
