@@ -5,14 +5,24 @@
 //!
 //! Bounded by design: it stops after `--duration` seconds or `--count` deliveries and only
 //! talks to the URL it is given (the bench script passes a loopback address).
+//!
+//! It shares the machine's cores with the server it measures, so it is built to cost little
+//! per request: one thread, one plain HTTP/1 connection per task (keep-alive, no pool), each
+//! task keeping its own figures until the end. It reports its own CPU time per response.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::{Request, Uri, header};
+use hyper_util::rt::TokioIo;
 use switchboard_webhooks::{Scheme, Secret, sign};
-use tokio::sync::Mutex;
+use tokio::net::TcpStream;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -43,58 +53,71 @@ struct Args {
     transcript_bytes: usize,
 }
 
+/// What one task saw; merged once every task has finished.
+#[derive(Default)]
 struct Stats {
-    latencies_us: Mutex<Vec<u32>>,
-    statuses: Mutex<std::collections::BTreeMap<u16, u64>>,
-    errors: AtomicU64,
+    latencies_us: Vec<u32>,
+    statuses: BTreeMap<u16, u64>,
+    errors: u64,
 }
 
 impl Stats {
-    fn new() -> Arc<Self> {
-        Arc::new(Stats {
-            latencies_us: Mutex::new(Vec::new()),
-            statuses: Mutex::new(Default::default()),
-            errors: AtomicU64::new(0),
-        })
+    fn record(&mut self, outcome: Result<u16, Failure>, due: Instant) {
+        match outcome {
+            Ok(status) => {
+                let micros = due.elapsed().as_micros().min(u32::MAX as u128) as u32;
+                self.latencies_us.push(micros);
+                *self.statuses.entry(status).or_default() += 1;
+            }
+            Err(_) => self.errors += 1,
+        }
+    }
+
+    fn merge(&mut self, other: Stats) {
+        self.latencies_us.extend(other.latencies_us);
+        for (status, count) in other.statuses {
+            *self.statuses.entry(status).or_default() += count;
+        }
+        self.errors += other.errors;
     }
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let args = Args::parse();
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.connections)
-        .timeout(Duration::from_secs(30))
+    // One thread: no work stealing and no wake-ups across threads, the cheapest way to keep
+    // dozens of connections busy.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
-        .expect("http client");
+        .expect("async runtime");
+    runtime.block_on(run(args));
+}
+
+async fn run(args: Args) {
     let secret = Secret::new(args.secret.clone());
     let deadline = Instant::now() + Duration::from_secs(args.duration);
     let next_id = Arc::new(AtomicU64::new(0));
-    let ingest = Stats::new();
-    let functions = Stats::new();
     let run_id = chrono::Utc::now().timestamp_millis();
     let transcript = "Kunde: Ich möchte einen Termin. ".repeat(args.transcript_bytes / 32 + 1);
-    let transcript: Arc<str> =
-        Arc::from(&transcript[..args.transcript_bytes.min(transcript.len())]);
+    let transcript = &transcript[..args.transcript_bytes.min(transcript.len())];
+    // Escaped once: every body is the same template with a new call id and times.
+    let transcript: Arc<str> = Arc::from(serde_json::to_string(transcript).expect("a string"));
 
     let started = Instant::now();
-    let mut tasks = Vec::new();
+    let cpu_before = cpu_time();
+    let mut ingest_tasks = Vec::new();
     // Each connection paces itself to its share of the rate.
     let per_connection_interval = (args.rate > 0)
         .then(|| Duration::from_secs_f64(args.connections as f64 / args.rate as f64));
     let connections = args.connections;
     for connection in 0..connections {
-        let client = client.clone();
+        let mut target = Connection::new(&args.url[connection % args.url.len()]);
         let secret = secret.clone();
-        let url = format!(
-            "{}/api/retell/webhook",
-            args.url[connection % args.url.len()]
-        );
         let next_id = next_id.clone();
-        let stats = ingest.clone();
         let transcript = transcript.clone();
         let count = args.count;
-        tasks.push(tokio::spawn(async move {
+        ingest_tasks.push(tokio::spawn(async move {
+            let mut stats = Stats::default();
             let mut ticker = per_connection_interval.map(|every| {
                 // Each connection starts its own fraction of an interval later, so the
                 // requests arrive evenly spaced rather than in bursts of one per connection.
@@ -115,18 +138,19 @@ async fn main() {
                     break;
                 }
                 let body = call_ended(run_id, n, &transcript);
-                send(&client, &url, &secret, body, due, &stats).await;
+                let outcome = target.post("/api/retell/webhook", &secret, body).await;
+                stats.record(outcome, due);
             }
+            stats
         }));
     }
-    if args.function_rate > 0 {
-        let client = client.clone();
+    let function_task = (args.function_rate > 0).then(|| {
+        let mut target = Connection::new(&args.url[0]);
         let secret = secret.clone();
-        let url = format!("{}/api/retell/functions/check_availability", args.url[0]);
-        let stats = functions.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut ticker =
-                tokio::time::interval(Duration::from_secs_f64(1.0 / args.function_rate as f64));
+        let every = Duration::from_secs_f64(1.0 / args.function_rate as f64);
+        tokio::spawn(async move {
+            let mut stats = Stats::default();
+            let mut ticker = tokio::time::interval(every);
             let mut n = 0u64;
             let date = (chrono::Utc::now() + chrono::Duration::days(14))
                 .format("%Y-%m-%d")
@@ -141,79 +165,140 @@ async fn main() {
                              "from_number": "+4915123456789"}
                 })
                 .to_string();
-                send(&client, &url, &secret, body, due, &stats).await;
+                let outcome = target
+                    .post("/api/retell/functions/check_availability", &secret, body)
+                    .await;
+                stats.record(outcome, due);
             }
-        }));
+            stats
+        })
+    });
+    let mut ingest = Stats::default();
+    for task in ingest_tasks {
+        ingest.merge(task.await.expect("a connection task panicked"));
     }
-    for task in tasks {
-        let _ = task.await;
-    }
+    let functions = match function_task {
+        Some(task) => Some(task.await.expect("the function-call task panicked")),
+        None => None,
+    };
     let elapsed = started.elapsed();
-    report("ingest (call_ended)", &ingest, elapsed).await;
-    if args.function_rate > 0 {
-        report("check_availability", &functions, elapsed).await;
+    let cpu = cpu_time().saturating_sub(cpu_before);
+    let responses =
+        ingest.latencies_us.len() + functions.as_ref().map_or(0, |f| f.latencies_us.len());
+    report("ingest (call_ended)", ingest, elapsed);
+    if let Some(functions) = functions {
+        report("check_availability", functions, elapsed);
+    }
+    if responses > 0 {
+        println!(
+            "load generator CPU: {:.1} µs per response ({:.2} s in all)",
+            cpu.as_secs_f64() * 1e6 / responses as f64,
+            cpu.as_secs_f64()
+        );
     }
 }
 
-async fn send(
-    client: &reqwest::Client,
-    url: &str,
-    secret: &Secret,
-    body: String,
-    due: Instant,
-    stats: &Stats,
-) {
-    let now = chrono::Utc::now().timestamp_millis();
-    let mut request = client
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body.clone());
-    for (name, value) in sign(Scheme::RetellDocumented, secret, body.as_bytes(), now) {
-        request = request.header(name, value);
+/// One keep-alive HTTP/1 connection to the server, opened on first use and again after an
+/// error.
+struct Connection {
+    authority: String,
+    sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+impl Connection {
+    fn new(base_url: &str) -> Self {
+        let uri: Uri = base_url.parse().expect("--url: an http:// URL");
+        assert!(
+            uri.scheme_str() == Some("http"),
+            "--url {base_url}: only plain http:// is supported"
+        );
+        let authority = uri.authority().expect("--url: a host and port").to_string();
+        Connection {
+            authority,
+            sender: None,
+        }
     }
-    match request.send().await {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            let _ = response.bytes().await;
-            let micros = due.elapsed().as_micros().min(u32::MAX as u128) as u32;
-            stats.latencies_us.lock().await.push(micros);
-            *stats.statuses.lock().await.entry(status).or_default() += 1;
+
+    async fn post(&mut self, path: &str, secret: &Secret, body: String) -> Result<u16, Failure> {
+        let outcome = self.try_post(path, secret, body).await;
+        if outcome.is_err() {
+            // Whatever broke, the next request starts on a fresh connection.
+            self.sender = None;
         }
-        Err(_) => {
-            stats.errors.fetch_add(1, Ordering::Relaxed);
+        outcome
+    }
+
+    async fn try_post(
+        &mut self,
+        path: &str,
+        secret: &Secret,
+        body: String,
+    ) -> Result<u16, Failure> {
+        let sender = match &mut self.sender {
+            Some(sender) => sender,
+            slot @ None => slot.insert(connect(&self.authority).await?),
+        };
+        sender.ready().await?;
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut request = Request::post(path)
+            .header(header::HOST, &self.authority)
+            .header(header::CONTENT_TYPE, "application/json");
+        for (name, value) in sign(Scheme::RetellDocumented, secret, body.as_bytes(), now) {
+            request = request.header(name, value);
         }
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .expect("a well-formed request");
+        let response = sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        response.into_body().collect().await?;
+        Ok(status)
     }
 }
 
-fn call_ended(run_id: i64, n: u64, transcript: &str) -> String {
+/// Why a request got no answer.
+type Failure = Box<dyn std::error::Error + Send + Sync>;
+
+async fn connect(authority: &str) -> Result<SendRequest<Full<Bytes>>, Failure> {
+    let stream = match TcpStream::connect(authority).await {
+        Ok(stream) => stream,
+        Err(error) => {
+            // Counted as a transport error; a short pause keeps a task whose server is gone
+            // from spinning until the deadline.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            return Err(error.into());
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+fn call_ended(run_id: i64, n: u64, transcript_json: &str) -> String {
     let start = 1_900_000_000_000i64 + n as i64;
-    serde_json::json!({
-        "event": "call_ended",
-        "call": {
-            "call_id": format!("load-{run_id}-{n}"),
-            "from_number": "+4915123456789",
-            "to_number": "+493083793369",
-            "direction": "inbound",
-            "agent_id": "agent_load",
-            "start_timestamp": start,
-            "end_timestamp": start + 300_000,
-            "duration": 300,
-            "status": "completed",
-            "end_reason": "agent_ended",
-            "transcript": transcript,
-            "summary": "Kunde möchte einen Termin",
-            "custom_data": {"collect_appointment_data": {
-                "datum": "15.04.2030", "uhrzeit": "14:30", "dienstleistung": "Herrenhaarschnitt",
-                "name": "Max Mustermann", "telefonnummer": "+4915123456789"
-            }}
-        },
-        "timestamp": start + 300_000
-    })
-    .to_string()
+    let end = start + 300_000;
+    format!(
+        r#"{{"event":"call_ended","call":{{"call_id":"load-{run_id}-{n}","from_number":"+4915123456789","to_number":"+493083793369","direction":"inbound","agent_id":"agent_load","start_timestamp":{start},"end_timestamp":{end},"duration":300,"status":"completed","end_reason":"agent_ended","transcript":{transcript_json},"summary":"Kunde möchte einen Termin","custom_data":{{"collect_appointment_data":{{"datum":"15.04.2030","uhrzeit":"14:30","dienstleistung":"Herrenhaarschnitt","name":"Max Mustermann","telefonnummer":"+4915123456789"}}}}}},"timestamp":{end}}}"#
+    )
 }
 
-async fn report(name: &str, stats: &Stats, elapsed: Duration) {
-    let mut latencies = stats.latencies_us.lock().await.clone();
+/// User and system CPU time of this process so far.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
+}
+
+fn report(name: &str, stats: Stats, elapsed: Duration) {
+    let mut latencies = stats.latencies_us;
     latencies.sort_unstable();
     let done = latencies.len();
     let pct = |p: f64| -> f64 {
@@ -223,9 +308,9 @@ async fn report(name: &str, stats: &Stats, elapsed: Duration) {
         let index = ((p / 100.0) * (done as f64 - 1.0)).round() as usize;
         latencies[index] as f64 / 1000.0
     };
-    let statuses = stats.statuses.lock().await.clone();
     // Throughput counts only what the server accepted; anything else is listed beside it.
-    let accepted: u64 = statuses
+    let accepted: u64 = stats
+        .statuses
         .iter()
         .filter(|(status, _)| (200..300).contains(*status))
         .map(|(_, count)| count)
@@ -238,7 +323,7 @@ async fn report(name: &str, stats: &Stats, elapsed: Duration) {
         pct(90.0),
         pct(99.0),
         pct(100.0),
-        statuses,
-        stats.errors.load(Ordering::Relaxed)
+        stats.statuses,
+        stats.errors
     );
 }
