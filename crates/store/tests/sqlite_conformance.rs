@@ -304,6 +304,64 @@ async fn a_lock_held_past_the_busy_timeout_is_unavailable_and_the_writer_survive
     assert_eq!(later.events[0].version, 1);
 }
 
+/// A WAL that passive checkpoints cannot finish (appends keep coming) starts over all the
+/// same, once it is 2,000 frames long: the writer copies what the checkpointer's passes left
+/// and its next transaction rewrites the WAL from the start. Before, only the writer's
+/// automatic checkpoint at 10,000 frames did that, copying up to 200 ms of appends while
+/// every append waited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_wal_starts_over_while_appends_go_on() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("events.db");
+    let wal_path = dir.path().join("events.db-wal");
+    let store = open(&path);
+    let payload = "x".repeat(1_000);
+    let mut n = 0u64;
+    let mut append = async || {
+        n += 1;
+        let event = new_event(Uuid::new_v4(), "Sized", json!({"n": n, "payload": payload}));
+        store
+            .append("steady", ExpectedVersion::Any, vec![event])
+            .await
+            .unwrap();
+    };
+    let frames = || std::fs::metadata(&wal_path).unwrap().len() / (4096 + 24);
+
+    // A reader's snapshot keeps every checkpoint from copying past it: the WAL grows long.
+    let reader = rusqlite::Connection::open(&path).unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    reader
+        .query_row("SELECT count(*) FROM events", [], |_| Ok(()))
+        .unwrap();
+    while frames() < 2_500 {
+        append().await;
+    }
+    reader.execute_batch("COMMIT").unwrap();
+    // (A request made while the reader held on could copy nothing: it does not count.)
+    let before = store.writer_stats().restart_checkpoints;
+
+    // Appends go on without a pause; the checkpointer finds the WAL long and asks the writer.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while store.writer_stats().restart_checkpoints == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer never ran the checkpoint that lets the WAL start over"
+        );
+        append().await;
+    }
+    // Its next transaction starts the WAL over: 2,000 more appends (a frame or more each)
+    // overwrite the file's beginning instead of making it longer.
+    let longest = frames();
+    for _ in 0..2_000 {
+        append().await;
+    }
+    assert!(
+        frames() < longest + 200,
+        "the WAL went on growing: {longest} frames after the writer's checkpoint, {} now",
+        frames()
+    );
+}
+
 /// Appends queued while the writer is busy are committed in one transaction, and each caller
 /// gets its own result: successes, a conflict, retries and a partial retry side by side.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

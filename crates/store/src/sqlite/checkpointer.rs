@@ -7,14 +7,24 @@
 //! one runs. This thread runs PASSIVE checkpoints a few times a second on a connection of its
 //! own: they never take the write lock, so the writer keeps committing meanwhile.
 //!
-//! The writer keeps its automatic checkpoint as the backstop. A passive checkpoint that
-//! overlaps commits cannot leave the WAL fully copied, and SQLite restarts the WAL from its
-//! beginning only when a write transaction finds it fully copied; without the writer's own
-//! checkpoint the WAL would grow without bound under steady load. When the writer's threshold
-//! comes, this thread has already copied nearly everything, so the writer's checkpoint is
-//! short.
+//! A passive checkpoint that overlaps commits cannot leave the WAL fully copied, and SQLite
+//! restarts the WAL from its beginning only when a write transaction finds it fully copied;
+//! left to itself, the WAL would grow without bound under steady load. So once the WAL is
+//! [`RESTART_FRAMES`] long, this thread runs a second pass right away (it copies only what
+//! was committed during the first) and then asks the writer to checkpoint the little that
+//! is left itself (`Writer::checkpoint_for_restart`): the writer's next transaction finds
+//! the WAL fully copied and starts it over.
+//!
+//! Before, only the writer's automatic checkpoint did that, when the WAL reached its
+//! threshold (`wal_autocheckpoint`, 10,000 frames), copying everything committed since this
+//! thread's last pass, up to 200 ms of appends, while every append waited: 20–25 ms at 5,000
+//! deliveries/s, which was the ingest's p99 (2026-12-06, see docs/benchmarks.md). It stays as
+//! the backstop: when the disk cannot keep up with the appends, the passes fall behind and
+//! the automatic checkpoint is what slows the writer down.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
@@ -26,6 +36,16 @@ use tokio::sync::watch;
 /// then the database file).
 const INTERVAL: Duration = Duration::from_millis(200);
 
+/// The WAL length (in frames: pages plus a 24-byte header each) from which the writer is asked
+/// to let the WAL start over: about 8 MiB at 4 KiB pages, a fifth of a second of appends at
+/// 5,000 deliveries/s. A shorter WAL is also cheaper for every reader, which looks each page
+/// up in the WAL's index first. (With 4,000, eight appenders writing without a pause took
+/// the WAL past 7,000 frames before the writer's checkpoint came.)
+pub(crate) const RESTART_FRAMES: i64 = 2_000;
+
+/// How soon the next pass comes once the WAL is half that long.
+const INTERVAL_WHEN_FILLING: Duration = Duration::from_millis(25);
+
 pub(crate) struct Checkpointer {
     pub conn: Connection,
     pub path: PathBuf,
@@ -33,26 +53,52 @@ pub(crate) struct Checkpointer {
     pub head: watch::Receiver<u64>,
     /// Dropping the sender stops the thread.
     pub stop: Receiver<()>,
+    /// Set when the writer should run the checkpoint that lets the WAL start over.
+    pub restart: Arc<AtomicBool>,
 }
 
 impl Checkpointer {
     pub(crate) fn run(mut self) {
+        let mut wait = INTERVAL;
         loop {
-            match self.stop.recv_timeout(INTERVAL) {
+            match self.stop.recv_timeout(wait) {
                 Err(RecvTimeoutError::Timeout) => {}
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
             }
+            wait = INTERVAL;
             if !self.head.has_changed().unwrap_or(false) {
                 continue;
             }
             self.head.borrow_and_update();
-            // A failed pass loses nothing (the frames stay in the WAL, and the writer's own
-            // checkpoint copies them); it is worth a line in the log, not more.
-            if let Err(error) =
-                self.conn
-                    .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-            {
+            let Some(frames) = self.pass() else { continue };
+            if frames >= RESTART_FRAMES {
+                // This pass copied what was committed before it began; a second copies what
+                // came meanwhile, so the writer's own checkpoint has little left to do.
+                if self.pass().is_some() {
+                    self.restart.store(true, Ordering::Release);
+                }
+            } else if frames >= RESTART_FRAMES / 2 {
+                // Filling fast (a busy store writes 20,000-30,000 frames a second): look again
+                // soon, so the WAL starts over near RESTART_FRAMES and not at the automatic
+                // checkpoint's threshold.
+                wait = INTERVAL_WHEN_FILLING;
+            }
+        }
+    }
+
+    /// One passive checkpoint; the WAL's length in frames, when it ran. A failed pass loses
+    /// nothing (the frames stay in the WAL, and the writer's own checkpoint copies them); it
+    /// is worth a line in the log, not more.
+    fn pass(&self) -> Option<i64> {
+        // Its one row: busy, frames in the WAL, frames copied into the file.
+        match self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))
+        {
+            Ok(frames) => Some(frames),
+            Err(error) => {
                 tracing::warn!(path = %self.path.display(), %error, "background checkpoint failed");
+                None
             }
         }
     }

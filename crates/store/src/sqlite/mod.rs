@@ -19,7 +19,7 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -74,6 +74,8 @@ pub struct WriterStats {
     pub batches: u64,
     /// Append requests it has taken from its queue.
     pub appends: u64,
+    /// Checkpoints it ran so that the WAL could start over (see `checkpointer`).
+    pub restart_checkpoints: u64,
 }
 
 /// The embedded event store. Dropping it lets the writer finish the batch at hand and closes
@@ -131,7 +133,9 @@ impl SqliteStore {
         let head_position = readers.with(|conn, _| reader::head_position(conn))?;
         let (head_tx, head_rx) = watch::channel(head_position);
         let (stop_checkpointer, stop) = std::sync::mpsc::channel();
+        let restart = Arc::new(AtomicBool::new(false));
         let checkpointer = Checkpointer {
+            restart: Arc::clone(&restart),
             conn: schema::open_checkpointer(path)?,
             path: path.to_path_buf(),
             head: head_rx.clone(),
@@ -164,6 +168,7 @@ impl SqliteStore {
             max_batch: options.max_batch.max(1),
             counters: Arc::clone(&counters),
             known: Default::default(),
+            restart,
         };
         let syncer_thread = std::thread::Builder::new()
             .name("event-store-syncer".to_owned())
@@ -207,6 +212,7 @@ impl SqliteStore {
         WriterStats {
             batches: self.counters.batches.load(Ordering::Relaxed),
             appends: self.counters.appends.load(Ordering::Relaxed),
+            restart_checkpoints: self.counters.restart_checkpoints.load(Ordering::Relaxed),
         }
     }
 

@@ -15,7 +15,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, Statement, params};
@@ -77,6 +77,8 @@ pub(crate) struct Answer {
 pub(crate) struct WriterCounters {
     pub batches: AtomicU64,
     pub appends: AtomicU64,
+    /// Checkpoints the writer ran so that the WAL could start over.
+    pub restart_checkpoints: AtomicU64,
 }
 
 pub(crate) struct Writer {
@@ -88,6 +90,8 @@ pub(crate) struct Writer {
     pub max_batch: usize,
     pub counters: Arc<WriterCounters>,
     pub known: KnownStreams,
+    /// Set by the checkpointer when the WAL should start over (see `checkpointer`).
+    pub restart: Arc<AtomicBool>,
 }
 
 impl Writer {
@@ -142,6 +146,26 @@ impl Writer {
                 tracing::error!(path = %self.path.display(), "event store syncer gone; writer stops");
                 break;
             }
+            if self.restart.swap(false, Ordering::Acquire) {
+                self.checkpoint_for_restart();
+            }
+        }
+    }
+
+    /// Copies the few frames the checkpointer's last pass left, so the next transaction finds
+    /// the WAL fully copied and starts it over. Runs between groups, after the last one went
+    /// to the syncer: its callers wait for their sync, not for this.
+    fn checkpoint_for_restart(&mut self) {
+        self.counters
+            .restart_checkpoints
+            .fetch_add(1, Ordering::Relaxed);
+        if let Err(error) = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        {
+            // Nothing is lost: the frames stay in the WAL for the next pass, and the automatic
+            // checkpoint still bounds it.
+            tracing::warn!(path = %self.path.display(), %error, "checkpoint before the WAL restarts failed");
         }
     }
 
