@@ -13,8 +13,9 @@ use crate::{anomalies, tenants};
 
 /// Attributes the call if it is not yet, links its customer, and passes what changed on to
 /// the appointments that came from it. `call` is the row as the caller's change left it;
-/// `hint` is the tenant the intake routed the delivery to; `report` records an
-/// `unattributed_call` anomaly when nothing owns the number.
+/// `hint` is an owner already known (the tenant the intake routed the delivery to, or the
+/// branch the call's number was just assigned to), used instead of looking the number up;
+/// `report` records an `unattributed_call` anomaly when nothing owns the number.
 pub(crate) fn settle_call(
     cx: &Cx<'_>,
     call_id: &str,

@@ -466,13 +466,25 @@ mod tests {
         gate.update(|g| g.panic = true);
         let first = append(&store, "s", Uuid::new_v4()).await.unwrap();
         assert!(matches!(first, Err(StoreError::Closed)), "{first:?}");
-        // The writer learns it when it hands over its next group, and stops: nothing after
-        // that is committed, let alone acknowledged.
-        let second = append(&store, "s", Uuid::new_v4()).await.unwrap();
-        assert!(matches!(second, Err(StoreError::Closed)), "{second:?}");
+        // The writer learns it when it hands over its next group and stops. (That is the
+        // second group, or the third when the dying syncer's queue still took the second
+        // while it unwound.) Nothing is acknowledged meanwhile.
+        for _ in 0..2 {
+            let next = append(&store, "s", Uuid::new_v4()).await.unwrap();
+            assert!(matches!(next, Err(StoreError::Closed)), "{next:?}");
+        }
+        let requests = store.requests.as_ref().unwrap();
+        for _ in 0..500 {
+            if requests.is_closed() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(requests.is_closed(), "the writer went on taking appends");
+        // Nothing after that is taken, let alone committed.
         let batches = store.writer_stats().batches;
-        let third = append(&store, "s", Uuid::new_v4()).await.unwrap();
-        assert!(matches!(third, Err(StoreError::Closed)), "{third:?}");
+        let last = append(&store, "s", Uuid::new_v4()).await.unwrap();
+        assert!(matches!(last, Err(StoreError::Closed)), "{last:?}");
         assert_eq!(store.writer_stats().batches, batches, "the writer went on");
     }
 }
