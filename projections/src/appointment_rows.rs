@@ -6,7 +6,7 @@
 //! change the batch made.
 
 use crate::held::{Held, Record};
-use crate::sql::{Conn, Row, SqlResult, params};
+use crate::sql::{Conn, Row, SqlResult, Statement, params};
 
 /// One row of `appointments`, every column (README.md documents them).
 #[derive(Debug, Clone, Default)]
@@ -111,11 +111,10 @@ impl Record for Appointment {
         })
     }
 
-    fn write(&self, conn: &Conn) -> SqlResult<()> {
-        conn.prepare_cached(concat!(
-            "INSERT INTO appointments (",
-            columns!(),
-            ")
+    const UPSERT: &'static str = concat!(
+        "INSERT INTO appointments (",
+        columns!(),
+        ")
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
                  ?18, ?19, ?20, ?21, ?22, ?23, ?24)
              ON CONFLICT (appointment_id) DO UPDATE SET
@@ -132,8 +131,10 @@ impl Record for Appointment {
                  rescheduled_from = excluded.rescheduled_from,
                  rescheduled_to = excluded.rescheduled_to, history = excluded.history,
                  created_at = excluded.created_at, updated_at = excluded.updated_at"
-        ))?
-        .execute(params![
+    );
+
+    fn write(&self, upsert: &mut Statement<'_>) -> SqlResult<()> {
+        upsert.execute(params![
             self.appointment_id,
             self.seq,
             self.booking_uid,

@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use crate::held::{Held, Record};
-use crate::sql::{Conn, Row, SqlResult, params};
+use crate::sql::{Conn, Row, SqlResult, Statement, params};
 
 /// One row of `calls`, every column (README.md documents them).
 #[derive(Debug, Clone, Default)]
@@ -105,11 +105,10 @@ impl Record for Call {
         })
     }
 
-    fn write(&self, conn: &Conn) -> SqlResult<()> {
-        conn.prepare_cached(concat!(
-            "INSERT INTO calls (",
-            columns!(),
-            ")
+    const UPSERT: &'static str = concat!(
+        "INSERT INTO calls (",
+        columns!(),
+        ")
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
                  ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)
              ON CONFLICT (call_id) DO UPDATE SET
@@ -129,8 +128,10 @@ impl Record for Call {
                  availability_checks = excluded.availability_checks,
                  started_at = excluded.started_at, ended_at = excluded.ended_at,
                  analyzed_at = excluded.analyzed_at, updated_at = excluded.updated_at"
-        ))?
-        .execute(params![
+    );
+
+    fn write(&self, upsert: &mut Statement<'_>) -> SqlResult<()> {
+        upsert.execute(params![
             self.call_id,
             self.seq,
             self.tenant_id,

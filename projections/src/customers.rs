@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::apply::Cx;
 use crate::held::Record;
-use crate::sql::{Conn, Row, SqlError, SqlResult, params};
+use crate::sql::{Row, SqlError, SqlResult, Statement, params};
 use crate::tenants;
 
 /// Fixed namespace for customer ids: the same tenant and number give the same id in every
@@ -84,9 +84,8 @@ impl Record for Customer {
         })
     }
 
-    fn write(&self, conn: &Conn) -> SqlResult<()> {
-        conn.prepare_cached(
-            "INSERT INTO customers (customer_id, seq, tenant_id, phone, name, email, calls_count,
+    const UPSERT: &'static str =
+        "INSERT INTO customers (customer_id, seq, tenant_id, phone, name, email, calls_count,
                                     appointments_count, first_seen_at, last_seen_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
              ON CONFLICT (customer_id) DO UPDATE SET
@@ -94,9 +93,10 @@ impl Record for Customer {
                  name = excluded.name, email = excluded.email,
                  calls_count = excluded.calls_count,
                  appointments_count = excluded.appointments_count,
-                 first_seen_at = excluded.first_seen_at, last_seen_at = excluded.last_seen_at",
-        )?
-        .execute(params![
+                 first_seen_at = excluded.first_seen_at, last_seen_at = excluded.last_seen_at";
+
+    fn write(&self, upsert: &mut Statement<'_>) -> SqlResult<()> {
+        upsert.execute(params![
             self.customer_id,
             self.seq,
             self.tenant_id,

@@ -27,7 +27,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use crate::sql::{Conn, OptionalExtension, Row, SqlResult};
+use crate::sql::{Conn, OptionalExtension, Row, SqlResult, Statement};
 
 /// A read-model row kept whole in memory, keyed by its text primary key.
 pub(crate) trait Record: Sized {
@@ -36,8 +36,12 @@ pub(crate) trait Record: Sized {
 
     fn from_row(row: &Row<'_>) -> SqlResult<Self>;
 
-    /// Inserts the row, or sets every column of the stored one but its key and `seq`.
-    fn write(&self, conn: &Conn) -> SqlResult<()>;
+    /// Inserts the row whose columns are its parameters, or sets every column of the stored
+    /// one but its key and `seq`.
+    const UPSERT: &'static str;
+
+    /// Runs [`Record::UPSERT`] with this row's columns.
+    fn write(&self, upsert: &mut Statement<'_>) -> SqlResult<()>;
 }
 
 /// A row as the batch holds it: None when the table has no such row (yet), and whether the
@@ -152,12 +156,16 @@ impl<R: Record> Held<R> {
     pub(crate) fn flush(&self, conn: &Conn) -> SqlResult<()> {
         let changed = std::mem::take(&mut *self.changed.borrow_mut());
         let mut rows = self.rows.borrow_mut();
+        // One statement for the whole flush, taken when the first row needs it: each trip
+        // through the connection's statement cache hashes the SQL text (over 1 KiB for calls)
+        // on the way out and again on the way back, and copies it.
+        let mut upsert = None;
         for (done, key) in changed.iter().enumerate() {
             let Some(entry) = rows.get_mut(key) else {
                 continue;
             };
             if let Some(row) = &entry.row
-                && let Err(error) = row.write(conn)
+                && let Err(error) = write(conn, &mut upsert, row)
             {
                 self.changed
                     .borrow_mut()
@@ -174,4 +182,17 @@ impl<R: Record> Held<R> {
         self.rows.borrow_mut().clear();
         self.changed.borrow_mut().clear();
     }
+}
+
+/// Writes `row` with the flush's upsert, preparing it first if this is the flush's first row.
+fn write<'c, R: Record>(
+    conn: &'c Conn,
+    upsert: &mut Option<Statement<'c>>,
+    row: &R,
+) -> SqlResult<()> {
+    let statement = match upsert {
+        Some(statement) => statement,
+        None => upsert.insert(conn.prepare_cached(R::UPSERT)?),
+    };
+    row.write(statement)
 }
