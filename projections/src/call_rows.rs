@@ -3,8 +3,8 @@
 //! table and the held rows (here); the calls waiting for a number's owner are looked up after a
 //! flush (`tenants.rs`).
 
+use foldhash::HashMap;
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use crate::held::{Held, Record};
 use crate::sql::{Conn, Row, SqlResult, Statement, params};

@@ -7,8 +7,8 @@
 //! rebuilds both fold through here, and the batch's commit writes the sums with the rows and
 //! the checkpoint.
 
+use foldhash::HashMap;
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use crate::sql::{Conn, SqlResult, params};
 

@@ -1,7 +1,7 @@
 //! One batch of events into the read models: rows and checkpoint in one transaction, so the
 //! effect of every event is applied exactly once however often a process stops and restarts.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use switchboard_store::RecordedEvent;
 
@@ -73,7 +73,7 @@ impl DecodedBatch {
                 decode(event)
             })
             .collect();
-        let mut normalized = HashMap::new();
+        let mut normalized = HashMap::default();
         if let Some(book) = phones {
             for raw in decoded.iter().flat_map(phone_numbers) {
                 if !normalized.contains_key(raw) {

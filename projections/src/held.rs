@@ -24,8 +24,8 @@
 //! its own, as when every statement went to the table. A table given a constraint a fold could
 //! break must not be held.
 
+use foldhash::HashMap;
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use crate::sql::{Conn, OptionalExtension, Row, SqlResult, Statement};
 

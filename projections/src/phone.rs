@@ -1,7 +1,7 @@
 //! Phone numbers in E.164, the key that merges what calls and bookings say about a person.
 
+use foldhash::HashMap;
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use phonenumber::country;
 
