@@ -11,7 +11,7 @@
 //! * Every change appends one entry to `history` (JSON list), in fold order.
 
 use crate::appointment_rows::Appointment;
-use crate::sql::{OptionalExtension, SqlError};
+use crate::sql::SqlError;
 use serde_json::json;
 use switchboard_domain::event::{
     AppointmentRequested, BookingCancelled, BookingCreated, BookingLinkedToCall, BookingRescheduled,
@@ -177,14 +177,19 @@ pub(crate) fn requested(cx: &Cx<'_>, event: &AppointmentRequested) -> Applied {
         "requested_start": event.requested_start.map(ts), "time_zone": event.time_zone});
     // Found by call, not id: the table must have the batch's appointments first.
     cx.batch.appointments.flush(cx.conn)?;
+    // The first booking recorded for the call, picked here: `ORDER BY seq LIMIT 1` made
+    // SQLite open a temporary table for every request.
     let booked: Option<String> = cx
         .conn
         .prepare_cached(
-            "SELECT appointment_id FROM appointments
-             WHERE call_id = ?1 AND booking_uid IS NOT NULL ORDER BY seq LIMIT 1",
+            "SELECT appointment_id, seq FROM appointments
+             WHERE call_id = ?1 AND booking_uid IS NOT NULL",
         )?
-        .query_row([call_id], |r| r.get(0))
-        .optional()?;
+        .query_map([call_id], |r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .min_by_key(|(_, seq)| *seq)
+        .map(|(id, _)| id);
     let id = match booked {
         // The booking overtook the request: the request becomes part of its history.
         Some(uid) => {
