@@ -79,17 +79,19 @@ pub(crate) fn settle_call(
     })?;
     // Found by call, not id: the table must have the batch's appointments first.
     cx.batch.appointments.flush(cx.conn)?;
-    let waiting: Vec<String> = cx
+    // In the order they were recorded, sorted here: the call has a few at most, and
+    // `ORDER BY seq` opened a sorter for every call settled.
+    let mut waiting: Vec<(String, i64)> = cx
         .conn
         .prepare_cached(
-            "SELECT appointment_id FROM appointments
+            "SELECT appointment_id, seq FROM appointments
              WHERE call_id = ?1
-               AND (tenant_id IS NULL OR branch_id IS NULL OR customer_id IS NULL)
-             ORDER BY seq",
+               AND (tenant_id IS NULL OR branch_id IS NULL OR customer_id IS NULL)",
         )?
-        .query_map([call_id], |r| r.get(0))?
+        .query_map([call_id], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    for appointment_id in waiting {
+    waiting.sort_unstable_by_key(|(_, seq)| *seq);
+    for (appointment_id, _) in waiting {
         settle_appointment(cx, &appointment_id, false)?;
     }
     Ok(())
