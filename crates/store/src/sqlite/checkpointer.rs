@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::watch;
@@ -37,14 +37,15 @@ use tokio::sync::watch;
 const INTERVAL: Duration = Duration::from_millis(200);
 
 /// The WAL length (in frames: pages plus a 24-byte header each) from which the writer is asked
-/// to let the WAL start over: about 8 MiB at 4 KiB pages, a fifth of a second of appends at
-/// 5,000 deliveries/s. A shorter WAL is also cheaper for every reader, which looks each page
+/// to let the WAL start over: about 8 MiB at 4 KiB pages, under a tenth of a second of appends
+/// at 5,000 deliveries/s (whose small groups wrote 20,000-24,000 frames a second). A shorter WAL is also cheaper for every reader, which looks each page
 /// up in the WAL's index first. (With 4,000, eight appenders writing without a pause took
 /// the WAL past 7,000 frames before the writer's checkpoint came.)
 pub(crate) const RESTART_FRAMES: i64 = 2_000;
 
-/// How soon the next pass comes once the WAL is half that long.
-const INTERVAL_WHEN_FILLING: Duration = Duration::from_millis(25);
+/// The soonest a pass follows the last one, however fast the WAL grows: each pass costs two
+/// fsyncs.
+const SHORTEST_INTERVAL: Duration = Duration::from_millis(20);
 
 pub(crate) struct Checkpointer {
     pub conn: Connection,
@@ -60,6 +61,8 @@ pub(crate) struct Checkpointer {
 impl Checkpointer {
     pub(crate) fn run(mut self) {
         let mut wait = INTERVAL;
+        // When the last pass ran, and how long the WAL was then.
+        let mut last = (Instant::now(), 0);
         loop {
             match self.stop.recv_timeout(wait) {
                 Err(RecvTimeoutError::Timeout) => {}
@@ -77,11 +80,25 @@ impl Checkpointer {
                 if self.pass().is_some() {
                     self.restart.store(true, Ordering::Release);
                 }
-            } else if frames >= RESTART_FRAMES / 2 {
-                // Filling fast (a busy store writes 20,000-30,000 frames a second): look again
-                // soon, so the WAL starts over near RESTART_FRAMES and not at the automatic
-                // checkpoint's threshold.
-                wait = INTERVAL_WHEN_FILLING;
+            }
+            // The next pass comes about when the WAL will be RESTART_FRAMES long at the rate it
+            // grew since the last one (a busy store writes 20,000-30,000 frames a second in
+            // small groups), so it starts over near that length and not at the automatic
+            // checkpoint's. Right after a request, soon: the WAL has started over, or a
+            // reader still in it kept it from doing so and the request is made again.
+            let now = Instant::now();
+            let (then, before) = std::mem::replace(&mut last, (now, frames));
+            // A WAL shorter than before has started over meanwhile.
+            let grown = if frames >= before {
+                frames - before
+            } else {
+                frames
+            };
+            let per_second = grown as f64 / now.duration_since(then).as_secs_f64().max(1e-3);
+            if per_second > 0.0 {
+                let to_go = (RESTART_FRAMES - frames).max(0) as f64;
+                wait =
+                    Duration::from_secs_f64(to_go / per_second).clamp(SHORTEST_INTERVAL, INTERVAL);
             }
         }
     }
@@ -90,7 +107,8 @@ impl Checkpointer {
     /// nothing (the frames stay in the WAL, and the writer's own checkpoint copies them); it
     /// is worth a line in the log, not more.
     fn pass(&self) -> Option<i64> {
-        // Its one row: busy, frames in the WAL, frames copied into the file.
+        // Its one row: busy, frames in the WAL, frames copied into the file (-1 and -1 when
+        // another checkpoint was running: a short WAL, as far as this thread cares).
         match self
             .conn
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))

@@ -60,7 +60,8 @@ pub(crate) fn open_writer(path: &Path, busy_timeout: Duration) -> Result<Connect
     // NORMAL: in WAL mode SQLite then does not sync the WAL on commit, and the store does it
     // itself on the syncer thread before any caller is answered or any reader shows the
     // commit (see `syncer`), so the writer commits the next group during the sync. NORMAL
-    // still syncs the WAL before each checkpoint and the file after it.
+    // still syncs the WAL before each checkpoint, and the file after one that copies the WAL
+    // to its end (which a restart of the WAL needs).
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(|e| from_sqlite(path, e))?;
     // Rarer checkpoints copy a page rewritten by many commits (index leaves of busy streams)
@@ -82,8 +83,8 @@ pub(crate) fn open_writer(path: &Path, busy_timeout: Duration) -> Result<Connect
 }
 
 /// Opens the background checkpointer's connection to a store that `open_writer` has already
-/// checked. It never writes a row; its checkpoints sync the WAL before copying and the file
-/// after (SQLite does so in FULL and NORMAL alike).
+/// checked. It never writes a row; its checkpoints sync the WAL before copying, and the file
+/// after copying the WAL to its end (SQLite does so in FULL and NORMAL alike).
 pub(crate) fn open_checkpointer(path: &Path) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(|e| from_sqlite(path, e))?;

@@ -154,7 +154,9 @@ impl Writer {
 
     /// Copies the few frames the checkpointer's last pass left, so the next transaction finds
     /// the WAL fully copied and starts it over. Runs between groups, after the last one went
-    /// to the syncer: its callers wait for their sync, not for this.
+    /// to the syncer: its callers wait for their sync, not for this; the next group waits for
+    /// it (it syncs the WAL and the file, and the restarting commit syncs the WAL's header).
+    /// A reader still in the WAL keeps it from starting over; the checkpointer asks again.
     fn checkpoint_for_restart(&mut self) {
         self.counters
             .restart_checkpoints
@@ -164,7 +166,7 @@ impl Writer {
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
         {
             // Nothing is lost: the frames stay in the WAL for the next pass, and the automatic
-            // checkpoint still bounds it.
+            // checkpoint still copies them.
             tracing::warn!(path = %self.path.display(), %error, "checkpoint before the WAL restarts failed");
         }
     }
