@@ -38,9 +38,10 @@ const INTERVAL: Duration = Duration::from_millis(200);
 
 /// The WAL length (in frames: pages plus a 24-byte header each) from which the writer is asked
 /// to let the WAL start over: about 8 MiB at 4 KiB pages, under a tenth of a second of appends
-/// at 5,000 deliveries/s (whose small groups wrote 20,000-24,000 frames a second). A shorter WAL is also cheaper for every reader, which looks each page
-/// up in the WAL's index first. (With 4,000, eight appenders writing without a pause took
-/// the WAL past 7,000 frames before the writer's checkpoint came.)
+/// at 5,000 deliveries/s (whose small groups wrote 20,000-24,000 frames a second). A shorter
+/// WAL is also cheaper for every reader, which looks each page up in the WAL's index first.
+/// (With 4,000, eight appenders writing without a pause took the WAL past 7,000 frames before
+/// the writer's checkpoint came.)
 pub(crate) const RESTART_FRAMES: i64 = 2_000;
 
 /// The soonest a pass follows the last one, however fast the WAL grows: each pass costs two
