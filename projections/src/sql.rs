@@ -672,15 +672,6 @@ impl Statement<'_> {
         Ok(rows.into_iter())
     }
 
-    pub fn exists(&mut self, params: impl Params) -> SqlResult<bool> {
-        let mut any = false;
-        self.for_each_row(params, |_| {
-            any = true;
-            Ok(false)
-        })?;
-        Ok(any)
-    }
-
     /// Streams the rows to `f` without collecting them; `f` answers whether it wants more.
     pub fn for_each_row(
         &mut self,

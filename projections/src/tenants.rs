@@ -109,8 +109,8 @@ pub(crate) fn phone_number_assigned(cx: &Cx<'_>, event: &PhoneNumberAssigned) ->
         .query_map([&number], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     // Each waiting call rang this number, which now belongs to this branch: the owner is
-    // known, not looked up again per call (the history's late assignments settle thousands
-    // of calls each).
+    // known, not looked up again per call (the generated 100,000-event history's 120 late
+    // assignments settle 2,796 calls).
     let owner = Some((event.tenant_id.as_str(), Some(event.branch_id.as_str())));
     for call_id in waiting {
         if let Some(call) = calls::row(cx, &call_id)? {
