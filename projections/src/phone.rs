@@ -27,6 +27,17 @@ pub fn normalize(raw: &str) -> Option<String> {
     Some(number.format().mode(phonenumber::Mode::E164).to_string())
 }
 
+/// Loads libphonenumber's metadata and compiles the default region's patterns, which the
+/// first [`normalize`] in a process would otherwise do: measured at ~80 ms for the first
+/// number and ~0.2 ms more for the first national one. A service calls this while it starts,
+/// so the first deliveries after a restart do not wait for it (the server looks up the number
+/// a call dialled on its reactor threads).
+pub fn warm_up() {
+    for sample in ["+49 30 1234567", "030 1234567", "0151 12345678"] {
+        normalize(sample);
+    }
+}
+
 /// A memo of [`normalize`] for one fold.
 #[derive(Default)]
 pub(crate) struct PhoneBook {

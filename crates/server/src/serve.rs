@@ -25,6 +25,7 @@ pub async fn serve(
     let (projector, read_models, store) = tokio::task::spawn_blocking(move || {
         let projector = Projector::open_at(store.clone(), read_models_at.clone())?;
         let read_models = ReadModels::open_at(&read_models_at)?;
+        switchboard_projections::warm_up_phone_numbers();
         Ok::<_, Error>((projector, read_models, store))
     })
     .await
