@@ -5,6 +5,10 @@
 #   scripts/bench-ingest.sh                # all three runs below
 #   DURATION=20 scripts/bench-ingest.sh    # longer runs
 #   SERVER=/tmp/switchboard-old scripts/bench-ingest.sh   # another build of the server (A/B)
+#   LOADGEN_ARGS=--sequential-ids scripts/bench-ingest.sh # call ids in order, as before 2026-12-06
+#
+# Every delivery is a new call; its id is scattered over the id space like Retell's random ids
+# (sequential ids fill the indexes' last leaves and flatter every figure, see benchmarks.md).
 #
 # Runs: (1) as fast as 64 connections go; (2) paced at 10,000 deliveries/s for latency;
 # (3) 5,000 deliveries/s with check_availability calls alongside (their p99 reported apart).
@@ -42,7 +46,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
 loadgen() {
   local before out accepted
   before="$(cpu_ticks)"
-  out="$(./target/release/switchboard-loadgen --url "$url" --secret "$SECRET" --duration "$DURATION" "$@")"
+  out="$(./target/release/switchboard-loadgen --url "$url" --secret "$SECRET" --duration "$DURATION" ${LOADGEN_ARGS:-} "$@")"
   echo "$out"
   accepted="$(echo "$out" | sed -n 's/^ingest[^:]*: \([0-9]*\) accepted.*/\1/p')"
   if [[ "${accepted:-0}" -gt 0 ]]; then
