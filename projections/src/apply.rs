@@ -6,7 +6,7 @@ use switchboard_domain::event::{Event, EventDecodeError};
 use switchboard_store::RecordedEvent;
 
 use crate::anomalies::{self, NewAnomaly};
-use crate::appointment_rows::BatchAppointments;
+use crate::appointment_rows::Appointment;
 use crate::call_rows::BatchCalls;
 use crate::counts::BatchCounts;
 use crate::customers::Customer;
@@ -63,7 +63,7 @@ impl Cx<'_> {
 pub(crate) struct Batch {
     pub counts: BatchCounts,
     pub calls: BatchCalls,
-    pub appointments: BatchAppointments,
+    pub appointments: Held<Appointment>,
     pub customers: Held<Customer>,
 }
 

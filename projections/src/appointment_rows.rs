@@ -2,11 +2,14 @@
 //! with three to ten statements (create, update, history, link, the request it fulfils, its
 //! attribution); now they change it in memory and it is written once per flush. The folds
 //! find appointments by something other than their id (the call they came from, an organizer
-//! waiting for its tenant) only after [`BatchAppointments::flush`], so those lookups see every
+//! waiting for its tenant) only after the batch's `Held::flush`, so those lookups see every
 //! change the batch made.
 
-use crate::held::{Held, Record};
-use crate::sql::{Conn, Row, SqlResult, Statement, params};
+use crate::held::Record;
+use crate::sql::{Row, SqlResult, Statement, params};
+
+/// Deletes one appointment by id (`Held::delete`).
+pub(crate) const DELETE_APPOINTMENT: &str = "DELETE FROM appointments WHERE appointment_id = ?1";
 
 /// One row of `appointments`, every column (README.md documents them).
 #[derive(Debug, Clone, Default)]
@@ -161,67 +164,5 @@ impl Record for Appointment {
             self.updated_at,
         ])?;
         Ok(())
-    }
-}
-
-/// The appointments one batch has read or changed.
-#[derive(Default)]
-pub(crate) struct BatchAppointments {
-    rows: Held<Appointment>,
-}
-
-impl BatchAppointments {
-    /// What `look` makes of the appointment as it stands in this batch (None: no such row).
-    pub(crate) fn read<T>(
-        &self,
-        conn: &Conn,
-        id: &str,
-        look: impl FnOnce(Option<&Appointment>) -> T,
-    ) -> SqlResult<T> {
-        self.rows.read(conn, id, look)
-    }
-
-    /// Lets `edit` change the appointment (or create it, from None); the row is written at
-    /// the next flush.
-    pub(crate) fn change<T>(
-        &self,
-        conn: &Conn,
-        id: &str,
-        edit: impl FnOnce(&mut Option<Appointment>) -> T,
-    ) -> SqlResult<T> {
-        self.rows.change(conn, id, edit)
-    }
-
-    /// Changes the appointment if there is one; a no-op otherwise (as an UPDATE would be).
-    pub(crate) fn update(
-        &self,
-        conn: &Conn,
-        id: &str,
-        edit: impl FnOnce(&mut Appointment),
-    ) -> SqlResult<()> {
-        self.rows.change(conn, id, |slot| {
-            if let Some(row) = slot {
-                edit(row);
-            }
-        })
-    }
-
-    pub(crate) fn delete(&self, conn: &Conn, id: &str) -> SqlResult<()> {
-        self.rows.delete(
-            conn,
-            id,
-            "DELETE FROM appointments WHERE appointment_id = ?1",
-        )
-    }
-
-    /// Writes every appointment changed since the last flush: before any lookup that finds
-    /// appointments by something other than their id.
-    pub(crate) fn flush(&self, conn: &Conn) -> SqlResult<()> {
-        self.rows.flush(conn)
-    }
-
-    /// Drops everything held: the event that changed it was rolled back.
-    pub(crate) fn forget(&self) {
-        self.rows.forget();
     }
 }

@@ -10,7 +10,7 @@
 //!   `rescheduled_to`, the new one `rescheduled_from` and carries the old one's history.
 //! * Every change appends one entry to `history` (JSON list), in fold order.
 
-use crate::appointment_rows::Appointment;
+use crate::appointment_rows::{Appointment, DELETE_APPOINTMENT};
 use crate::sql::SqlError;
 use serde_json::json;
 use switchboard_domain::event::{
@@ -257,7 +257,9 @@ fn fulfil_request(cx: &Cx<'_>, uid: &str, call_id: &str) -> Result<(), SqlError>
         row.history = merged;
         first(&mut row.service, &request.service);
     })?;
-    cx.batch.appointments.delete(cx.conn, &request_id)?;
+    cx.batch
+        .appointments
+        .delete(cx.conn, &request_id, DELETE_APPOINTMENT)?;
     if let Some(tenant) = &request.tenant_id {
         tenants::add_appointment(cx, tenant, true, request.branch_id.as_deref(), -1)?;
     }

@@ -150,17 +150,13 @@ pub(crate) fn link(
 
 /// Merges what a later fact says about a known customer.
 pub(crate) fn update(cx: &Cx<'_>, id: &str, person: Person<'_>) -> Result<(), SqlError> {
-    cx.batch.customers.change(cx.conn, id, |slot| {
-        if let Some(customer) = slot {
-            customer.merge(&person, &cx.at);
-        }
-    })
+    cx.batch
+        .customers
+        .update(cx.conn, id, |customer| customer.merge(&person, &cx.at))
 }
 
 pub(crate) fn count_appointment(cx: &Cx<'_>, id: &str, delta: i64) -> Result<(), SqlError> {
-    cx.batch.customers.change(cx.conn, id, |slot| {
-        if let Some(customer) = slot {
-            customer.appointments_count += delta;
-        }
+    cx.batch.customers.update(cx.conn, id, |customer| {
+        customer.appointments_count += delta;
     })
 }

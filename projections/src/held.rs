@@ -126,6 +126,20 @@ impl<R: Record> Held<R> {
         Ok(result)
     }
 
+    /// Changes the row if there is one; a no-op otherwise (as an UPDATE would be).
+    pub(crate) fn update(
+        &self,
+        conn: &Conn,
+        key: &str,
+        edit: impl FnOnce(&mut R),
+    ) -> SqlResult<()> {
+        self.change(conn, key, |slot| {
+            if let Some(row) = slot {
+                edit(row);
+            }
+        })
+    }
+
     /// Deletes the row with `delete` (SQL taking the key as `?1`) and holds it as absent, so
     /// the batch neither writes it back nor reads it again.
     pub(crate) fn delete(&self, conn: &Conn, key: &str, delete: &str) -> SqlResult<()> {
