@@ -9,7 +9,7 @@ use crate::sql::{OptionalExtension, SqlError};
 use crate::apply::{Applied, Cx};
 use crate::calls::CallRow;
 use crate::customers::{self, Person};
-use crate::{anomalies, tenants};
+use crate::{anomalies, appointments, tenants};
 
 /// Attributes the call if it is not yet, links its customer, and passes what changed on to
 /// the appointments that came from it. `call` is the row as the caller's change left it;
@@ -79,17 +79,28 @@ pub(crate) fn settle_call(
     })?;
     // Found by call, not id: the table must have the batch's appointments first.
     cx.batch.appointments.flush(cx.conn)?;
-    // In the order they were recorded, sorted here: the call has a few at most, and
-    // `ORDER BY seq` opened a sorter for every call settled.
+    // Its bookings (through `appointments_booked_by_call`) and its request (by id: requests
+    // are not in that index), in the order they were recorded, sorted here: the call has a
+    // few at most, and `ORDER BY seq` opened a sorter for every call settled.
     let mut waiting: Vec<(String, i64)> = cx
         .conn
         .prepare_cached(
             "SELECT appointment_id, seq FROM appointments
-             WHERE call_id = ?1
+             WHERE call_id = ?1 AND booking_uid IS NOT NULL
                AND (tenant_id IS NULL OR branch_id IS NULL OR customer_id IS NULL)",
         )?
         .query_map([call_id], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
+    let request_id = appointments::request_id(call_id);
+    let request = cx.batch.appointments.read(cx.conn, &request_id, |row| {
+        // (A booking whose uid happens to read `request-…` came through the query already.)
+        row.filter(|r| r.booking_uid.is_none())
+            .filter(|r| r.tenant_id.is_none() || r.branch_id.is_none() || r.customer_id.is_none())
+            .map(|r| r.seq)
+    })?;
+    if let Some(seq) = request {
+        waiting.push((request_id, seq));
+    }
     waiting.sort_unstable_by_key(|(_, seq)| *seq);
     for (appointment_id, _) in waiting {
         settle_appointment(cx, &appointment_id, false)?;
