@@ -51,7 +51,7 @@ struct Args {
     /// Size of the transcript in each delivery, in bytes.
     #[arg(long, default_value_t = 1024)]
     transcript_bytes: usize,
-    /// Number the calls `load-<run>-1`, `-2`, … instead of scattering their ids. Real call
+    /// Number the calls `load-<run>-0`, `-1`, … instead of scattering their ids. Real call
     /// ids are random, so each new call's stream lands in a different leaf of the store's
     /// stream index; sequential ids fill one leaf after another (figures before 2026-12-06
     /// evening were measured with them).
@@ -144,8 +144,15 @@ async fn run(args: Args) {
                 if Instant::now() >= deadline || (count > 0 && n >= count) {
                     break;
                 }
-                let call_id = if sequential_ids { n } else { scatter(n) };
-                let body = call_ended(run_id, call_id, n, &transcript);
+                // Scattered: the random part first, so that every run's calls spread over
+                // the whole index like real ids, not over a range of their own; the run id
+                // after it keeps runs apart.
+                let call_id = if sequential_ids {
+                    format!("{run_id}-{n}")
+                } else {
+                    format!("{:016x}-{run_id}", scatter(n))
+                };
+                let body = call_ended(&call_id, n, &transcript);
                 let outcome = target.post("/api/retell/webhook", &secret, body).await;
                 stats.record(outcome, due);
             }
@@ -294,11 +301,11 @@ fn scatter(n: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn call_ended(run_id: i64, call_id: u64, n: u64, transcript_json: &str) -> String {
+fn call_ended(call_id: &str, n: u64, transcript_json: &str) -> String {
     let start = 1_900_000_000_000i64 + n as i64;
     let end = start + 300_000;
     format!(
-        r#"{{"event":"call_ended","call":{{"call_id":"load-{run_id}-{call_id}","from_number":"+4915123456789","to_number":"+493083793369","direction":"inbound","agent_id":"agent_load","start_timestamp":{start},"end_timestamp":{end},"duration":300,"status":"completed","end_reason":"agent_ended","transcript":{transcript_json},"summary":"Kunde möchte einen Termin","custom_data":{{"collect_appointment_data":{{"datum":"15.04.2030","uhrzeit":"14:30","dienstleistung":"Herrenhaarschnitt","name":"Max Mustermann","telefonnummer":"+4915123456789"}}}}}},"timestamp":{end}}}"#
+        r#"{{"event":"call_ended","call":{{"call_id":"load-{call_id}","from_number":"+4915123456789","to_number":"+493083793369","direction":"inbound","agent_id":"agent_load","start_timestamp":{start},"end_timestamp":{end},"duration":300,"status":"completed","end_reason":"agent_ended","transcript":{transcript_json},"summary":"Kunde möchte einen Termin","custom_data":{{"collect_appointment_data":{{"datum":"15.04.2030","uhrzeit":"14:30","dienstleistung":"Herrenhaarschnitt","name":"Max Mustermann","telefonnummer":"+4915123456789"}}}}}},"timestamp":{end}}}"#
     )
 }
 
