@@ -25,6 +25,41 @@ pub fn request_id(call_id: &str) -> String {
     format!("request-{call_id}")
 }
 
+/// A booking of a call, as the lookups by call need it.
+pub(crate) struct CallBooking {
+    pub appointment_id: String,
+    pub booking_uid: String,
+    pub created_at: Option<String>,
+    pub seq: i64,
+    /// Still without tenant, branch or customer.
+    pub unsettled: bool,
+}
+
+/// The call's bookings, through `appointments_booked_by_call`; its open request, if any, is
+/// not among them (requests are not in that index: it is `request-{call_id}`, found by id).
+/// Unordered: a call has a few at most, and its callers pick or sort in Rust, because
+/// `ORDER BY` here made SQLite open a temporary table or a sorter for every call.
+pub(crate) fn bookings_of_call(cx: &Cx<'_>, call_id: &str) -> Result<Vec<CallBooking>, SqlError> {
+    // Found by call, not id: the table must have the batch's appointments first.
+    cx.batch.appointments.flush(cx.conn)?;
+    cx.conn
+        .prepare_cached(
+            "SELECT appointment_id, booking_uid, created_at, seq,
+                    tenant_id IS NULL OR branch_id IS NULL OR customer_id IS NULL
+             FROM appointments WHERE call_id = ?1 AND booking_uid IS NOT NULL",
+        )?
+        .query_map([call_id], |r| {
+            Ok(CallBooking {
+                appointment_id: r.get(0)?,
+                booking_uid: r.get(1)?,
+                created_at: r.get(2)?,
+                seq: r.get(3)?,
+                unsettled: r.get::<i64>(4)? != 0,
+            })
+        })?
+        .collect()
+}
+
 /// Creates the booking's row on its first event (which may be a cancellation that overtook
 /// the creation); true when it did.
 fn ensure(cx: &Cx<'_>, uid: &str) -> Result<bool, SqlError> {
@@ -175,21 +210,11 @@ pub(crate) fn requested(cx: &Cx<'_>, event: &AppointmentRequested) -> Applied {
     let entry = json!({"at": cx.at, "change": "requested", "date": form.date, "time": form.time,
         "service": form.service, "staff_wish": form.staff_wish, "preferences": form.preferences,
         "requested_start": event.requested_start.map(ts), "time_zone": event.time_zone});
-    // Found by call, not id: the table must have the batch's appointments first.
-    cx.batch.appointments.flush(cx.conn)?;
-    // The first booking recorded for the call, picked here: `ORDER BY seq LIMIT 1` made
-    // SQLite open a temporary table for every request.
-    let booked: Option<String> = cx
-        .conn
-        .prepare_cached(
-            "SELECT appointment_id, seq FROM appointments
-             WHERE call_id = ?1 AND booking_uid IS NOT NULL",
-        )?
-        .query_map([call_id], |r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?)))?
-        .collect::<Result<Vec<_>, _>>()?
+    // The first booking recorded for the call.
+    let booked = bookings_of_call(cx, call_id)?
         .into_iter()
-        .min_by_key(|(_, seq)| *seq)
-        .map(|(id, _)| id);
+        .min_by_key(|booking| booking.seq)
+        .map(|booking| booking.appointment_id);
     let id = match booked {
         // The booking overtook the request: the request becomes part of its history.
         Some(uid) => {

@@ -77,20 +77,12 @@ pub(crate) fn settle_call(
             }
         }
     })?;
-    // Found by call, not id: the table must have the batch's appointments first.
-    cx.batch.appointments.flush(cx.conn)?;
-    // Its bookings (through `appointments_booked_by_call`) and its request (by id: requests
-    // are not in that index), in the order they were recorded, sorted here: the call has a
-    // few at most, and `ORDER BY seq` opened a sorter for every call settled.
-    let mut waiting: Vec<(String, i64)> = cx
-        .conn
-        .prepare_cached(
-            "SELECT appointment_id, seq FROM appointments
-             WHERE call_id = ?1 AND booking_uid IS NOT NULL
-               AND (tenant_id IS NULL OR branch_id IS NULL OR customer_id IS NULL)",
-        )?
-        .query_map([call_id], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
+    // Its bookings and its request, in the order they were recorded.
+    let mut waiting: Vec<(String, i64)> = appointments::bookings_of_call(cx, call_id)?
+        .into_iter()
+        .filter(|booking| booking.unsettled)
+        .map(|booking| (booking.appointment_id, booking.seq))
+        .collect();
     let request_id = appointments::request_id(call_id);
     let request = cx.batch.appointments.read(cx.conn, &request_id, |row| {
         // (A booking whose uid happens to read `request-…` came through the query already.)

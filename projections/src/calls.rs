@@ -10,9 +10,9 @@ use switchboard_domain::event::{
 };
 
 use crate::apply::{Applied, Cx, ts};
-use crate::attribution;
 use crate::call_rows::Call;
 use crate::sql::SqlError;
+use crate::{appointments, attribution};
 
 /// What attribution needs to know about a call.
 pub(crate) struct CallRow {
@@ -204,33 +204,24 @@ pub(crate) fn sync_appointment_status(
 }
 
 fn link_latest_booking(cx: &Cx<'_>, call_id: &str) -> Result<(), SqlError> {
-    // Found by call, not id: the table must have the batch's appointments first.
-    cx.batch.appointments.flush(cx.conn)?;
-    // The call's bookings (nearly always none or one), the latest picked here rather than by
-    // `ORDER BY … LIMIT 1`, for which SQLite opened (and zeroed) a temporary table for every
-    // new call: with the same pattern in a request's booking lookup, ~10 % of the rebuild
-    // fold's instructions.
-    let bookings = cx
-        .conn
-        .prepare_cached(
-            "SELECT booking_uid, created_at, seq FROM appointments
-             WHERE call_id = ?1 AND booking_uid IS NOT NULL",
-        )?
-        .query_map([call_id], |r| {
-            Ok((
-                r.get::<String>(0)?,
-                r.get::<Option<String>>(1)?,
-                r.get::<i64>(2)?,
-            ))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
     // Latest: one with a creation time before one without, then the newest, then the last
     // recorded.
-    let latest = bookings.into_iter().max_by(|(_, a, a_seq), (_, b, b_seq)| {
-        (a.is_some(), a, a_seq).cmp(&(b.is_some(), b, b_seq))
-    });
-    if let Some((uid, created_at, _)) = latest {
-        link_booking(cx, call_id, &uid, created_at.as_deref().unwrap_or(&cx.at))?;
+    let latest = appointments::bookings_of_call(cx, call_id)?
+        .into_iter()
+        .max_by(|a, b| {
+            (a.created_at.is_some(), &a.created_at, a.seq).cmp(&(
+                b.created_at.is_some(),
+                &b.created_at,
+                b.seq,
+            ))
+        });
+    if let Some(booking) = latest {
+        link_booking(
+            cx,
+            call_id,
+            &booking.booking_uid,
+            booking.created_at.as_deref().unwrap_or(&cx.at),
+        )?;
     }
     Ok(())
 }
