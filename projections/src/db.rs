@@ -9,6 +9,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::ProjectionError;
+use crate::generation::Generation;
 use crate::sql::{Conn, Dialect, OptionalExtension, SqlError, quote_identifier};
 
 const SCHEMA: &str = include_str!("schema.sql");
@@ -260,12 +261,23 @@ fn postgres_layout(conn: &Conn) -> Result<Option<i64>, ProjectionError> {
 /// a live leader's batch would queue behind, and the other way round); only missing or older
 /// ones are (re)created, under a lock that serializes instances starting together.
 pub fn open_live(at: &ReadModelsAt) -> Result<Conn, ProjectionError> {
+    Ok(open_live_generation(at)?.0)
+}
+
+/// [`open_live`], with the file a SQLite connection opened (see [`Generation`]); None on
+/// PostgreSQL.
+pub(crate) fn open_live_generation(
+    at: &ReadModelsAt,
+) -> Result<(Conn, Option<Generation>), ProjectionError> {
     match at {
-        ReadModelsAt::Sqlite(path) => open_live_file(path),
+        ReadModelsAt::Sqlite(link) => {
+            let (conn, generation) = open_live_sqlite(link)?;
+            Ok((conn, Some(generation)))
+        }
         ReadModelsAt::Postgres { url, schema } => {
             let mut conn = connect_postgres(url, schema, false)?;
             match postgres_layout(&conn)? {
-                Some(LAYOUT_VERSION) => return Ok(conn),
+                Some(LAYOUT_VERSION) => return Ok((conn, None)),
                 Some(found) if found > LAYOUT_VERSION => {
                     return Err(ProjectionError::NewerLayout {
                         at: at.to_string(),
@@ -289,7 +301,7 @@ pub fn open_live(at: &ReadModelsAt) -> Result<Conn, ProjectionError> {
             match postgres_layout(&tx)? {
                 Some(LAYOUT_VERSION) => {
                     tx.commit()?;
-                    return Ok(conn);
+                    return Ok((conn, None));
                 }
                 Some(found) if found > LAYOUT_VERSION => {
                     return Err(ProjectionError::NewerLayout {
@@ -319,9 +331,32 @@ pub fn open_live(at: &ReadModelsAt) -> Result<Conn, ProjectionError> {
                 [LAYOUT_VERSION],
             )?;
             tx.commit()?;
-            Ok(conn)
+            Ok((conn, None))
         }
     }
+}
+
+/// Opens the live SQLite read models: the file `link` names now.
+pub(crate) fn open_live_sqlite(link: &Path) -> Result<(Conn, Generation), ProjectionError> {
+    let generation = Generation::resolve(link)?;
+    Ok((open_live_file(generation.file())?, generation))
+}
+
+/// Turns a rebuild's replayed file into one a server can use as its live read models: the
+/// query indexes, the WAL journal and the busy timeout of a live file, and every page on disk
+/// before a link may name it (it was written without fsync).
+pub(crate) fn make_installable(conn: &Conn, path: &Path) -> Result<(), ProjectionError> {
+    create_query_indexes(conn)?;
+    conn.query_row("PRAGMA journal_mode = WAL", (), |r| r.get::<String>(0))?;
+    conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+    conn.query_row(
+        &format!("PRAGMA busy_timeout = {}", BUSY_TIMEOUT.as_millis()),
+        (),
+        |r| r.get::<i64>(0),
+    )?;
+    std::fs::File::open(path)
+        .and_then(|file| file.sync_all())
+        .map_err(|e| ProjectionError::io(path, e))
 }
 
 fn open_live_file(path: &Path) -> Result<Conn, ProjectionError> {
@@ -438,7 +473,8 @@ fn open_scratch_file(path: &Path) -> Result<Conn, ProjectionError> {
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     // 8 KiB pages (SQLite's default is 4 KiB): shallower trees for the fold's lookups. The
     // 1M-event rebuild's fold thread took 6.6-7.3 s against 7.1-8.8 s with 4 KiB (five pairs
-    // alternated, 2026-12-06). The swap copies rows, so the live file keeps its own page size.
+    // alternated, 2026-12-06). A full rebuild installs this file as the live one, so live
+    // read models have 8 KiB pages after their first full rebuild (4 KiB before it).
     conn.pragma_update(None, "page_size", 8192)?;
     conn.execute_batch(SCHEMA)?;
     conn.pragma_update(None, "user_version", LAYOUT_VERSION)?;
@@ -447,10 +483,19 @@ fn open_scratch_file(path: &Path) -> Result<Conn, ProjectionError> {
 
 /// Opens the read models read-only, for queries and exports.
 pub fn open_reader(at: &ReadModelsAt) -> Result<Conn, ProjectionError> {
+    Ok(open_reader_generation(at)?.0)
+}
+
+/// [`open_reader`], with the file a SQLite connection opened (see [`Generation`]); None on
+/// PostgreSQL.
+pub(crate) fn open_reader_generation(
+    at: &ReadModelsAt,
+) -> Result<(Conn, Option<Generation>), ProjectionError> {
     match at {
         ReadModelsAt::Sqlite(path) => {
+            let generation = Generation::resolve(path)?;
             let conn = Connection::open_with_flags(
-                path,
+                generation.file(),
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
             conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
@@ -462,12 +507,12 @@ pub fn open_reader(at: &ReadModelsAt) -> Result<Conn, ProjectionError> {
                 rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
                 true,
             )?;
-            Ok(Conn::from(conn))
+            Ok((Conn::from(conn), Some(generation)))
         }
         ReadModelsAt::Postgres { url, schema } => {
             let conn = connect_postgres(url, schema, false)?;
             conn.execute_batch("SET default_transaction_read_only = on")?;
-            Ok(conn)
+            Ok((conn, None))
         }
     }
 }

@@ -28,6 +28,15 @@ pub enum ProjectionError {
     )]
     CheckpointMovedBack { expected: u64, stored: u64 },
 
+    /// A full rebuild installed another read-models file since this connection opened its
+    /// own; the connection's work is undone and it opens the new file.
+    #[error("{}: a rebuild installed new read models; reopening them", .0.display())]
+    Superseded(PathBuf),
+
+    /// Another rebuild holds the lock on these read models.
+    #[error("{}: another rebuild of these read models is running; wait for it to finish", .0.display())]
+    RebuildRunning(PathBuf),
+
     /// The read models' database could not be reached or set up at start.
     #[error("{0}")]
     Connect(String),

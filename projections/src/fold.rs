@@ -8,6 +8,7 @@ use switchboard_store::RecordedEvent;
 use crate::ProjectionError;
 use crate::apply::{ApplyError, Batch, Decoded, Mode, apply, decode, phone_numbers};
 use crate::db::{checkpoint, checkpoint_for_update, set_checkpoint};
+use crate::generation::Generation;
 use crate::phone::PhoneBook;
 use crate::sql::Conn;
 
@@ -31,18 +32,22 @@ pub struct Folded {
 ///
 /// `folded_to` is the checkpoint this folder last saw: finding the stored one behind it means
 /// the read models were emptied underneath (a newer build rebuilding an older layout), and the
-/// batch is refused rather than applied on top of a gap.
+/// batch is refused rather than applied on top of a gap. `generation` is the file a SQLite
+/// connection opened: once a full rebuild has installed another, the batch is refused
+/// ([`ProjectionError::Superseded`]) and the folder reopens the read models.
 pub(crate) fn fold_batch(
     conn: &mut Conn,
     phones: &PhoneBook,
     events: impl IntoIterator<Item = RecordedEvent>,
     folded_to: u64,
+    generation: Option<&Generation>,
 ) -> Result<Folded, ProjectionError> {
     fold_decoded(
         conn,
         phones,
         DecodedBatch::decode(events, None),
         Some(folded_to),
+        generation,
     )
 }
 
@@ -94,6 +99,7 @@ pub(crate) fn fold_decoded(
     phones: &PhoneBook,
     batch: DecodedBatch,
     folded_to: Option<u64>,
+    generation: Option<&Generation>,
 ) -> Result<Folded, ProjectionError> {
     let DecodedBatch {
         positions,
@@ -110,6 +116,13 @@ pub(crate) fn fold_decoded(
     for mode in [Mode::Optimistic, Mode::Careful] {
         let tx = conn.transaction()?;
         let stored = checkpoint_for_update(&tx)?;
+        // Looked at under the write lock, which an install holds while it moves the link: a
+        // batch either commits before the switch or learns of it here.
+        if let Some(generation) = generation
+            && !generation.is_current()?
+        {
+            return Err(ProjectionError::Superseded(generation.file().to_path_buf()));
+        }
         if let Some(expected) = folded_to.filter(|expected| stored < *expected) {
             return Err(ProjectionError::CheckpointMovedBack { expected, stored });
         }

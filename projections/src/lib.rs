@@ -24,6 +24,7 @@ mod db;
 mod error;
 mod export;
 mod fold;
+mod generation;
 mod held;
 mod phone;
 mod query;

@@ -12,7 +12,8 @@ use switchboard_domain::event::{OpeningHours, Weekday};
 
 use crate::ProjectionError;
 use crate::apply::ts;
-use crate::db::{ReadModelsAt, checkpoint, open_live, open_reader};
+use crate::db::{ReadModelsAt, checkpoint, open_live, open_reader_generation};
+use crate::generation::Generation;
 use crate::phone::{self, PhoneBook};
 use crate::sql::{Conn, OptionalExtension, Params, Row, SqlResult, params};
 
@@ -326,7 +327,8 @@ pub fn default_opening_hours() -> Vec<OpeningHours> {
 /// blocks; call them from `spawn_blocking`.
 pub struct ReadModels {
     at: ReadModelsAt,
-    idle: Mutex<Vec<Conn>>,
+    /// Idle connections, each with the file it opened (SQLite).
+    idle: Mutex<Vec<(Conn, Option<Generation>)>>,
     /// The dialled number of every call is looked up (`number_owner`): a business has a
     /// few numbers, and parsing one costs more than the lookup itself.
     phones: Mutex<PhoneBook>,
@@ -354,7 +356,7 @@ impl ReadModels {
         if !exists {
             drop(open_live(at)?);
         }
-        let first = open_reader(at)?;
+        let first = open_reader_generation(at)?;
         Ok(ReadModels {
             at: at.clone(),
             idle: Mutex::new(vec![first]),
@@ -371,29 +373,38 @@ impl ReadModels {
         query: impl Fn(&Conn) -> Result<T, ProjectionError>,
     ) -> Result<T, ProjectionError> {
         let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let (conn, result) = match pooled {
-            Some(conn) => {
-                let result = query(&conn);
+        // A connection to a file a full rebuild has since replaced is let go: the next
+        // query reads the installed file.
+        let pooled = match pooled {
+            Some((conn, Some(generation))) if !generation.is_current()? => {
+                drop(conn);
+                None
+            }
+            other => other,
+        };
+        let ((conn, generation), result) = match pooled {
+            Some(pooled) => {
+                let result = query(&pooled.0);
                 if is_trouble(&result) {
                     // A pooled connection may have died with its server (a restart): one more
                     // try on a fresh one before the caller hears of it.
-                    drop(conn);
-                    let conn = open_reader(&self.at)?;
-                    let result = query(&conn);
-                    (conn, result)
+                    drop(pooled);
+                    let fresh = open_reader_generation(&self.at)?;
+                    let result = query(&fresh.0);
+                    (fresh, result)
                 } else {
-                    (conn, result)
+                    (pooled, result)
                 }
             }
             None => {
-                let conn = open_reader(&self.at)?;
-                let result = query(&conn);
-                (conn, result)
+                let fresh = open_reader_generation(&self.at)?;
+                let result = query(&fresh.0);
+                (fresh, result)
             }
         };
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if !is_trouble(&result) && idle.len() < MAX_IDLE {
-            idle.push(conn);
+            idle.push((conn, generation));
         }
         result
     }

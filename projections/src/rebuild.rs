@@ -1,18 +1,28 @@
-//! Rebuild: replay `$all` into a fresh file, then swap its tables into the live read models in
-//! one transaction — or, with `until`, leave the fresh file beside the live one as the read
-//! models as they stood at that moment.
+//! Rebuild: replay `$all` into a fresh file, then put it in place of the live read models —
+//! or, with `until`, leave the fresh file beside the live one as the read models as they stood
+//! at that moment.
 //!
 //! The replay streams the store page by page through a bounded channel (a reader task fetches
 //! the next page while a blocking thread folds the current one), so memory does not grow with
 //! the history. The fresh file is discardable until it is swapped in, so it is written without
 //! a journal on disk and without fsync.
 //!
-//! The swap copies the fresh tables into the live file inside one write transaction: readers
-//! (the server's queries, in WAL mode) keep answering from the old tables until it commits,
-//! and the live runner, which reads its checkpoint inside each of its transactions, continues
-//! from the rebuilt checkpoint. A rebuild of one projection replays every projection (they
-//! depend on each other for attribution) but swaps in only that one's tables, at exactly the
-//! live checkpoint, so the tables it leaves alone stay consistent with the ones it replaces.
+//! A full rebuild of embedded read models installs the fresh file itself: it gets the query
+//! indexes and a WAL, goes to disk, and the live link is moved to it while the live file's
+//! write lock is held (see [`generation`]). Nothing is copied, so the switch takes the same
+//! few milliseconds however large the read models are; readers keep answering from the old
+//! file until their next query, and the live runner's next batch finds the link moved and
+//! continues from the rebuilt checkpoint in the new file.
+//!
+//! A rebuild of one projection replays every projection (they depend on each other for
+//! attribution) but swaps in only that one's tables, at exactly the live checkpoint, so the
+//! tables it leaves alone stay consistent with the ones it replaces: it copies the fresh
+//! tables into the live file inside one write transaction (readers, in WAL mode, keep
+//! answering from the old tables until it commits). On PostgreSQL every rebuild moves the
+//! fresh tables into the live schema in one transaction, without copying rows.
+//!
+//! One rebuild at a time replaces embedded read models: a second one is refused
+//! ([`ProjectionError::RebuildRunning`]) rather than racing the first.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,9 +34,11 @@ use tokio::sync::mpsc;
 use crate::ProjectionError;
 use crate::db::{
     ProjectionName, ReadModelsAt, all_tables, checkpoint, checkpoint_for_update,
-    create_query_indexes, discard, open_live, open_scratch, set_checkpoint,
+    create_query_indexes, discard, make_installable, open_live, open_live_sqlite, open_scratch,
+    set_checkpoint,
 };
 use crate::fold::{DecodedBatch, fold_decoded};
+use crate::generation::{self, Generation, RUN_ID_LEN, RebuildLock};
 use crate::phone::PhoneBook;
 use crate::sql::{Conn, Dialect, quote_identifier};
 
@@ -165,7 +177,41 @@ pub async fn rebuild_at(
 
     // Unique per run, not just per process: containers all run as pid 1.
     let run = uuid::Uuid::new_v4().simple().to_string();
-    let run = &run[..12];
+    let run = &run[..RUN_ID_LEN];
+    // One rebuild at a time replaces embedded read models (and removes older rebuilds' files).
+    let _lock = match live_at {
+        ReadModelsAt::Sqlite(link) => {
+            let link = link.clone();
+            Some(blocking(move || RebuildLock::take(&link)).await?)
+        }
+        ReadModelsAt::Postgres { .. } => None,
+    };
+    #[cfg(unix)]
+    if let (ReadModelsAt::Sqlite(link), None) = (live_at, projection) {
+        let file = generation::file_for_run(link, run);
+        let outcome = replay_and_install(&mut replay, link, &file, head).await;
+        if outcome.is_err() {
+            let (link, file) = (link.clone(), file.clone());
+            let discarded = blocking(move || {
+                // Unless the link names it already (the failure came after the switch).
+                if Generation::resolve(&link)?.file() != file {
+                    discard(&ReadModelsAt::Sqlite(file))?;
+                }
+                Ok(())
+            })
+            .await;
+            if let Err(error) = discarded {
+                tracing::warn!(%error, "the rebuild's unfinished file could not be removed");
+            }
+        }
+        let (rebuilt_at, events) = outcome?;
+        return Ok(RebuildReport {
+            at: live_at.clone(),
+            checkpoint: rebuilt_at,
+            events,
+            swapped: ProjectionName::ALL.to_vec(),
+        });
+    }
     let scratch_at = live_at.beside(
         &format!("read_models.rebuild-{run}.sqlite"),
         &format!("rebuild_{run}"),
@@ -185,6 +231,120 @@ pub async fn rebuild_at(
         checkpoint: rebuilt_at,
         events,
         swapped,
+    })
+}
+
+/// A full rebuild of embedded read models: replays into a new file beside the live one and
+/// installs it by moving the link (see [`generation`]); returns the checkpoint the live read
+/// models stand at afterwards and the events folded.
+#[cfg(unix)]
+async fn replay_and_install<P: FnMut(u64, u64) + Send + 'static>(
+    replay: &mut Replay<P>,
+    link: &Path,
+    file: &Path,
+    head: u64,
+) -> Result<(u64, u64), ProjectionError> {
+    let (mut live, live_checkpoint, scratch) = {
+        let (link, file) = (link.to_path_buf(), file.to_path_buf());
+        blocking(move || {
+            let live = open_live_sqlite(&link)?;
+            let at = checkpoint(&live.0)?;
+            Ok((live, at, open_scratch(&ReadModelsAt::Sqlite(file))?))
+        })
+        .await?
+    };
+    let target = head.max(live_checkpoint);
+    let (scratch, mut events) = replay.run(scratch, target, Stop::At(target)).await?;
+    let mut scratch = {
+        let file = file.to_path_buf();
+        blocking(move || {
+            make_installable(&scratch, &file)?;
+            Ok(scratch)
+        })
+        .await?
+    };
+    let (installed_at, previous) = loop {
+        // The runner may have moved the live file on meanwhile: catch up outside its lock,
+        // then try again, until the install finds the live checkpoint no further than ours.
+        let (link_now, file_now) = (link.to_path_buf(), file.to_path_buf());
+        let (back_live, back_scratch, step) = blocking(move || {
+            let step = try_install(&mut live, &scratch, &link_now, &file_now);
+            Ok((live, scratch, step))
+        })
+        .await?;
+        live = back_live;
+        match step? {
+            Install::Done { at, previous } => {
+                scratch = back_scratch;
+                break (at, previous);
+            }
+            Install::Reopen => {
+                scratch = back_scratch;
+                let link = link.to_path_buf();
+                live = blocking(move || open_live_sqlite(&link)).await?;
+            }
+            Install::Behind(current) => {
+                let (conn, more) = replay.run(back_scratch, current, Stop::At(current)).await?;
+                scratch = conn;
+                events += more;
+            }
+        }
+    };
+    let (link, file) = (link.to_path_buf(), file.to_path_buf());
+    blocking(move || {
+        drop((live, scratch));
+        match generation::remove_stale(&link, &file, &previous) {
+            Ok(removed) => {
+                for path in removed {
+                    tracing::debug!(path = %path.display(), "older read models removed");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "older read models could not be removed; the next rebuild tries again");
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    Ok((installed_at, events))
+}
+
+/// What one attempt to install a rebuilt file did.
+#[cfg(unix)]
+enum Install {
+    /// The link names the rebuilt file, which stands at `at`; it named `previous` before.
+    Done { at: u64, previous: PathBuf },
+    /// The live file is ahead of the rebuilt one: catch up to here first.
+    Behind(u64),
+    /// The live connection is on a file that is no longer live: open the live one again.
+    Reopen,
+}
+
+/// Installs the rebuilt file if the live checkpoint allows it now. The live file's write lock
+/// is held across the check and the switch, so the runner commits nothing in between; its next
+/// batch finds the link moved and goes over to the new file.
+#[cfg(unix)]
+fn try_install(
+    (live, generation): &mut (Conn, Generation),
+    scratch: &Conn,
+    link: &Path,
+    file: &Path,
+) -> Result<Install, ProjectionError> {
+    let tx = live.transaction()?;
+    if !generation.is_current()? {
+        return Ok(Install::Reopen);
+    }
+    let current = checkpoint_for_update(&tx)?;
+    let fresh = checkpoint(scratch)?;
+    if fresh < current {
+        return Ok(Install::Behind(current));
+    }
+    let previous = generation::install(link, file)?;
+    // Nothing was written to the file that was live.
+    tx.rollback()?;
+    Ok(Install::Done {
+        at: fresh,
+        previous,
     })
 }
 
@@ -477,7 +637,7 @@ impl<P: FnMut(u64, u64) + Send + 'static> Replay<P> {
             let mut events = 0u64;
             let result = (|| {
                 while let Some(page) = pages_rx.blocking_recv() {
-                    let folded = fold_decoded(&mut conn, &phones, page, None)?;
+                    let folded = fold_decoded(&mut conn, &phones, page, None, None)?;
                     events += folded.applied as u64;
                     progress(folded.checkpoint, total.max(folded.checkpoint));
                 }

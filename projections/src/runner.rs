@@ -9,8 +9,9 @@ use switchboard_store::{EventStore, RecordedEvent, Subscription};
 use tokio::sync::watch;
 
 use crate::ProjectionError;
-use crate::db::{ReadModelsAt, checkpoint, open_live};
+use crate::db::{ReadModelsAt, checkpoint, open_live_generation};
 use crate::fold::{Folded, fold_batch};
+use crate::generation::Generation;
 use crate::phone::PhoneBook;
 use crate::sql::{Conn, Dialect};
 
@@ -61,6 +62,8 @@ impl ProjectionLag {
 /// The connection and memo that fold batches; moved to a blocking thread for each batch.
 struct Folder {
     conn: Conn,
+    /// The file the connection opened (SQLite): a full rebuild may install another.
+    generation: Option<Generation>,
     phones: PhoneBook,
     /// This connection's session holds the projections' lock (PostgreSQL).
     leader: bool,
@@ -93,7 +96,7 @@ impl Projector {
         store: Arc<dyn EventStore>,
         at: ReadModelsAt,
     ) -> Result<Projector, ProjectionError> {
-        let conn = open_live(&at)?;
+        let (conn, generation) = open_live_generation(&at)?;
         let position = checkpoint(&conn)?;
         let (checkpoint_tx, checkpoint_rx) = watch::channel(position);
         let lag = ProjectionLag {
@@ -105,6 +108,7 @@ impl Projector {
             at,
             folder: Some(Folder {
                 conn,
+                generation,
                 phones: PhoneBook::default(),
                 leader: false,
             }),
@@ -153,6 +157,11 @@ impl Projector {
             }
             match self.follow(&mut shutdown).await {
                 Ok(()) => return Ok(()),
+                Err(ProjectionError::Superseded(file)) => {
+                    // Not trouble: the folder is reopened on the installed file and follows
+                    // on from its checkpoint.
+                    tracing::info!(replaced = %file.display(), "a rebuild installed new read models; folding into them");
+                }
                 Err(error) => {
                     tracing::warn!(%error, retry_in = ?backoff, "projections paused");
                     tokio::select! {
@@ -269,7 +278,13 @@ impl Projector {
         folded_to: u64,
     ) -> Result<Folded, ProjectionError> {
         self.with_folder(move |folder| {
-            fold_batch(&mut folder.conn, &folder.phones, batch, folded_to)
+            fold_batch(
+                &mut folder.conn,
+                &folder.phones,
+                batch,
+                folded_to,
+                folder.generation.as_ref(),
+            )
         })
         .await
     }
@@ -288,9 +303,10 @@ impl Projector {
         let (folder, result) = tokio::task::spawn_blocking(move || {
             let mut folder = match kept {
                 Some(folder) => folder,
-                None => match open_live(&at) {
-                    Ok(conn) => Folder {
+                None => match open_live_generation(&at) {
+                    Ok((conn, generation)) => Folder {
                         conn,
+                        generation,
                         phones: PhoneBook::default(),
                         leader: false,
                     },

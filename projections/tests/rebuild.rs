@@ -1,5 +1,6 @@
-//! Rebuilds: a full rebuild equals what live processing built, row for row; one projection's
-//! rebuild swaps only its tables; `until` builds the past into its own file.
+//! Rebuilds: a full rebuild equals what live processing built, row for row, and is installed
+//! under the readers and the runner of a running server; one projection's rebuild swaps only
+//! its tables; `until` builds the past into its own file.
 
 mod support;
 
@@ -8,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 use support::history::generate;
 use support::*;
-use switchboard_projections::{ProjectionName, Projector, Until, read_models_path, rebuild};
+use switchboard_projections::{
+    ProjectionError, ProjectionName, Projector, ReadModels, Until, read_models_path, rebuild,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_rebuild_equals_the_live_read_models_row_for_row() {
@@ -116,6 +119,128 @@ async fn a_full_rebuild_equals_the_live_read_models_row_for_row() {
             assert_eq!(a, b, "{table}: first differing row");
         }
     }
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_rebuild_is_installed_under_running_readers_and_runner() {
+    let h = Harness::new();
+    generate(h.dyn_store(), 2_000, 5).await;
+    let projector = Projector::open(h.dyn_store(), h.data_dir()).unwrap();
+    let lag = projector.lag();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(projector.run(shutdown));
+    let caught_up = |head: u64| {
+        let mut checkpoint = lag.watch_checkpoint();
+        async move {
+            tokio::time::timeout(
+                std::time::Duration::from_secs(30),
+                checkpoint.wait_for(|c| *c >= head),
+            )
+            .await
+            .expect("the runner catches up")
+            .unwrap();
+        }
+    };
+    caught_up(h.head()).await;
+    let link = read_models_path(h.data_dir());
+    assert!(
+        !link.is_symlink(),
+        "a plain file until the first full rebuild"
+    );
+    let read = ReadModels::open(h.data_dir()).unwrap();
+
+    // Damage the live file by hand, so that it tells from the rebuilt one.
+    let conn = Connection::open(&link).unwrap();
+    conn.execute_batch("UPDATE calls SET status = 'broken'")
+        .unwrap();
+    let call_id: String = conn
+        .query_row("SELECT call_id FROM calls LIMIT 1", [], |r| r.get(0))
+        .unwrap();
+    drop(conn);
+    let status = |read: &ReadModels| read.call(&call_id).unwrap().unwrap().status;
+    assert_eq!(status(&read), "broken");
+
+    rebuild(h.dyn_store(), h.data_dir(), None, None, |_, _| {})
+        .await
+        .unwrap();
+    let first = std::fs::read_link(&link).expect("the live path is a link now");
+    assert!(
+        first.to_string_lossy().starts_with("read_models.") && first.parent() == Some("".as_ref()),
+        "a file beside the link: {first:?}"
+    );
+    assert_ne!(
+        status(&read),
+        "broken",
+        "an open reader's next query reads the installed file"
+    );
+    assert_eq!(indexes(&link), expected_indexes());
+
+    // The runner folds what comes next into the installed file, each event once.
+    generate(h.dyn_store(), 1_000, 6).await;
+    let head = h.head();
+    caught_up(head).await;
+    assert_eq!(read.checkpoint().unwrap(), head);
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+    let live = dump(&link);
+    rebuild(h.dyn_store(), h.data_dir(), None, None, |_, _| {})
+        .await
+        .unwrap();
+    let second = std::fs::read_link(&link).unwrap();
+    assert_ne!(first, second);
+    assert_eq!(
+        dump(&link),
+        live,
+        "the runner's work equals a rebuild, row for row"
+    );
+
+    // The file before the last install stays for readers still on it; older ones go.
+    assert!(h.data_dir().join(&first).exists());
+    for companion in ["read_models.sqlite-wal", "read_models.sqlite-shm"] {
+        assert!(!h.data_dir().join(companion).exists(), "{companion} stayed");
+    }
+    rebuild(h.dyn_store(), h.data_dir(), None, None, |_, _| {})
+        .await
+        .unwrap();
+    assert!(!h.data_dir().join(&first).exists(), "{first:?} stayed");
+    assert!(h.data_dir().join(&second).exists());
+    assert_eq!(dump(&link), live);
+}
+
+#[tokio::test]
+async fn a_rebuild_while_another_runs_is_refused_and_changes_nothing() {
+    let h = Harness::new();
+    generate(h.dyn_store(), 500, 8).await;
+    drop(h.project().await);
+    let link = read_models_path(h.data_dir());
+    let before = dump(&link);
+    let other = std::fs::File::create(h.data_dir().join("read_models.lock")).unwrap();
+    other.lock().unwrap();
+
+    let refused = rebuild(h.dyn_store(), h.data_dir(), None, None, |_, _| {}).await;
+    assert!(
+        matches!(refused, Err(ProjectionError::RebuildRunning(_))),
+        "{refused:?}"
+    );
+    assert_eq!(dump(&link), before);
+    let names: Vec<String> = std::fs::read_dir(h.data_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("read_models."))
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| n.starts_with("read_models.sqlite") || n == "read_models.lock"),
+        "{names:?}"
+    );
+
+    drop(other);
+    rebuild(h.dyn_store(), h.data_dir(), None, None, |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(dump(&link), before);
 }
 
 #[tokio::test]
