@@ -344,11 +344,19 @@ pub(crate) fn open_live_sqlite(link: &Path) -> Result<(Conn, Generation), Projec
 
 /// Turns a rebuild's replayed file into one a server can use as its live read models: the
 /// query indexes, the WAL journal and the busy timeout of a live file, and every page on disk
-/// before a link may name it (it was written without fsync).
+/// before a link may name it (it was written without fsync). The rebuild's later commits (a
+/// catch-up with the live runner) sync the WAL each (`synchronous = FULL`), so whatever the
+/// link names is on disk.
 pub(crate) fn make_installable(conn: &Conn, path: &Path) -> Result<(), ProjectionError> {
     create_query_indexes(conn)?;
-    conn.query_row("PRAGMA journal_mode = WAL", (), |r| r.get::<String>(0))?;
-    conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", (), |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(ProjectionError::Connect(format!(
+            "{}: SQLite kept the journal mode {mode} instead of WAL",
+            path.display()
+        )));
+    }
+    conn.execute_batch("PRAGMA synchronous = FULL")?;
     conn.query_row(
         &format!("PRAGMA busy_timeout = {}", BUSY_TIMEOUT.as_millis()),
         (),

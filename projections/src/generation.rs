@@ -46,6 +46,7 @@ impl Generation {
     }
 }
 
+#[cfg(unix)]
 fn resolve(link: &Path) -> io::Result<PathBuf> {
     match std::fs::read_link(link) {
         Ok(target) => Ok(link.parent().unwrap_or(Path::new("")).join(target)),
@@ -62,6 +63,12 @@ fn resolve(link: &Path) -> io::Result<PathBuf> {
     }
 }
 
+/// Without symbolic links (see [`install`]) the live file is always the path itself.
+#[cfg(not(unix))]
+fn resolve(link: &Path) -> io::Result<PathBuf> {
+    Ok(link.to_path_buf())
+}
+
 /// The file a full rebuild with this run id writes, to install it afterwards:
 /// `read_models.<run>.sqlite` for `read_models.sqlite`.
 pub(crate) fn file_for_run(link: &Path, run: &str) -> PathBuf {
@@ -72,6 +79,8 @@ pub(crate) fn file_for_run(link: &Path, run: &str) -> PathBuf {
 /// Points `link` at `file` (in the same directory) in one rename, and makes that durable.
 /// Returns the file the link named before. The caller holds the write lock of that file, so
 /// no commit lands in it between the caller's last look at its checkpoint and this switch.
+/// Once the rename is done the switch has happened: a failure to sync the directory after it
+/// is logged (the rename may not survive a power loss), not returned.
 #[cfg(unix)]
 pub(crate) fn install(link: &Path, file: &Path) -> Result<PathBuf, ProjectionError> {
     let io = |path: &Path| {
@@ -94,9 +103,10 @@ pub(crate) fn install(link: &Path, file: &Path) -> Result<PathBuf, ProjectionErr
     std::fs::rename(&pending, link).map_err(io(link))?;
     let dir = link.parent().filter(|d| !d.as_os_str().is_empty());
     let dir = dir.unwrap_or(Path::new("."));
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))?;
+    if let Err(error) = File::open(dir).and_then(|d| d.sync_all()) {
+        tracing::warn!(%error, dir = %dir.display(),
+            "the read models' link was moved but the directory could not be synced; a power loss may undo the switch");
+    }
     Ok(previous)
 }
 

@@ -377,7 +377,7 @@ impl ReadModels {
         // idle ones to the same file, so the old file is not held open by an idle pool: this
         // query and the next ones read the installed file.
         let pooled = match pooled {
-            Some((conn, Some(generation))) if !generation.is_current()? => {
+            Some((conn, Some(generation))) if !still_current(&generation) => {
                 drop(conn);
                 let superseded: Vec<_> = {
                     let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -708,6 +708,16 @@ impl ReadModels {
             })
         })
     }
+}
+
+/// Whether a pooled connection's file is still the live one. When the link cannot be read,
+/// the connection is kept: it still answers from the file it has open, and opening another
+/// would need the same link.
+fn still_current(generation: &Generation) -> bool {
+    generation.is_current().unwrap_or_else(|error| {
+        tracing::warn!(%error, "the read models' link could not be read; the open connection answers");
+        true
+    })
 }
 
 fn is_trouble<T>(result: &Result<T, ProjectionError>) -> bool {

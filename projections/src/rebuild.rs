@@ -281,7 +281,11 @@ async fn replay_and_install<P: FnMut(u64, u64) + Send + 'static>(
             Install::Reopen => {
                 scratch = back_scratch;
                 let link = link.to_path_buf();
-                live = blocking(move || open_live_sqlite(&link)).await?;
+                live = blocking(move || {
+                    drop(live);
+                    open_live_sqlite(&link)
+                })
+                .await?;
             }
             Install::Behind(current) => {
                 let (conn, more) = replay.run(back_scratch, current, Stop::At(current)).await?;
@@ -340,8 +344,11 @@ fn try_install(
         return Ok(Install::Behind(current));
     }
     let previous = generation::install(link, file)?;
-    // Nothing was written to the file that was live.
-    tx.rollback()?;
+    // Nothing was written to the file that was live; the switch has happened whatever the
+    // rollback says (a failed one ends with the connection).
+    if let Err(error) = tx.rollback() {
+        tracing::debug!(%error, "rolling back the look at the replaced file");
+    }
     Ok(Install::Done {
         at: fresh,
         previous,

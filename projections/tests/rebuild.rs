@@ -175,37 +175,98 @@ async fn a_full_rebuild_is_installed_under_running_readers_and_runner() {
         "an open reader's next query reads the installed file"
     );
     assert_eq!(indexes(&link), expected_indexes());
+    let journal: String = Connection::open(&link)
+        .unwrap()
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(journal, "wal", "the installed file is a live one");
 
-    // The runner folds what comes next into the installed file, each event once.
-    generate(h.dyn_store(), 1_000, 6).await;
+    // A rebuild while events keep coming: the runner gets ahead of the replay, the rebuild
+    // catches up with it before the switch, and the runner goes on in the new file.
+    let (rebuilt, _) = tokio::join!(
+        rebuild(h.dyn_store(), h.data_dir(), None, None, |_, _| {}),
+        generate(h.dyn_store(), 1_000, 6)
+    );
+    rebuilt.unwrap();
+    let second = std::fs::read_link(&link).unwrap();
+    assert_ne!(first, second);
     let head = h.head();
     caught_up(head).await;
     assert_eq!(read.checkpoint().unwrap(), head);
     stop.send(true).unwrap();
     running.await.unwrap().unwrap();
+
+    // Each event once: what the runner built equals a rebuild, row for row.
     let live = dump(&link);
     rebuild(h.dyn_store(), h.data_dir(), None, None, |_, _| {})
         .await
         .unwrap();
-    let second = std::fs::read_link(&link).unwrap();
-    assert_ne!(first, second);
+    let third = std::fs::read_link(&link).unwrap();
     assert_eq!(
         dump(&link),
         live,
         "the runner's work equals a rebuild, row for row"
     );
 
-    // The file before the last install stays for readers still on it; older ones go.
-    assert!(h.data_dir().join(&first).exists());
+    // The file before the last install stays for readers still on it; older ones go, and so
+    // do the plain file's WAL and shared memory.
+    assert!(!h.data_dir().join(&first).exists(), "{first:?} stayed");
+    assert!(h.data_dir().join(&second).exists());
+    assert!(h.data_dir().join(&third).exists());
     for companion in ["read_models.sqlite-wal", "read_models.sqlite-shm"] {
         assert!(!h.data_dir().join(companion).exists(), "{companion} stayed");
     }
-    rebuild(h.dyn_store(), h.data_dir(), None, None, |_, _| {})
-        .await
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_waited_out_a_switch_goes_to_the_new_file_not_the_old_one() {
+    let h = Harness::new();
+    generate(h.dyn_store(), 300, 9).await;
+    let head = h.head();
+    let link = read_models_path(h.data_dir());
+    let mut projector = Projector::open(h.dyn_store(), h.data_dir()).unwrap();
+    // Empty read models to switch to, as a rebuild would install its file.
+    let elsewhere = tempfile::tempdir().unwrap();
+    drop(ReadModels::open(elsewhere.path()).unwrap());
+    let installed = "read_models.0000000000aa.sqlite";
+    std::fs::copy(
+        read_models_path(elsewhere.path()),
+        h.data_dir().join(installed),
+    )
+    .unwrap();
+
+    // Hold the live file's write lock, as an install does while it moves the link.
+    let old_file = Connection::open(&link).unwrap();
+    old_file.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let folding = tokio::spawn(async move {
+        let result = projector.catch_up().await;
+        (projector, result)
+    });
+    // Time for the batch to reach the lock and wait for it.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let pending = h.data_dir().join("pending-link");
+    std::os::unix::fs::symlink(installed, &pending).unwrap();
+    std::fs::rename(&pending, &link).unwrap();
+    old_file.execute_batch("ROLLBACK").unwrap();
+
+    let (mut projector, result) = folding.await.unwrap();
+    assert!(
+        matches!(result, Err(ProjectionError::Superseded(_))),
+        "{result:?}"
+    );
+    let in_old_file: i64 = old_file
+        .query_row("SELECT position FROM checkpoint", [], |r| r.get(0))
         .unwrap();
-    assert!(!h.data_dir().join(&first).exists(), "{first:?} stayed");
-    assert!(h.data_dir().join(&second).exists());
-    assert_eq!(dump(&link), live);
+    assert_eq!(in_old_file, 0, "nothing was committed to the replaced file");
+    assert_eq!(projector.catch_up().await.unwrap(), head);
+    assert_eq!(
+        ReadModels::open(h.data_dir())
+            .unwrap()
+            .checkpoint()
+            .unwrap(),
+        head
+    );
 }
 
 #[tokio::test]
