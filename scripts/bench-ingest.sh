@@ -6,9 +6,14 @@
 #   DURATION=20 scripts/bench-ingest.sh    # longer runs
 #   SERVER=/tmp/switchboard-old scripts/bench-ingest.sh   # another build of the server (A/B)
 #   LOADGEN_ARGS=--sequential-ids scripts/bench-ingest.sh # call ids in order, as before 2026-12-06
+#   LOADGEN_ARGS='--lifecycle-lag 2000' scripts/bench-ingest.sh # calls started, ended, analysed
 #
-# Every delivery is a new call; its id is scattered over the id space like Retell's random ids
-# (sequential ids fill the indexes' last leaves and flatter every figure, see benchmarks.md).
+# By default every delivery is a new call; its id is scattered over the id space like Retell's
+# random ids (sequential ids fill the indexes' last leaves and flatter every figure, see
+# benchmarks.md). `--lifecycle-lag N` follows calls through their life instead: a third of the
+# deliveries start calls, a third end the calls started N calls earlier, a third analyse them.
+# Runs share one server: each later run meets the calls of the runs before it, once the
+# projections have caught up with them.
 #
 # Runs: (1) as fast as 64 connections go; (2) paced at 10,000 deliveries/s for latency;
 # (3) 5,000 deliveries/s with check_availability calls alongside (their p99 reported apart).
@@ -54,9 +59,25 @@ loadgen() {
   fi
 }
 
+# The projections may end a run behind the store (run 2 offers more than the server takes):
+# the next run starts once they have caught up, so that it does not pay for the previous
+# one's backlog. Bounded: after 120 s it starts anyway and says so.
+settle() {
+  local lag waited=0
+  while true; do
+    lag="$(curl -s "$url/metrics" | sed -n 's/^switchboard_projection_lag_events{[^}]*} \([0-9]*\).*/\1/p' | head -n1)"
+    [[ "${lag:-1}" == 0 ]] && break
+    if (( waited >= 1200 )); then echo "projections still ${lag} events behind after 120 s; going on"; return; fi
+    sleep 0.1; waited=$((waited + 1))
+  done
+  echo "(projections caught up $((waited / 10)).$((waited % 10)) s after the run)"
+}
+
 echo "== 1. maximum throughput, 64 connections"
 loadgen --connections 64
+settle
 echo "== 2. paced at 10,000 deliveries/s"
 loadgen --connections 64 --rate 10000
+settle
 echo "== 3. 5,000 deliveries/s with check_availability at 50/s"
 loadgen --connections 32 --rate 5000 --function-rate 50

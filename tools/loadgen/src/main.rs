@@ -1,7 +1,9 @@
 //! Sends signed Retell deliveries to a running `switchboard serve` and reports throughput and
-//! latency percentiles. Every delivery is a new call (`call_ended` with an appointment
-//! request), so each one is a real append, not a duplicate. Optionally runs
-//! `check_availability` function calls alongside and reports their latency separately.
+//! latency percentiles. By default every delivery is a new call (`call_ended` with an
+//! appointment request), so each one is a real append, not a duplicate; with
+//! `--lifecycle-lag` the deliveries follow calls through their life instead (`call_started`,
+//! later `call_ended`, later still `call_analyzed`), as a phone line's traffic does. Optionally
+//! runs `check_availability` function calls alongside and reports their latency separately.
 //!
 //! Bounded by design: it stops after `--duration` seconds or `--count` deliveries and only
 //! talks to the URL it is given (the bench script passes a loopback address).
@@ -57,6 +59,14 @@ struct Args {
     /// evening were measured with them).
     #[arg(long)]
     sequential_ids: bool,
+    /// Follow calls through their life: a third of the deliveries start a new call
+    /// (`call_started`), a third end the call started this many calls earlier (`call_ended`),
+    /// a third analyse the one started twice as many earlier (`call_analyzed`), so two of three
+    /// deliveries go to a stream that exists, written a while ago. Until a run has started that
+    /// many calls, the deliveries whose call does not exist yet start calls too. 0 (the
+    /// default): every delivery a new call's `call_ended`.
+    #[arg(long, default_value_t = 0)]
+    lifecycle_lag: u64,
 }
 
 /// What one task saw; merged once every task has finished.
@@ -123,6 +133,7 @@ async fn run(args: Args) {
         let transcript = transcript.clone();
         let count = args.count;
         let sequential_ids = args.sequential_ids;
+        let lifecycle_lag = args.lifecycle_lag;
         ingest_tasks.push(tokio::spawn(async move {
             let mut stats = Stats::default();
             let mut ticker = per_connection_interval.map(|every| {
@@ -147,12 +158,20 @@ async fn run(args: Args) {
                 // Scattered: the random part first, so that every run's calls spread over
                 // the whole index like real ids, not over a range of their own; the run id
                 // after it keeps runs apart.
-                let call_id = if sequential_ids {
-                    format!("{run_id}-{n}")
-                } else {
-                    format!("{:016x}-{run_id}", scatter(n))
+                let call_id = |call: u64| {
+                    if sequential_ids {
+                        format!("{run_id}-{call}")
+                    } else {
+                        format!("{:016x}-{run_id}", scatter(call))
+                    }
                 };
-                let body = call_ended(&call_id, n, &transcript);
+                let body = match lifecycle(n, lifecycle_lag) {
+                    Phase::NewCallEnded => call_ended(&call_id(n), n, &transcript),
+                    Phase::Started(call) => call_started(&call_id(call), call),
+                    Phase::WarmUp => call_started(&format!("warm{:016x}-{run_id}", scatter(n)), n),
+                    Phase::Ended(call) => call_ended(&call_id(call), call, &transcript),
+                    Phase::Analyzed(call) => call_analyzed(&call_id(call), call, &transcript),
+                };
                 let outcome = target.post("/api/retell/webhook", &secret, body).await;
                 stats.record(outcome, due);
             }
@@ -200,7 +219,12 @@ async fn run(args: Args) {
     let cpu = cpu_time().saturating_sub(cpu_before);
     let responses =
         ingest.latencies_us.len() + functions.as_ref().map_or(0, |f| f.latencies_us.len());
-    report("ingest (call_ended)", ingest, elapsed);
+    let name = if args.lifecycle_lag > 0 {
+        "ingest (calls started, ended, analysed)"
+    } else {
+        "ingest (call_ended)"
+    };
+    report(name, ingest, elapsed);
     if let Some(functions) = functions {
         report("check_availability", functions, elapsed);
     }
@@ -301,11 +325,58 @@ fn scatter(n: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// What delivery `n` is.
+#[derive(Debug, PartialEq, Eq)]
+enum Phase {
+    /// `call_ended` of a call nothing was sent for before (the default mix).
+    NewCallEnded,
+    /// `call_started` of call number `.0`.
+    Started(u64),
+    /// `call_started` of a call that is never ended: the run is younger than the lag.
+    WarmUp,
+    Ended(u64),
+    Analyzed(u64),
+}
+
+/// Delivery `n` with calls `lag` apart between their phases (see `--lifecycle-lag`): the
+/// phases take turns, and delivery 3j + p belongs to call j - p·lag.
+fn lifecycle(n: u64, lag: u64) -> Phase {
+    if lag == 0 {
+        return Phase::NewCallEnded;
+    }
+    let (turn, phase) = (n / 3, n % 3);
+    match (phase, turn.checked_sub(phase * lag)) {
+        (0, _) => Phase::Started(turn),
+        (_, None) => Phase::WarmUp,
+        (1, Some(call)) => Phase::Ended(call),
+        (_, Some(call)) => Phase::Analyzed(call),
+    }
+}
+
+const FROM: &str = "+4915123456789";
+const TO: &str = "+493083793369";
+
+fn call_started(call_id: &str, n: u64) -> String {
+    let start = 1_900_000_000_000i64 + n as i64;
+    format!(
+        r#"{{"event":"call_started","call":{{"call_id":"load-{call_id}","from_number":"{FROM}","to_number":"{TO}","direction":"inbound","agent_id":"agent_load","call_status":"ongoing","start_timestamp":{start}}},"timestamp":{start}}}"#
+    )
+}
+
+fn call_analyzed(call_id: &str, n: u64, transcript_json: &str) -> String {
+    let start = 1_900_000_000_000i64 + n as i64;
+    let end = start + 300_000;
+    let at = end + 60_000;
+    format!(
+        r#"{{"event":"call_analyzed","call":{{"call_id":"load-{call_id}","from_number":"{FROM}","to_number":"{TO}","direction":"inbound","agent_id":"agent_load","call_status":"ended","start_timestamp":{start},"end_timestamp":{end},"duration_ms":300000,"disconnection_reason":"user_hangup","transcript":{transcript_json},"call_analysis":{{"call_summary":"Kunde möchte einen Termin","user_sentiment":"Positive","call_successful":true,"in_voicemail":false,"custom_analysis_data":{{"datum":"15.04.2030","uhrzeit":"14:30","dienstleistung":"Herrenhaarschnitt","name":"Max Mustermann","telefonnummer":"{FROM}"}}}}}},"timestamp":{at}}}"#
+    )
+}
+
 fn call_ended(call_id: &str, n: u64, transcript_json: &str) -> String {
     let start = 1_900_000_000_000i64 + n as i64;
     let end = start + 300_000;
     format!(
-        r#"{{"event":"call_ended","call":{{"call_id":"load-{call_id}","from_number":"+4915123456789","to_number":"+493083793369","direction":"inbound","agent_id":"agent_load","start_timestamp":{start},"end_timestamp":{end},"duration":300,"status":"completed","end_reason":"agent_ended","transcript":{transcript_json},"summary":"Kunde möchte einen Termin","custom_data":{{"collect_appointment_data":{{"datum":"15.04.2030","uhrzeit":"14:30","dienstleistung":"Herrenhaarschnitt","name":"Max Mustermann","telefonnummer":"+4915123456789"}}}}}},"timestamp":{end}}}"#
+        r#"{{"event":"call_ended","call":{{"call_id":"load-{call_id}","from_number":"{FROM}","to_number":"{TO}","direction":"inbound","agent_id":"agent_load","start_timestamp":{start},"end_timestamp":{end},"duration":300,"status":"completed","end_reason":"agent_ended","transcript":{transcript_json},"summary":"Kunde möchte einen Termin","custom_data":{{"collect_appointment_data":{{"datum":"15.04.2030","uhrzeit":"14:30","dienstleistung":"Herrenhaarschnitt","name":"Max Mustermann","telefonnummer":"{FROM}"}}}}}},"timestamp":{end}}}"#
     )
 }
 
@@ -350,4 +421,46 @@ fn report(name: &str, stats: Stats, elapsed: Duration) {
         stats.statuses,
         stats.errors
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_phases_follow_each_call_in_order_lag_calls_apart() {
+        assert_eq!(lifecycle(7, 0), Phase::NewCallEnded);
+        let lag = 2;
+        let phases: Vec<Phase> = (0..18).map(|n| lifecycle(n, lag)).collect();
+        // Turn j starts call j, ends call j - 2, analyses call j - 4.
+        assert_eq!(phases[0], Phase::Started(0));
+        assert_eq!(phases[1], Phase::WarmUp);
+        assert_eq!(phases[2], Phase::WarmUp);
+        assert_eq!(phases[6], Phase::Started(2));
+        assert_eq!(phases[7], Phase::Ended(0));
+        assert_eq!(phases[8], Phase::WarmUp);
+        assert_eq!(phases[14], Phase::Analyzed(0));
+        assert_eq!(phases[16], Phase::Ended(3));
+        // Every call that is ended or analysed was started before.
+        for (n, phase) in phases.iter().enumerate() {
+            if let Phase::Ended(call) | Phase::Analyzed(call) = phase {
+                let started = phases.iter().position(|p| *p == Phase::Started(*call));
+                assert!(started.is_some_and(|s| s < n), "call {call} at {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_body_is_json_of_the_event_it_names() {
+        let transcript = serde_json::to_string("Kunde: \"Termin\" bitte.").unwrap();
+        for (body, event) in [
+            (call_started("a", 1), "call_started"),
+            (call_ended("a", 1, &transcript), "call_ended"),
+            (call_analyzed("a", 1, &transcript), "call_analyzed"),
+        ] {
+            let json: serde_json::Value = serde_json::from_str(&body).expect(&body);
+            assert_eq!(json["event"], event);
+            assert_eq!(json["call"]["call_id"], "load-a");
+        }
+    }
 }
