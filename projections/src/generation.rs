@@ -71,6 +71,7 @@ fn resolve(link: &Path) -> io::Result<PathBuf> {
 
 /// The file a full rebuild with this run id writes, to install it afterwards:
 /// `read_models.<run>.sqlite` for `read_models.sqlite`.
+#[cfg(unix)]
 pub(crate) fn file_for_run(link: &Path, run: &str) -> PathBuf {
     let (stem, extension) = stem_and_extension(link);
     link.with_file_name(format!("{stem}.{run}{extension}"))
@@ -114,6 +115,7 @@ pub(crate) fn install(link: &Path, file: &Path) -> Result<PathBuf, ProjectionErr
 /// `previous` was the file before it: the files of older rebuilds (and of rebuilds that
 /// stopped before installing theirs), and the `-wal` and `-shm` of the plain file the first
 /// install replaced. Runs under the rebuild lock, so no other rebuild is writing one of them.
+#[cfg(unix)]
 pub(crate) fn remove_stale(
     link: &Path,
     current: &Path,
@@ -188,6 +190,7 @@ fn stem_and_extension(link: &Path) -> (String, String) {
 }
 
 /// A database file's name without SQLite's companion suffix, and the suffix.
+#[cfg(unix)]
 fn split_sqlite_suffix(name: &str) -> (&str, &str) {
     ["-wal", "-shm", "-journal"]
         .iter()
@@ -196,6 +199,7 @@ fn split_sqlite_suffix(name: &str) -> (&str, &str) {
 }
 
 /// `<stem>.<12 hex digits><extension>`: a file a full rebuild wrote.
+#[cfg(unix)]
 fn is_rebuilt_file(name: &str, stem: &str, extension: &str) -> bool {
     name.strip_prefix(stem)
         .and_then(|rest| rest.strip_prefix('.'))
@@ -210,6 +214,7 @@ pub(crate) const RUN_ID_LEN: usize = 12;
 mod tests {
     use super::*;
 
+    #[cfg(unix)]
     #[test]
     fn only_files_of_rebuilds_match_the_rebuilt_file_pattern() {
         let ok = |name| is_rebuilt_file(name, "read_models", ".sqlite");
@@ -260,6 +265,7 @@ mod tests {
         assert_eq!(std::fs::read(&link).unwrap(), b"second");
     }
 
+    #[cfg(unix)]
     #[test]
     fn stale_files_are_those_older_than_the_previous_install() {
         let dir = tempfile::tempdir().unwrap();

@@ -373,17 +373,17 @@ impl ReadModels {
         query: impl Fn(&Conn) -> Result<T, ProjectionError>,
     ) -> Result<T, ProjectionError> {
         let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        // A connection to a file a full rebuild has since replaced is let go, and so are the
-        // idle ones to the same file, so the old file is not held open by an idle pool: this
-        // query and the next ones read the installed file.
+        // A connection to a file a full rebuild has since replaced is let go, and so is every
+        // idle one not on the installed file, so an idle pool does not hold replaced files
+        // open: this query and the next ones read the installed file.
         let pooled = match pooled {
             Some((conn, Some(generation))) if !still_current(&generation) => {
                 drop(conn);
                 let superseded: Vec<_> = {
                     let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-                    let (old, current) = std::mem::take(&mut *idle)
+                    let (current, old) = std::mem::take(&mut *idle)
                         .into_iter()
-                        .partition(|(_, g)| g.as_ref() == Some(&generation));
+                        .partition(|(_, g)| g.as_ref().is_none_or(still_current));
                     *idle = current;
                     old
                 };

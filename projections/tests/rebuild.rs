@@ -181,16 +181,35 @@ async fn a_full_rebuild_is_installed_under_running_readers_and_runner() {
         .unwrap();
     assert_eq!(journal, "wal", "the installed file is a live one");
 
-    // A rebuild while events keep coming: the runner gets ahead of the replay, the rebuild
-    // catches up with it before the switch, and the runner goes on in the new file.
-    let (rebuilt, _) = tokio::join!(
-        rebuild(h.dyn_store(), h.data_dir(), None, None, |_, _| {}),
-        generate(h.dyn_store(), 1_000, 6)
+    // A rebuild while events keep coming: new events are appended, and folded by the runner,
+    // while the rebuild replays up to the head it started from; it catches up with the runner
+    // before the switch, and the runner goes on in the new file.
+    let replaying_to = h.head();
+    let runtime = tokio::runtime::Handle::current();
+    let (store, checkpoint) = (h.dyn_store(), lag.watch_checkpoint());
+    let mut appended = false;
+    let report = rebuild(h.dyn_store(), h.data_dir(), None, None, move |_, _| {
+        if std::mem::replace(&mut appended, true) {
+            return;
+        }
+        // On the rebuild's fold thread, after its first page: the replay waits meanwhile.
+        let (store, mut checkpoint) = (store.clone(), checkpoint.clone());
+        runtime.block_on(async move {
+            generate(store.clone(), 1_000, 6).await;
+            let head = *store.watch_head().borrow();
+            checkpoint.wait_for(|c| *c >= head).await.unwrap();
+        });
+    })
+    .await
+    .unwrap();
+    let head = h.head();
+    assert!(head > replaying_to);
+    assert_eq!(
+        report.checkpoint, head,
+        "the rebuild caught up with the runner before the switch"
     );
-    rebuilt.unwrap();
     let second = std::fs::read_link(&link).unwrap();
     assert_ne!(first, second);
-    let head = h.head();
     caught_up(head).await;
     assert_eq!(read.checkpoint().unwrap(), head);
     stop.send(true).unwrap();
@@ -243,8 +262,9 @@ async fn a_batch_that_waited_out_a_switch_goes_to_the_new_file_not_the_old_one()
         let result = projector.catch_up().await;
         (projector, result)
     });
-    // Time for the batch to reach the lock and wait for it.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Time for the batch to reach the lock and wait for it (were it not there yet, it would
+    // find the link moved all the same, and the test would pass without testing the wait).
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     let pending = h.data_dir().join("pending-link");
     std::os::unix::fs::symlink(installed, &pending).unwrap();
     std::fs::rename(&pending, &link).unwrap();
