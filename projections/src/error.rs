@@ -33,6 +33,14 @@ pub enum ProjectionError {
     #[error("{}: a rebuild installed new read models; reopening them", .0.display())]
     Superseded(PathBuf),
 
+    /// The live read models stand past the end of the store a rebuild reads: they were folded
+    /// from another store (or the store lost events).
+    #[error(
+        "the live read models stand at position {read_models}, but the store ends at {store}: \
+         are they the read models of another store (--store, --data-dir, --read-models)?"
+    )]
+    StoreBehind { read_models: u64, store: u64 },
+
     /// Another rebuild holds the lock on these read models.
     #[error("{}: another rebuild of these read models is running; wait for it to finish", .0.display())]
     RebuildRunning(PathBuf),

@@ -600,6 +600,13 @@ impl<P: FnMut(u64, u64) + Send + 'static> Replay<P> {
             Ok((conn, from))
         })
         .await?;
+        if let Stop::At(target) = stop
+            && target > *self.store.watch_head().borrow()
+        {
+            // The live read models are ahead of what this process has seen of the store: a
+            // server beside this rebuild appended and folded since the store was opened here.
+            self.store.observe_other_writers().await?;
+        }
         let (pages_tx, mut pages_rx) = mpsc::channel::<DecodedBatch>(READ_AHEAD);
         let store = Arc::clone(&self.store);
         let reader = tokio::spawn(async move {
@@ -661,6 +668,21 @@ impl<P: FnMut(u64, u64) + Send + 'static> Replay<P> {
         reader
             .await
             .map_err(|e| ProjectionError::Task(e.to_string()))??;
+        if let Stop::At(target) = stop {
+            // Short of the target means the store does not hold it: trying again would spin.
+            let (conn_back, reached) = blocking(move || {
+                let reached = checkpoint(&conn)?;
+                Ok((conn, reached))
+            })
+            .await?;
+            if reached < target {
+                return Err(ProjectionError::StoreBehind {
+                    read_models: target,
+                    store: reached,
+                });
+            }
+            return Ok((conn_back, events));
+        }
         Ok((conn, events))
     }
 }

@@ -289,6 +289,44 @@ async fn a_batch_that_waited_out_a_switch_goes_to_the_new_file_not_the_old_one()
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_beside_a_running_server_catches_up_with_what_the_server_appended_since() {
+    use switchboard_store::{EventStore, SqliteOptions, SqliteStore};
+    let h = Harness::new();
+    generate(h.dyn_store(), 500, 12).await;
+    // The rebuild's process opens the store; the server (h.store) appends and folds on.
+    let rebuilding: Arc<dyn EventStore> = Arc::new(
+        SqliteStore::open(
+            &h.data_dir().join("events.sqlite"),
+            SqliteOptions::default(),
+        )
+        .unwrap(),
+    );
+    generate(h.dyn_store(), 500, 13).await;
+    drop(h.project().await);
+    let head = h.head();
+    let link = read_models_path(h.data_dir());
+    let live = dump(&link);
+
+    for projection in [None, Some(ProjectionName::Calls)] {
+        let report = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            rebuild(
+                Arc::clone(&rebuilding),
+                h.data_dir(),
+                projection,
+                None,
+                |_, _| {},
+            ),
+        )
+        .await
+        .expect("the rebuild reads what the server appended instead of waiting for it forever")
+        .unwrap();
+        assert_eq!(report.checkpoint, head, "{projection:?}");
+        assert_eq!(dump(&link), live, "{projection:?}");
+    }
+}
+
 #[tokio::test]
 async fn a_rebuild_while_another_runs_is_refused_and_changes_nothing() {
     let h = Harness::new();

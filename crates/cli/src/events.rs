@@ -1,12 +1,17 @@
 //! `switchboard events read STREAM` / `events tail`: the store as JSON lines.
 
 use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Subcommand;
 use switchboard_store::{RecordedEvent, Subscription};
 
 use crate::settings::StoreArgs;
 use crate::{CliError, open_store};
+
+/// How often `events tail` looks for commits of another process (a running server).
+const OBSERVE_INTERVAL: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Subcommand)]
 pub enum EventsCommand {
@@ -70,11 +75,37 @@ pub async fn run(command: EventsCommand) -> Result<(), CliError> {
                 }
                 return Ok(());
             }
+            // The server appending to this store is another process: look for its commits
+            // now and then, so the subscription wakes for them (the embedded store's own head
+            // only moves with this process's appends).
+            let observed = Arc::clone(&store);
+            let mut watcher = tokio::spawn(async move {
+                let mut every = tokio::time::interval(OBSERVE_INTERVAL);
+                loop {
+                    every.tick().await;
+                    if let Err(error) = observed.observe_other_writers().await {
+                        return error;
+                    }
+                }
+            });
             let mut subscription = Subscription::new(store, from_position);
-            loop {
-                let event = subscription.next().await?;
-                print_events(std::slice::from_ref(&event))?;
-            }
+            let result = loop {
+                let event = tokio::select! {
+                    event = subscription.next() => event,
+                    error = &mut watcher => {
+                        break Err(match error {
+                            Ok(error) => error.into(),
+                            Err(panic) => CliError::Failed(panic.to_string()),
+                        });
+                    }
+                };
+                match event {
+                    Ok(event) => print_events(std::slice::from_ref(&event))?,
+                    Err(error) => break Err(error.into()),
+                }
+            };
+            watcher.abort();
+            result
         }
     }
 }

@@ -48,4 +48,13 @@ pub trait EventStore: Send + Sync + 'static {
     /// of polling; a backend whose commits can come from other processes feeds it from the
     /// database's own notifications.
     fn watch_head(&self) -> watch::Receiver<u64>;
+
+    /// Looks at the database for commits by other processes, makes them visible to this
+    /// process's reads and head, and returns the head. For a process that reads a store
+    /// another process writes — a rebuild or `events tail` beside a running server on the
+    /// embedded store, whose reads otherwise stop at what this process itself committed and
+    /// synced. Backends that read the database directly have nothing to do but tell the head.
+    async fn observe_other_writers(&self) -> Result<u64, StoreError> {
+        self.head_position().await
+    }
 }

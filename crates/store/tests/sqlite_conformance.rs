@@ -217,6 +217,38 @@ async fn reopening_keeps_the_events_and_continues_the_order() {
 }
 
 #[tokio::test]
+async fn a_reader_beside_another_process_sees_its_commits_once_it_observes_them() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("events.db");
+    // Two opens of one file stand for two processes: a server that writes, and a rebuild or
+    // `events tail` opened before the server's latest commits.
+    let server = open(&path);
+    server
+        .append("call-1", ExpectedVersion::NoStream, one("first"))
+        .await
+        .unwrap();
+    let beside = open(&path);
+    let later = server
+        .append("call-2", ExpectedVersion::NoStream, one("later"))
+        .await
+        .unwrap();
+    let later_at = later.events[0].position;
+
+    assert_eq!(beside.read_all(0, 10).await.unwrap().len(), 1);
+    assert_eq!(beside.head_position().await.unwrap(), later_at - 1);
+    let mut head = beside.watch_head();
+    head.borrow_and_update();
+
+    assert_eq!(beside.observe_other_writers().await.unwrap(), later_at);
+    assert!(head.has_changed().unwrap(), "subscribers are woken");
+    assert_eq!(*head.borrow(), later_at);
+    assert_eq!(beside.read_all(0, 10).await.unwrap().len(), 2);
+    assert_eq!(beside.head_position().await.unwrap(), later_at);
+    // Nothing new: the head stays.
+    assert_eq!(beside.observe_other_writers().await.unwrap(), later_at);
+}
+
+#[tokio::test]
 async fn oversize_events_are_refused_against_the_configured_limit() {
     let dir = TempDir::new().unwrap();
     let options = SqliteOptions {

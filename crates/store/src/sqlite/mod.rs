@@ -98,6 +98,9 @@ pub struct SqliteStore {
     /// threads; waiting for a pooled one is far cheaper.
     read_permits: Arc<Semaphore>,
     head: watch::Receiver<u64>,
+    /// The syncer's sender, shared: `observe_other_writers` moves the head to other
+    /// processes' commits (never back: both only raise it).
+    head_tx: watch::Sender<u64>,
     /// Set for good by a failed sync (see `syncer`).
     poison: Arc<Poison>,
     /// What live subscribers read instead of the file (see `recent`).
@@ -154,7 +157,7 @@ impl SqliteStore {
             wal,
             sync,
             committed_rx,
-            head_tx,
+            head_tx.clone(),
             Arc::clone(&poison),
             Arc::clone(&recent),
         );
@@ -191,6 +194,7 @@ impl SqliteStore {
             readers,
             read_permits,
             head: head_rx,
+            head_tx,
             poison,
             recent,
         })
@@ -399,6 +403,22 @@ impl EventStore for SqliteStore {
 
     fn watch_head(&self) -> watch::Receiver<u64> {
         self.head.clone()
+    }
+
+    /// The file's head, which may include commits another process has not synced yet. Meant
+    /// for processes that only read (see the trait): in one that also appends, it could show
+    /// this process's own commits before its syncer has made them durable.
+    async fn observe_other_writers(&self) -> Result<u64, StoreError> {
+        self.poison.check()?;
+        let in_file = self.read(reader::head_position).await?;
+        self.head_tx.send_if_modified(|head| {
+            let moved = in_file > *head;
+            if moved {
+                *head = in_file;
+            }
+            moved
+        });
+        Ok(*self.head.borrow())
     }
 }
 
