@@ -33,6 +33,16 @@ async fn call_started(client: &reqwest::Client, server: &TestServer, call_id: &s
     request.send().await.unwrap().status().as_u16()
 }
 
+/// The `events tail` child, stopped however the test ends.
+struct Tail(std::process::Child);
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Waits (bounded) for a line of the tail's output that names `call_id`.
 fn line_naming(lines: &mpsc::Receiver<String>, call_id: &str) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
@@ -53,15 +63,17 @@ async fn events_tail_follows_what_a_running_server_stores_after_it_started() {
     let client = client();
     assert_eq!(call_started(&client, &server, "before-tail").await, 200);
 
-    let mut tail = Command::new(switchboard_bin())
-        .args(["events", "tail", "--data-dir"])
-        .arg(&server.data_dir)
-        .env_remove("SWITCHBOARD_STORE")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = tail.stdout.take().unwrap();
+    let mut tail = Tail(
+        Command::new(switchboard_bin())
+            .args(["events", "tail", "--data-dir"])
+            .arg(&server.data_dir)
+            .env_remove("SWITCHBOARD_STORE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = tail.0.stdout.take().unwrap();
     let (send, lines) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -81,8 +93,7 @@ async fn events_tail_follows_what_a_running_server_stores_after_it_started() {
     let after = line_naming(&lines, "after-tail");
     let event: serde_json::Value = serde_json::from_str(&after).unwrap();
     assert!(event["position"].as_u64().is_some(), "{after}");
-    tail.kill().unwrap();
-    tail.wait().unwrap();
+    drop(tail);
 
     let read = Command::new(switchboard_bin())
         .args(["events", "read", "call-after-tail", "--data-dir"])

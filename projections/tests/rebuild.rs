@@ -294,30 +294,27 @@ async fn a_rebuild_beside_a_running_server_catches_up_with_what_the_server_appen
     use switchboard_store::{EventStore, SqliteOptions, SqliteStore};
     let h = Harness::new();
     generate(h.dyn_store(), 500, 12).await;
-    // The rebuild's process opens the store; the server (h.store) appends and folds on.
-    let rebuilding: Arc<dyn EventStore> = Arc::new(
-        SqliteStore::open(
-            &h.data_dir().join("events.sqlite"),
-            SqliteOptions::default(),
+    // Each rebuild's process opens the store; the server (h.store) appends and folds on.
+    let open = || -> Arc<dyn EventStore> {
+        Arc::new(
+            SqliteStore::open(
+                &h.data_dir().join("events.sqlite"),
+                SqliteOptions::default(),
+            )
+            .unwrap(),
         )
-        .unwrap(),
-    );
+    };
+    let (one, all) = (open(), open());
     generate(h.dyn_store(), 500, 13).await;
     drop(h.project().await);
     let head = h.head();
     let link = read_models_path(h.data_dir());
     let live = dump(&link);
 
-    for projection in [None, Some(ProjectionName::Calls)] {
+    for (store, projection) in [(one, Some(ProjectionName::Calls)), (all, None)] {
         let report = tokio::time::timeout(
             std::time::Duration::from_secs(60),
-            rebuild(
-                Arc::clone(&rebuilding),
-                h.data_dir(),
-                projection,
-                None,
-                |_, _| {},
-            ),
+            rebuild(store, h.data_dir(), projection, None, |_, _| {}),
         )
         .await
         .expect("the rebuild reads what the server appended instead of waiting for it forever")
@@ -325,6 +322,29 @@ async fn a_rebuild_beside_a_running_server_catches_up_with_what_the_server_appen
         assert_eq!(report.checkpoint, head, "{projection:?}");
         assert_eq!(dump(&link), live, "{projection:?}");
     }
+}
+
+#[tokio::test]
+async fn read_models_of_another_store_are_refused_by_a_rebuild_not_waited_for() {
+    let h = Harness::new();
+    generate(h.dyn_store(), 500, 14).await;
+    drop(h.project().await);
+    let link = read_models_path(h.data_dir());
+    let before = dump(&link);
+    let other = Harness::new();
+    generate(other.dyn_store(), 100, 15).await;
+
+    let refused = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        rebuild(other.dyn_store(), h.data_dir(), None, None, |_, _| {}),
+    )
+    .await
+    .expect("refused, not waited for");
+    assert!(
+        matches!(refused, Err(ProjectionError::StoreBehind { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(dump(&link), before, "the live read models are left alone");
 }
 
 #[tokio::test]

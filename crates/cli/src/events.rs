@@ -13,6 +13,9 @@ use crate::{CliError, open_store};
 /// How often `events tail` looks for commits of another process (a running server).
 const OBSERVE_INTERVAL: Duration = Duration::from_millis(200);
 
+/// Looks in a row that may fail before `events tail` gives up (5 s at the interval above).
+const OBSERVE_ATTEMPTS: u32 = 25;
+
 #[derive(Debug, Subcommand)]
 pub enum EventsCommand {
     /// Print one stream's events with their envelope, one JSON object a line.
@@ -52,7 +55,9 @@ pub async fn run(command: EventsCommand) -> Result<(), CliError> {
                 let Some(last) = page.last() else { break };
                 next = last.version + 1;
                 printed += page.len();
-                print_events(&page)?;
+                if !print_events(&page)? {
+                    return Ok(());
+                }
             }
             if printed == 0 {
                 return Err(CliError::Failed(format!("stream {stream} has no events")));
@@ -71,7 +76,9 @@ pub async fn run(command: EventsCommand) -> Result<(), CliError> {
                     let page = store.read_all(next, 500).await?;
                     let Some(last) = page.last() else { break };
                     next = last.position + 1;
-                    print_events(&page)?;
+                    if !print_events(&page)? {
+                        break;
+                    }
                 }
                 return Ok(());
             }
@@ -81,10 +88,16 @@ pub async fn run(command: EventsCommand) -> Result<(), CliError> {
             let observed = Arc::clone(&store);
             let mut watcher = tokio::spawn(async move {
                 let mut every = tokio::time::interval(OBSERVE_INTERVAL);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut failures = 0;
                 loop {
                     every.tick().await;
-                    if let Err(error) = observed.observe_other_writers().await {
-                        return error;
+                    match observed.observe_other_writers().await {
+                        Ok(_) => failures = 0,
+                        // A busy moment is tried again; a store that keeps failing ends the
+                        // command with its error.
+                        Err(error) if failures >= OBSERVE_ATTEMPTS => return error,
+                        Err(_) => failures += 1,
                     }
                 }
             });
@@ -99,9 +112,14 @@ pub async fn run(command: EventsCommand) -> Result<(), CliError> {
                         });
                     }
                 };
-                match event {
-                    Ok(event) => print_events(std::slice::from_ref(&event))?,
-                    Err(error) => break Err(error.into()),
+                match event.map_err(CliError::from) {
+                    Ok(event) => match print_events(std::slice::from_ref(&event)) {
+                        Ok(true) => {}
+                        // The reader went away (`| head`): done.
+                        Ok(false) => break Ok(()),
+                        Err(error) => break Err(error),
+                    },
+                    Err(error) => break Err(error),
                 }
             };
             watcher.abort();
@@ -110,15 +128,16 @@ pub async fn run(command: EventsCommand) -> Result<(), CliError> {
     }
 }
 
-fn print_events(events: &[RecordedEvent]) -> Result<(), CliError> {
+/// Prints events as JSON lines; false once the output is closed (`| head`), which ends the
+/// command quietly.
+fn print_events(events: &[RecordedEvent]) -> Result<bool, CliError> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for event in events {
         let line = serde_json::to_string(event).map_err(|e| CliError::Failed(e.to_string()))?;
-        if writeln!(out, "{line}").is_err() {
-            // A closed pipe (`| head`) ends the command quietly.
-            return Ok(());
+        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+            return Ok(false);
         }
     }
-    Ok(())
+    Ok(true)
 }

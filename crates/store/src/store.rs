@@ -53,8 +53,9 @@ pub trait EventStore: Send + Sync + 'static {
     /// process's reads and head, and returns the head. For a process that reads a store
     /// another process writes — a rebuild or `events tail` beside a running server on the
     /// embedded store, whose reads otherwise stop at what this process itself committed and
-    /// synced. Backends that read the database directly have nothing to do but tell the head.
+    /// synced. Backends whose reads are not bounded by this process's head, and whose head
+    /// follows the database's own notifications, have nothing to do.
     async fn observe_other_writers(&self) -> Result<u64, StoreError> {
-        self.head_position().await
+        Ok(*self.watch_head().borrow())
     }
 }

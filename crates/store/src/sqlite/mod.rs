@@ -405,12 +405,30 @@ impl EventStore for SqliteStore {
         self.head.clone()
     }
 
-    /// The file's head, which may include commits another process has not synced yet. Meant
-    /// for processes that only read (see the trait): in one that also appends, it could show
-    /// this process's own commits before its syncer has made them durable.
+    /// The file's head. Its newest commits may not be synced yet by the process that made
+    /// them, so the WAL is synced before the head moves: a read never shows what a power loss
+    /// could take back. Meant for processes that only read (see the trait).
     async fn observe_other_writers(&self) -> Result<u64, StoreError> {
         self.poison.check()?;
         let in_file = self.read(reader::head_position).await?;
+        if in_file <= *self.head.borrow() {
+            return Ok(*self.head.borrow());
+        }
+        let wal = syncer::wal_path(&self.path);
+        let synced = tokio::task::spawn_blocking(move || match std::fs::File::open(&wal) {
+            Ok(file) => file.sync_data(),
+            // Copied into the file and synced there by a checkpoint before the WAL went.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(error),
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("syncing the WAL: {e}")))?;
+        synced.map_err(|e| {
+            StoreError::Unavailable(format!(
+                "{}: cannot sync: {e}",
+                syncer::wal_path(&self.path).display()
+            ))
+        })?;
         self.head_tx.send_if_modified(|head| {
             let moved = in_file > *head;
             if moved {
