@@ -247,8 +247,8 @@ async fn replay_and_install<P: FnMut(u64, u64) + Send + 'static>(
     let (mut live, live_checkpoint, scratch) = {
         let (link, file) = (link.to_path_buf(), file.to_path_buf());
         blocking(move || {
-            let live = open_live_sqlite(&link)?;
-            let at = checkpoint(&live.0)?;
+            let (live, _) = open_live_sqlite(&link)?;
+            let at = checkpoint(&live)?;
             Ok((live, at, open_scratch(&ReadModelsAt::Sqlite(file))?))
         })
         .await?
@@ -277,15 +277,6 @@ async fn replay_and_install<P: FnMut(u64, u64) + Send + 'static>(
             Install::Done { at, previous } => {
                 scratch = back_scratch;
                 break (at, previous);
-            }
-            Install::Reopen => {
-                scratch = back_scratch;
-                let link = link.to_path_buf();
-                live = blocking(move || {
-                    drop(live);
-                    open_live_sqlite(&link)
-                })
-                .await?;
             }
             Install::Behind(current) => {
                 let (conn, more) = replay.run(back_scratch, current, Stop::At(current)).await?;
@@ -320,8 +311,6 @@ enum Install {
     Done { at: u64, previous: PathBuf },
     /// The live file is ahead of the rebuilt one: catch up to here first.
     Behind(u64),
-    /// The live connection is on a file that is no longer live: open the live one again.
-    Reopen,
 }
 
 /// Installs the rebuilt file if the live checkpoint allows it now. The live file's write lock
@@ -329,15 +318,13 @@ enum Install {
 /// batch finds the link moved and goes over to the new file.
 #[cfg(unix)]
 fn try_install(
-    (live, generation): &mut (Conn, Generation),
+    live: &mut Conn,
     scratch: &Conn,
     link: &Path,
     file: &Path,
 ) -> Result<Install, ProjectionError> {
+    // Under the rebuild lock only this rebuild moves the link, so `live` is the live file.
     let tx = live.transaction()?;
-    if !generation.is_current()? {
-        return Ok(Install::Reopen);
-    }
     let current = checkpoint_for_update(&tx)?;
     let fresh = checkpoint(scratch)?;
     if fresh < current {
@@ -649,17 +636,20 @@ impl<P: FnMut(u64, u64) + Send + 'static> Replay<P> {
         let folding = tokio::task::spawn_blocking(move || {
             let mut conn = conn;
             let mut events = 0u64;
+            // Where the file stands: the checkpoint of the last page folded.
+            let mut reached = from - 1;
             let result = (|| {
                 while let Some(page) = pages_rx.blocking_recv() {
                     let folded = fold_decoded(&mut conn, &phones, page, None, None)?;
                     events += folded.applied as u64;
+                    reached = folded.checkpoint;
                     progress(folded.checkpoint, total.max(folded.checkpoint));
                 }
                 Ok::<(), ProjectionError>(())
             })();
-            (conn, phones, progress, events, result)
+            (conn, phones, progress, events, reached, result)
         });
-        let (conn, phones, progress, events, folded) = folding
+        let (conn, phones, progress, events, reached, folded) = folding
             .await
             .map_err(|e| ProjectionError::Task(e.to_string()))?;
         self.phones = Some(phones);
@@ -668,20 +658,14 @@ impl<P: FnMut(u64, u64) + Send + 'static> Replay<P> {
         reader
             .await
             .map_err(|e| ProjectionError::Task(e.to_string()))??;
-        if let Stop::At(target) = stop {
-            // Short of the target means the store does not hold it: trying again would spin.
-            let (conn_back, reached) = blocking(move || {
-                let reached = checkpoint(&conn)?;
-                Ok((conn, reached))
-            })
-            .await?;
-            if reached < target {
-                return Err(ProjectionError::StoreBehind {
-                    read_models: target,
-                    store: reached,
-                });
-            }
-            return Ok((conn_back, events));
+        // Short of the target means the store does not hold it: trying again would spin.
+        if let Stop::At(target) = stop
+            && reached < target
+        {
+            return Err(ProjectionError::StoreBehind {
+                read_models: target,
+                store: reached,
+            });
         }
         Ok((conn, events))
     }

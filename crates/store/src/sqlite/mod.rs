@@ -415,20 +415,17 @@ impl EventStore for SqliteStore {
             return Ok(*self.head.borrow());
         }
         let wal = syncer::wal_path(&self.path);
-        let synced = tokio::task::spawn_blocking(move || match std::fs::File::open(&wal) {
-            Ok(file) => file.sync_data(),
-            // Copied into the file and synced there by a checkpoint before the WAL went.
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(error) => Err(error),
+        tokio::task::spawn_blocking(move || {
+            match std::fs::File::open(&wal) {
+                Ok(file) => file.sync_data(),
+                // Copied into the file and synced there by a checkpoint before the WAL went.
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(error) => Err(error),
+            }
+            .map_err(|e| StoreError::Unavailable(format!("{}: cannot sync: {e}", wal.display())))
         })
         .await
-        .map_err(|e| StoreError::Unavailable(format!("syncing the WAL: {e}")))?;
-        synced.map_err(|e| {
-            StoreError::Unavailable(format!(
-                "{}: cannot sync: {e}",
-                syncer::wal_path(&self.path).display()
-            ))
-        })?;
+        .map_err(|e| StoreError::Unavailable(format!("syncing the WAL: {e}")))??;
         self.head_tx.send_if_modified(|head| {
             let moved = in_file > *head;
             if moved {
