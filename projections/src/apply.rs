@@ -7,7 +7,7 @@ use switchboard_store::RecordedEvent;
 
 use crate::anomalies::{self, NewAnomaly};
 use crate::appointment_rows::Appointment;
-use crate::call_rows::BatchCalls;
+use crate::call_rows::Call;
 use crate::counts::BatchCounts;
 use crate::customers::Customer;
 use crate::held::Held;
@@ -62,7 +62,7 @@ impl Cx<'_> {
 #[derive(Default)]
 pub(crate) struct Batch {
     pub counts: BatchCounts,
-    pub calls: BatchCalls,
+    pub calls: Held<Call>,
     pub appointments: Held<Appointment>,
     pub customers: Held<Customer>,
 }

@@ -1,9 +1,10 @@
 //! The `appointments` rows a batch holds (see `held.rs`). A booking's events each moved its row
 //! with three to ten statements (create, update, history, link, the request it fulfils, its
 //! attribution); now they change it in memory and it is written once per flush. The folds
-//! find appointments by something other than their id (the call they came from, an organizer
-//! waiting for its tenant) only after the batch's `Held::flush`, so those lookups see every
-//! change the batch made.
+//! find appointments by something other than their id twice: by the call they came from
+//! (`appointments::bookings_of_call`, the table's rows the batch does not hold and the held ones
+//! through the batch's index by call), and by an organizer waiting for its tenant (after the
+//! batch's `Held::flush`, so that lookup sees every change the batch made).
 
 use crate::held::Record;
 use crate::sql::{Row, SqlResult, Statement, params};
@@ -164,5 +165,10 @@ impl Record for Appointment {
             self.updated_at,
         ])?;
         Ok(())
+    }
+
+    /// Appointments are also found by the call they came from.
+    fn secondary(&self) -> Option<&str> {
+        self.call_id.as_deref()
     }
 }

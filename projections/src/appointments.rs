@@ -40,9 +40,11 @@ pub(crate) struct CallBooking {
 /// Unordered: a call has a few at most, and its callers pick or sort in Rust, because
 /// `ORDER BY` here made SQLite open a temporary table or a sorter for every call.
 pub(crate) fn bookings_of_call(cx: &Cx<'_>, call_id: &str) -> Result<Vec<CallBooking>, SqlError> {
-    // Found by call, not id: the table must have the batch's appointments first.
-    cx.batch.appointments.flush(cx.conn)?;
-    cx.conn
+    let held = &cx.batch.appointments;
+    // The table's rows, less the ones the batch holds: their held version is the current one
+    // (it may point at another call by now, or be gone), and is found through the batch's index.
+    let mut bookings: Vec<CallBooking> = cx
+        .conn
         .prepare_cached(
             "SELECT appointment_id, booking_uid, created_at, seq,
                     tenant_id IS NULL OR branch_id IS NULL OR customer_id IS NULL
@@ -57,7 +59,26 @@ pub(crate) fn bookings_of_call(cx: &Cx<'_>, call_id: &str) -> Result<Vec<CallBoo
                 unsettled: r.get::<i64>(4)? != 0,
             })
         })?
-        .collect()
+        .filter(|booking| {
+            booking
+                .as_ref()
+                .map_or(true, |b| !held.holds(&b.appointment_id))
+        })
+        .collect::<Result<_, _>>()?;
+    held.each_by(call_id, |row| {
+        if let Some(uid) = &row.booking_uid {
+            bookings.push(CallBooking {
+                appointment_id: row.appointment_id.clone(),
+                booking_uid: uid.clone(),
+                created_at: row.created_at.clone(),
+                seq: row.seq,
+                unsettled: row.tenant_id.is_none()
+                    || row.branch_id.is_none()
+                    || row.customer_id.is_none(),
+            });
+        }
+    });
+    Ok(bookings)
 }
 
 /// Creates the booking's row on its first event (which may be a cancellation that overtook

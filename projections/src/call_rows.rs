@@ -1,13 +1,10 @@
 //! The `calls` rows a batch holds (see `held.rs`). The folds find calls by something other than
 //! their id twice: copying a booking's status onto the calls that point at it changes both the
-//! table and the held rows (here); the calls waiting for a number's owner are looked up after a
-//! flush (`tenants.rs`).
+//! table and the held rows (`calls::sync_appointment_status`, through the batch's index by
+//! booking); the calls waiting for a number's owner are looked up after a flush (`tenants.rs`).
 
-use foldhash::HashMap;
-use std::cell::RefCell;
-
-use crate::held::{Held, Record};
-use crate::sql::{Conn, Row, SqlResult, Statement, params};
+use crate::held::Record;
+use crate::sql::{Row, SqlResult, Statement, params};
 
 /// One row of `calls`, every column (README.md documents them).
 #[derive(Debug, Clone, Default)]
@@ -164,92 +161,9 @@ impl Record for Call {
         ])?;
         Ok(())
     }
-}
 
-/// The calls one batch has read or changed.
-#[derive(Default)]
-pub(crate) struct BatchCalls {
-    rows: Held<Call>,
-    /// Booking uid → the held calls that pointed at it when they were read or changed (a call
-    /// may have moved on to a newer booking since; the row itself says).
-    by_booking: RefCell<HashMap<String, Vec<String>>>,
-}
-
-impl BatchCalls {
-    /// What `look` makes of the call as it stands in this batch (None: no such call).
-    pub(crate) fn read<T>(
-        &self,
-        conn: &Conn,
-        call_id: &str,
-        look: impl FnOnce(Option<&Call>) -> T,
-    ) -> SqlResult<T> {
-        let first = !self.rows.holds(call_id);
-        let (result, booking) = self.rows.read(conn, call_id, |call| {
-            let booking = call.and_then(|c| c.booking_uid.clone()).filter(|_| first);
-            (look(call), booking)
-        })?;
-        self.pointing(booking, call_id);
-        Ok(result)
-    }
-
-    /// Lets `edit` change the call (or create it, from None); the row is written at the next
-    /// flush.
-    pub(crate) fn change<T>(
-        &self,
-        conn: &Conn,
-        call_id: &str,
-        edit: impl FnOnce(&mut Option<Call>) -> T,
-    ) -> SqlResult<T> {
-        let first = !self.rows.holds(call_id);
-        let (result, booking) = self.rows.change(conn, call_id, |slot| {
-            let before = slot.as_ref().and_then(|c| c.booking_uid.clone());
-            let result = edit(slot);
-            let after = slot.as_ref().and_then(|c| c.booking_uid.as_ref());
-            let pointing = after.filter(|uid| first || before.as_ref() != Some(*uid));
-            (result, pointing.cloned())
-        })?;
-        self.pointing(booking, call_id);
-        Ok(result)
-    }
-
-    fn pointing(&self, booking: Option<String>, call_id: &str) {
-        if let Some(uid) = booking {
-            self.by_booking
-                .borrow_mut()
-                .entry(uid)
-                .or_default()
-                .push(call_id.to_owned());
-        }
-    }
-
-    /// Copies a booking's status onto every call that points at it: the rows in the table and
-    /// the ones held here.
-    pub(crate) fn set_appointment_status(
-        &self,
-        conn: &Conn,
-        booking_uid: &str,
-        status: &str,
-    ) -> SqlResult<()> {
-        conn.prepare_cached("UPDATE calls SET appointment_status = ?2 WHERE booking_uid = ?1")?
-            .execute(params![booking_uid, status])?;
-        if let Some(calls) = self.by_booking.borrow().get(booking_uid) {
-            self.rows.mirror(calls, |call| {
-                if call.booking_uid.as_deref() == Some(booking_uid) {
-                    call.appointment_status = Some(status.to_owned());
-                }
-            });
-        }
-        Ok(())
-    }
-
-    /// Writes every call changed since the last flush.
-    pub(crate) fn flush(&self, conn: &Conn) -> SqlResult<()> {
-        self.rows.flush(conn)
-    }
-
-    /// Drops everything held: the event that changed it was rolled back.
-    pub(crate) fn forget(&self) {
-        self.rows.forget();
-        self.by_booking.borrow_mut().clear();
+    /// Calls are also found by the booking they point at.
+    fn secondary(&self) -> Option<&str> {
+        self.booking_uid.as_deref()
     }
 }

@@ -11,7 +11,7 @@ use switchboard_domain::event::{
 
 use crate::apply::{Applied, Cx, ts};
 use crate::call_rows::Call;
-use crate::sql::SqlError;
+use crate::sql::{SqlError, params};
 use crate::{appointments, attribution};
 
 /// What attribution needs to know about a call.
@@ -198,9 +198,13 @@ pub(crate) fn sync_appointment_status(
     booking_uid: &str,
     status: &str,
 ) -> Result<(), SqlError> {
-    cx.batch
-        .calls
-        .set_appointment_status(cx.conn, booking_uid, status)
+    cx.conn
+        .prepare_cached("UPDATE calls SET appointment_status = ?2 WHERE booking_uid = ?1")?
+        .execute(params![booking_uid, status])?;
+    cx.batch.calls.mirror_by(booking_uid, |call| {
+        call.appointment_status = Some(status.to_owned());
+    });
+    Ok(())
 }
 
 fn link_latest_booking(cx: &Cx<'_>, call_id: &str) -> Result<(), SqlError> {

@@ -13,8 +13,11 @@
 //! When rows are written: on SQLite at the end of the batch, before the checkpoint, in the
 //! batch's transaction; after each event when a batch is retried with a savepoint per event;
 //! and on PostgreSQL after every event. SQL that finds held rows by anything but their key
-//! must see the batch's changes: it runs after a flush, or changes the held rows as well as
-//! the table (see `call_rows.rs`).
+//! must see the batch's changes. For the one other column a table's rows are found by (its
+//! [`Record::secondary`]), the batch keeps an index of its held rows: a lookup takes the
+//! table's rows the batch does not hold and the held ones [`Held::each_by`] visits, and a
+//! change made in SQL by that column is made to the held rows too ([`Held::mirror_by`]).
+//! Other lookups run after a flush.
 //!
 //! On SQLite, then, a row written at the end of a batch skips the states it went through
 //! within the batch. That gives the same rows wherever batches end only because SQLite cannot
@@ -42,6 +45,12 @@ pub(crate) trait Record: Sized {
 
     /// Runs [`Record::UPSERT`] with this row's columns.
     fn write(&self, upsert: &mut Statement<'_>) -> SqlResult<()>;
+
+    /// The column other than the key that the folds find rows by, if any: the batch indexes
+    /// its held rows by it.
+    fn secondary(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// A row as the batch holds it: None when the table has no such row (yet), and whether the
@@ -58,6 +67,9 @@ pub(crate) struct Held<R> {
     /// The changed keys in the order they were first changed, so every run writes (and SQLite
     /// numbers) the rows alike.
     changed: RefCell<Vec<String>>,
+    /// [`Record::secondary`] value → the keys of the held rows that had it when they were
+    /// read or changed. A row may have moved on since: the row itself says.
+    by_secondary: RefCell<HashMap<String, Vec<String>>>,
 }
 
 impl<R> Default for Held<R> {
@@ -65,6 +77,7 @@ impl<R> Default for Held<R> {
         Held {
             rows: RefCell::default(),
             changed: RefCell::default(),
+            by_secondary: RefCell::default(),
         }
     }
 }
@@ -84,6 +97,9 @@ impl<R: Record> Held<R> {
             .prepare_cached(R::SELECT)?
             .query_row([key], R::from_row)
             .optional()?;
+        if let Some(row) = &row {
+            self.index(row, key);
+        }
         self.rows.borrow_mut().insert(
             key.to_owned(),
             Entry {
@@ -119,11 +135,46 @@ impl<R: Record> Held<R> {
             .get_mut(key)
             .expect("hold() keeps every row it is asked for");
         let result = edit(&mut entry.row);
-        if entry.row.is_some() && !entry.changed {
-            entry.changed = true;
-            self.changed.borrow_mut().push(key.to_owned());
+        if let Some(row) = &entry.row {
+            self.index(row, key);
+            if !entry.changed {
+                entry.changed = true;
+                self.changed.borrow_mut().push(key.to_owned());
+            }
         }
         Ok(result)
+    }
+
+    /// Files the held row under its secondary value, once.
+    fn index(&self, row: &R, key: &str) {
+        let Some(value) = row.secondary() else {
+            return;
+        };
+        let mut index = self.by_secondary.borrow_mut();
+        match index.get_mut(value) {
+            Some(keys) if keys.iter().any(|k| k == key) => {}
+            Some(keys) => keys.push(key.to_owned()),
+            None => {
+                index.insert(value.to_owned(), vec![key.to_owned()]);
+            }
+        }
+    }
+
+    /// Visits the held rows whose secondary value is `value` now, in the order they were
+    /// first filed under it.
+    pub(crate) fn each_by(&self, value: &str, mut visit: impl FnMut(&R)) {
+        let index = self.by_secondary.borrow();
+        let Some(keys) = index.get(value) else {
+            return;
+        };
+        let rows = self.rows.borrow();
+        for key in keys {
+            if let Some(row) = rows.get(key).and_then(|e| e.row.as_ref())
+                && row.secondary() == Some(value)
+            {
+                visit(row);
+            }
+        }
     }
 
     /// Changes the row if there is one; a no-op otherwise (as an UPDATE would be).
@@ -154,12 +205,18 @@ impl<R: Record> Held<R> {
         Ok(())
     }
 
-    /// Changes held rows in place without marking them for writing: for a change the caller
-    /// has made in the table too.
-    pub(crate) fn mirror(&self, keys: &[String], edit: impl Fn(&mut R)) {
+    /// Changes the held rows whose secondary value is `value` in place, without marking them
+    /// for writing: for a change the caller has made in the table too.
+    pub(crate) fn mirror_by(&self, value: &str, edit: impl Fn(&mut R)) {
+        let index = self.by_secondary.borrow();
+        let Some(keys) = index.get(value) else {
+            return;
+        };
         let mut rows = self.rows.borrow_mut();
         for key in keys {
-            if let Some(row) = rows.get_mut(key).and_then(|e| e.row.as_mut()) {
+            if let Some(row) = rows.get_mut(key).and_then(|e| e.row.as_mut())
+                && row.secondary() == Some(value)
+            {
                 edit(row);
             }
         }
@@ -195,6 +252,7 @@ impl<R: Record> Held<R> {
     pub(crate) fn forget(&self) {
         self.rows.borrow_mut().clear();
         self.changed.borrow_mut().clear();
+        self.by_secondary.borrow_mut().clear();
     }
 }
 
@@ -209,4 +267,122 @@ fn write<'c, R: Record>(
         None => upsert.insert(conn.prepare_cached(R::UPSERT)?),
     };
     row.write(statement)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::params;
+
+    /// A row of a two-column table found by its `owner` as well as its key.
+    #[derive(Debug, Clone, PartialEq)]
+    struct Pet {
+        name: String,
+        owner: Option<String>,
+    }
+
+    impl Record for Pet {
+        const SELECT: &'static str = "SELECT name, owner FROM pets WHERE name = ?1";
+
+        fn from_row(row: &Row<'_>) -> SqlResult<Pet> {
+            Ok(Pet {
+                name: row.get(0)?,
+                owner: row.get(1)?,
+            })
+        }
+
+        const UPSERT: &'static str = "INSERT INTO pets (name, owner) VALUES (?1, ?2)
+             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner";
+
+        fn write(&self, upsert: &mut Statement<'_>) -> SqlResult<()> {
+            upsert.execute(params![self.name, self.owner])?;
+            Ok(())
+        }
+
+        fn secondary(&self) -> Option<&str> {
+            self.owner.as_deref()
+        }
+    }
+
+    fn table() -> Conn {
+        let conn = Conn::from(rusqlite::Connection::open_in_memory().unwrap());
+        conn.execute_batch(
+            "CREATE TABLE pets (name TEXT PRIMARY KEY, owner TEXT);
+             INSERT INTO pets VALUES ('rex', 'ann'), ('tom', 'ann'), ('kit', 'bob');",
+        )
+        .unwrap();
+        conn
+    }
+
+    fn owned_by(held: &Held<Pet>, owner: &str) -> Vec<String> {
+        let mut names = Vec::new();
+        held.each_by(owner, |pet| names.push(pet.name.clone()));
+        names
+    }
+
+    #[test]
+    fn the_index_follows_held_rows_to_their_current_secondary_value() {
+        let conn = table();
+        let held = Held::<Pet>::default();
+        assert!(owned_by(&held, "ann").is_empty(), "nothing read yet");
+        held.read(&conn, "rex", |_| ()).unwrap();
+        held.read(&conn, "tom", |_| ()).unwrap();
+        assert_eq!(owned_by(&held, "ann"), ["rex", "tom"]);
+
+        // Given away: found under the new owner, no longer under the old one.
+        held.update(&conn, "rex", |pet| pet.owner = Some("bob".into()))
+            .unwrap();
+        assert_eq!(owned_by(&held, "ann"), ["tom"]);
+        assert_eq!(owned_by(&held, "bob"), ["rex"]);
+        // Given back: filed once, not twice.
+        held.update(&conn, "rex", |pet| pet.owner = Some("ann".into()))
+            .unwrap();
+        held.update(&conn, "rex", |pet| pet.owner = Some("ann".into()))
+            .unwrap();
+        assert_eq!(owned_by(&held, "ann"), ["rex", "tom"]);
+
+        // Created in the batch, and deleted in it.
+        held.change(&conn, "max", |slot| {
+            *slot = Some(Pet {
+                name: "max".into(),
+                owner: Some("ann".into()),
+            })
+        })
+        .unwrap();
+        held.delete(&conn, "tom", "DELETE FROM pets WHERE name = ?1")
+            .unwrap();
+        assert_eq!(owned_by(&held, "ann"), ["rex", "max"]);
+
+        // Rows never read are the table's to tell.
+        assert!(owned_by(&held, "bob").is_empty());
+        held.forget();
+        assert!(owned_by(&held, "ann").is_empty(), "forgotten with the rows");
+    }
+
+    #[test]
+    fn a_mirrored_change_reaches_only_rows_with_that_value_now() {
+        let conn = table();
+        let held = Held::<Pet>::default();
+        held.read(&conn, "rex", |_| ()).unwrap();
+        held.update(&conn, "tom", |pet| pet.owner = Some("bob".into()))
+            .unwrap();
+        held.mirror_by("ann", |pet| pet.name.make_ascii_uppercase());
+        let name = |key| {
+            held.read(&conn, key, |pet| pet.unwrap().name.clone())
+                .unwrap()
+        };
+        assert_eq!(name("rex"), "REX");
+        assert_eq!(name("tom"), "tom", "moved to bob before the change");
+        // Mirrored changes are the table's already: the flush writes only what was changed.
+        held.flush(&conn).unwrap();
+        let names: Vec<(String, String)> = conn
+            .prepare_cached("SELECT name, owner FROM pets ORDER BY name")
+            .unwrap()
+            .query_map((), |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let expected = [("kit", "bob"), ("rex", "ann"), ("tom", "bob")];
+        assert_eq!(names, expected.map(|(n, o)| (n.to_owned(), o.to_owned())));
+    }
 }
