@@ -25,7 +25,7 @@ impl<'a> NewAnomaly<'a> {
     }
 }
 
-pub(crate) fn record(cx: &Cx<'_>, anomaly: NewAnomaly<'_>) -> Applied {
+pub(crate) fn record(cx: &Cx<'_, '_>, anomaly: NewAnomaly<'_>) -> Applied {
     // The id is the next one explicitly, not a sequence's: rolled-back attempts must leave no
     // gaps, so live processing and a rebuild number anomalies alike. Read, then inserted: an
     // `INSERT … SELECT` from the table it inserts into went through a temporary table.
@@ -57,7 +57,7 @@ pub(crate) fn record(cx: &Cx<'_>, anomaly: NewAnomaly<'_>) -> Applied {
 /// Records an `unattributed` anomaly unless one is already open for the same subject: a call
 /// that stays unattributed over three events is one problem, not three.
 pub(crate) fn unattributed(
-    cx: &Cx<'_>,
+    cx: &Cx<'_, '_>,
     kind: &str,
     id: &str,
     reason: &str,
@@ -83,7 +83,7 @@ pub(crate) fn unattributed(
 
 /// Marks the open `unattributed_*` anomalies about a subject as resolved by the event in hand, naming the
 /// tenant the subject now belongs to.
-pub(crate) fn resolve(cx: &Cx<'_>, kind: &str, id: &str, tenant_id: &str) -> Applied {
+pub(crate) fn resolve(cx: &Cx<'_, '_>, kind: &str, id: &str, tenant_id: &str) -> Applied {
     // Most attributions have nothing to resolve, and looking is cheaper than updating: on the
     // 1M-event rebuild the lookup (then an existence check) took 1.7–1.9 µs and let 52,443 of
     // 84,651 UPDATEs (6.9 µs on average) be skipped. The rows found are updated by id: one
@@ -110,7 +110,7 @@ pub(crate) fn resolve(cx: &Cx<'_>, kind: &str, id: &str, tenant_id: &str) -> App
 }
 
 /// A transition an aggregate refused, recorded by the service on the stream it was meant for.
-pub(crate) fn rejected(cx: &Cx<'_>, event: &TransitionRejected) -> Applied {
+pub(crate) fn rejected(cx: &Cx<'_, '_>, event: &TransitionRejected) -> Applied {
     let (kind, id) = match cx.stream.split_once('-') {
         Some(("event", rest)) => ("event-type", rest.strip_prefix("type-").unwrap_or(rest)),
         Some((kind, id)) => (kind, id),

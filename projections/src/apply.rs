@@ -12,7 +12,7 @@ use crate::counts::BatchCounts;
 use crate::customers::Customer;
 use crate::held::Held;
 use crate::phone::PhoneBook;
-use crate::sql::{Conn, Dialect, SqlError};
+use crate::sql::{Dialect, SqlError, Tx};
 use crate::{ProjectionError, appointments, calls, tenants};
 
 /// The envelope-only event the server stores with the raw webhook body (for re-derivation);
@@ -26,8 +26,9 @@ pub fn ts(at: DateTime<Utc>) -> String {
 }
 
 /// What a projection knows about the event it is applying.
-pub(crate) struct Cx<'a> {
-    pub conn: &'a Conn,
+pub(crate) struct Cx<'a, 'c> {
+    /// The batch's transaction: its statements are prepared once per batch.
+    pub conn: &'a Tx<'c>,
     pub position: u64,
     pub stream: &'a str,
     pub event_type: &'a str,
@@ -40,7 +41,7 @@ pub(crate) struct Cx<'a> {
     pub batch: &'a Batch,
 }
 
-impl Cx<'_> {
+impl Cx<'_, '_> {
     pub(crate) fn seq(&self) -> i64 {
         self.position as i64
     }
@@ -69,7 +70,7 @@ pub(crate) struct Batch {
 
 impl Batch {
     /// Writes the rows changed since the last flush.
-    pub(crate) fn flush_rows(&self, conn: &Conn) -> Result<(), SqlError> {
+    pub(crate) fn flush_rows(&self, conn: &Tx<'_>) -> Result<(), SqlError> {
         self.calls.flush(conn)?;
         self.appointments.flush(conn)?;
         self.customers.flush(conn)
@@ -231,7 +232,7 @@ pub(crate) enum Mode {
 /// mode only read-model trouble is an error; everything about the event itself ends as rows
 /// or as an anomaly.
 pub(crate) fn apply(
-    conn: &Conn,
+    conn: &Tx<'_>,
     phones: &PhoneBook,
     batch: &Batch,
     decoded: &Decoded,
@@ -306,7 +307,7 @@ fn fatal_only(error: ApplyError) -> ProjectionError {
     }
 }
 
-fn dispatch(cx: &Cx<'_>, event: &Event) -> Applied {
+fn dispatch(cx: &Cx<'_, '_>, event: &Event) -> Applied {
     match event {
         Event::CallStarted(e) => calls::started(cx, e),
         Event::CallEnded(e) => calls::ended(cx, e),

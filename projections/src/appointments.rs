@@ -39,7 +39,10 @@ pub(crate) struct CallBooking {
 /// not among them (requests are not in that index: it is `request-{call_id}`, found by id).
 /// Unordered: a call has a few at most, and its callers pick or sort in Rust, because
 /// `ORDER BY` here made SQLite open a temporary table or a sorter for every call.
-pub(crate) fn bookings_of_call(cx: &Cx<'_>, call_id: &str) -> Result<Vec<CallBooking>, SqlError> {
+pub(crate) fn bookings_of_call(
+    cx: &Cx<'_, '_>,
+    call_id: &str,
+) -> Result<Vec<CallBooking>, SqlError> {
     let held = &cx.batch.appointments;
     // The table's rows, less the ones the batch holds: their held version is the current one
     // (it may point at another call by now, or be gone), and is found through the batch's index.
@@ -83,7 +86,7 @@ pub(crate) fn bookings_of_call(cx: &Cx<'_>, call_id: &str) -> Result<Vec<CallBoo
 
 /// Creates the booking's row on its first event (which may be a cancellation that overtook
 /// the creation); true when it did.
-fn ensure(cx: &Cx<'_>, uid: &str) -> Result<bool, SqlError> {
+fn ensure(cx: &Cx<'_, '_>, uid: &str) -> Result<bool, SqlError> {
     cx.batch.appointments.change(cx.conn, uid, |slot| {
         if slot.is_some() {
             return false;
@@ -95,7 +98,7 @@ fn ensure(cx: &Cx<'_>, uid: &str) -> Result<bool, SqlError> {
     })
 }
 
-fn push_history(cx: &Cx<'_>, id: &str, entry: serde_json::Value) -> Result<(), SqlError> {
+fn push_history(cx: &Cx<'_, '_>, id: &str, entry: serde_json::Value) -> Result<(), SqlError> {
     let entry = entry.to_string();
     cx.batch.appointments.update(cx.conn, id, |row| {
         row.push_history(&entry);
@@ -103,13 +106,13 @@ fn push_history(cx: &Cx<'_>, id: &str, entry: serde_json::Value) -> Result<(), S
     })
 }
 
-fn status_of(cx: &Cx<'_>, id: &str) -> Result<Option<String>, SqlError> {
+fn status_of(cx: &Cx<'_, '_>, id: &str) -> Result<Option<String>, SqlError> {
     cx.batch
         .appointments
         .read(cx.conn, id, |row| row.map(|r| r.status.clone()))
 }
 
-pub(crate) fn created(cx: &Cx<'_>, event: &BookingCreated) -> Applied {
+pub(crate) fn created(cx: &Cx<'_, '_>, event: &BookingCreated) -> Applied {
     let uid = &event.booking_uid;
     ensure(cx, uid)?;
     let d = &event.details;
@@ -160,7 +163,7 @@ pub(crate) fn created(cx: &Cx<'_>, event: &BookingCreated) -> Applied {
     settle_booking(cx, uid)
 }
 
-pub(crate) fn rescheduled(cx: &Cx<'_>, event: &BookingRescheduled) -> Applied {
+pub(crate) fn rescheduled(cx: &Cx<'_, '_>, event: &BookingRescheduled) -> Applied {
     let uid = &event.booking_uid;
     ensure(cx, uid)?;
     cx.batch.appointments.update(cx.conn, uid, |row| {
@@ -190,7 +193,7 @@ pub(crate) fn rescheduled(cx: &Cx<'_>, event: &BookingRescheduled) -> Applied {
     settle_booking(cx, uid)
 }
 
-pub(crate) fn cancelled(cx: &Cx<'_>, event: &BookingCancelled) -> Applied {
+pub(crate) fn cancelled(cx: &Cx<'_, '_>, event: &BookingCancelled) -> Applied {
     let uid = &event.booking_uid;
     ensure(cx, uid)?;
     cx.batch.appointments.update(cx.conn, uid, |row| {
@@ -206,7 +209,7 @@ pub(crate) fn cancelled(cx: &Cx<'_>, event: &BookingCancelled) -> Applied {
     settle_booking(cx, uid)
 }
 
-pub(crate) fn linked_to_call(cx: &Cx<'_>, event: &BookingLinkedToCall) -> Applied {
+pub(crate) fn linked_to_call(cx: &Cx<'_, '_>, event: &BookingLinkedToCall) -> Applied {
     ensure(cx, &event.booking_uid)?;
     link(
         cx,
@@ -217,7 +220,7 @@ pub(crate) fn linked_to_call(cx: &Cx<'_>, event: &BookingLinkedToCall) -> Applie
     settle_booking(cx, &event.booking_uid)
 }
 
-pub(crate) fn requested(cx: &Cx<'_>, event: &AppointmentRequested) -> Applied {
+pub(crate) fn requested(cx: &Cx<'_, '_>, event: &AppointmentRequested) -> Applied {
     let call_id = &event.call_id;
     calls::ensure(cx, call_id)?;
     let form = &event.form;
@@ -274,7 +277,7 @@ pub(crate) fn requested(cx: &Cx<'_>, event: &AppointmentRequested) -> Applied {
 
 /// Connects a booking and the call it came from, both ways, and folds the call's open request
 /// into the booking.
-fn link(cx: &Cx<'_>, uid: &str, call_id: &str, linked_at: &str) -> Result<(), SqlError> {
+fn link(cx: &Cx<'_, '_>, uid: &str, call_id: &str, linked_at: &str) -> Result<(), SqlError> {
     cx.batch.appointments.update(cx.conn, uid, |row| {
         row.call_id = Some(call_id.to_owned());
     })?;
@@ -284,7 +287,7 @@ fn link(cx: &Cx<'_>, uid: &str, call_id: &str, linked_at: &str) -> Result<(), Sq
 
 /// Moves the request `request-{call_id}` into the booking: history first, then what the
 /// booking does not say itself; the request's row and its counts go away.
-fn fulfil_request(cx: &Cx<'_>, uid: &str, call_id: &str) -> Result<(), SqlError> {
+fn fulfil_request(cx: &Cx<'_, '_>, uid: &str, call_id: &str) -> Result<(), SqlError> {
     let request_id = request_id(call_id);
     let Some(request) = cx
         .batch
@@ -316,7 +319,7 @@ fn fulfil_request(cx: &Cx<'_>, uid: &str, call_id: &str) -> Result<(), SqlError>
 }
 
 /// A reschedule to a new uid: the new booking's history starts with the old one's.
-fn carry_over_history(cx: &Cx<'_>, old: &str, new: &str) -> Result<(), SqlError> {
+fn carry_over_history(cx: &Cx<'_, '_>, old: &str, new: &str) -> Result<(), SqlError> {
     let Some(old_history) = cx
         .batch
         .appointments
@@ -347,6 +350,6 @@ fn merge_histories(first: &str, second: &str) -> String {
     serde_json::Value::Array(merged).to_string()
 }
 
-fn settle_booking(cx: &Cx<'_>, uid: &str) -> Applied {
+fn settle_booking(cx: &Cx<'_, '_>, uid: &str) -> Applied {
     attribution::settle_appointment(cx, uid, true)
 }

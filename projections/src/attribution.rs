@@ -17,7 +17,7 @@ use crate::{anomalies, appointments, tenants};
 /// branch the call's number was just assigned to), used instead of looking the number up;
 /// `report` records an `unattributed_call` anomaly when nothing owns the number.
 pub(crate) fn settle_call(
-    cx: &Cx<'_>,
+    cx: &Cx<'_, '_>,
     call_id: &str,
     call: CallRow,
     hint: Option<(&str, Option<&str>)>,
@@ -115,7 +115,7 @@ struct AppointmentRow {
 /// Attributes an appointment to the tenant of its organizer, or else of its call; fills its
 /// branch from the call; links its customer (the attendee's phone, or else the call's
 /// customer). `report` records an `unattributed_booking` anomaly when no tenant is found.
-pub(crate) fn settle_appointment(cx: &Cx<'_>, appointment_id: &str, report: bool) -> Applied {
+pub(crate) fn settle_appointment(cx: &Cx<'_, '_>, appointment_id: &str, report: bool) -> Applied {
     let Some(row) = cx.batch.appointments.read(cx.conn, appointment_id, |row| {
         row.map(|r| AppointmentRow {
             tenant_id: r.tenant_id.clone(),
@@ -229,7 +229,7 @@ pub(crate) fn settle_appointment(cx: &Cx<'_>, appointment_id: &str, report: bool
 
 /// The tenant and branch a number rings at, if any.
 pub(crate) fn number_owner(
-    cx: &Cx<'_>,
+    cx: &Cx<'_, '_>,
     number: Option<&str>,
 ) -> Result<Option<(String, Option<String>)>, SqlError> {
     let Some(number) = number else {
@@ -244,7 +244,7 @@ pub(crate) fn number_owner(
 /// The tenant a Stripe record belongs to: the one it names (`metadata.company_id`), or else
 /// the one that linked its Stripe customer.
 pub(crate) fn stripe_owner(
-    cx: &Cx<'_>,
+    cx: &Cx<'_, '_>,
     named: Option<&str>,
     stripe_customer_id: &str,
 ) -> Result<Option<String>, SqlError> {

@@ -28,7 +28,7 @@ pub(crate) struct CallRow {
 
 impl CallRow {
     /// `seq` is the position of the event that created the row.
-    fn of(cx: &Cx<'_>, call: &Call) -> CallRow {
+    fn of(cx: &Cx<'_, '_>, call: &Call) -> CallRow {
         CallRow {
             created: call.seq == cx.seq(),
             tenant_id: call.tenant_id.clone(),
@@ -43,7 +43,11 @@ impl CallRow {
 
 /// Applies `merge` to the call, created by this event if it is the call's first, and, when it
 /// created the row, links a booking that named this call before the call itself arrived.
-fn upsert(cx: &Cx<'_>, call_id: &str, merge: impl FnOnce(&mut Call)) -> Result<CallRow, SqlError> {
+fn upsert(
+    cx: &Cx<'_, '_>,
+    call_id: &str,
+    merge: impl FnOnce(&mut Call),
+) -> Result<CallRow, SqlError> {
     let row = cx.batch.calls.change(cx.conn, call_id, |slot| {
         let call = slot.get_or_insert_with(|| Call::new(call_id, cx.seq(), &cx.at));
         merge(call);
@@ -57,12 +61,12 @@ fn upsert(cx: &Cx<'_>, call_id: &str, merge: impl FnOnce(&mut Call)) -> Result<C
 }
 
 /// Creates the row when this is the call's first event; returns it either way.
-pub(crate) fn ensure(cx: &Cx<'_>, call_id: &str) -> Result<CallRow, SqlError> {
+pub(crate) fn ensure(cx: &Cx<'_, '_>, call_id: &str) -> Result<CallRow, SqlError> {
     upsert(cx, call_id, |_| {})
 }
 
 /// The call's row as it is now, for attribution triggered by another stream's event.
-pub(crate) fn row(cx: &Cx<'_>, call_id: &str) -> Result<Option<CallRow>, SqlError> {
+pub(crate) fn row(cx: &Cx<'_, '_>, call_id: &str) -> Result<Option<CallRow>, SqlError> {
     cx.batch
         .calls
         .read(cx.conn, call_id, |call| call.map(|c| CallRow::of(cx, c)))
@@ -94,7 +98,7 @@ fn merge_parties(call: &mut Call, parties: &CallParties, p: Parties) {
     newer(&mut call.customer_number, &p.customer_number);
 }
 
-pub(crate) fn started(cx: &Cx<'_>, event: &CallStarted) -> Applied {
+pub(crate) fn started(cx: &Cx<'_, '_>, event: &CallStarted) -> Applied {
     let p = Parties::of(cx, &event.parties);
     let row = upsert(cx, &event.call_id, |call| {
         merge_parties(call, &event.parties, p);
@@ -102,7 +106,7 @@ pub(crate) fn started(cx: &Cx<'_>, event: &CallStarted) -> Applied {
     attribution::settle_call(cx, &event.call_id, row, hint(&event.parties), true)
 }
 
-pub(crate) fn ended(cx: &Cx<'_>, event: &CallEnded) -> Applied {
+pub(crate) fn ended(cx: &Cx<'_, '_>, event: &CallEnded) -> Applied {
     let p = Parties::of(cx, &event.parties);
     let outcome = &event.outcome;
     let ended_at = outcome.ended_at.map(ts).unwrap_or_else(|| cx.at.clone());
@@ -128,7 +132,7 @@ pub(crate) fn ended(cx: &Cx<'_>, event: &CallEnded) -> Applied {
     attribution::settle_call(cx, &event.call_id, row, hint(&event.parties), true)
 }
 
-pub(crate) fn analyzed(cx: &Cx<'_>, event: &CallAnalyzed) -> Applied {
+pub(crate) fn analyzed(cx: &Cx<'_, '_>, event: &CallAnalyzed) -> Applied {
     let analysis = &event.analysis;
     let row = upsert(cx, &event.call_id, |call| {
         call.analyzed_at = Some(cx.at.clone());
@@ -144,12 +148,12 @@ pub(crate) fn analyzed(cx: &Cx<'_>, event: &CallAnalyzed) -> Applied {
     attribution::settle_call(cx, &event.call_id, row, None, false)
 }
 
-pub(crate) fn availability_checked(cx: &Cx<'_>, event: &AvailabilityChecked) -> Applied {
+pub(crate) fn availability_checked(cx: &Cx<'_, '_>, event: &AvailabilityChecked) -> Applied {
     let row = upsert(cx, &event.call_id, |call| call.availability_checks += 1)?;
     attribution::settle_call(cx, &event.call_id, row, None, false)
 }
 
-pub(crate) fn linked_to_booking(cx: &Cx<'_>, event: &CallLinkedToBooking) -> Applied {
+pub(crate) fn linked_to_booking(cx: &Cx<'_, '_>, event: &CallLinkedToBooking) -> Applied {
     let row = ensure(cx, &event.call_id)?;
     link_booking(
         cx,
@@ -163,7 +167,7 @@ pub(crate) fn linked_to_booking(cx: &Cx<'_>, event: &CallLinkedToBooking) -> App
 /// Points the call at a booking, unless it already points at a newer one (a reschedule to a
 /// new uid links the call twice; the booking's provider time says which link is current).
 pub(crate) fn link_booking(
-    cx: &Cx<'_>,
+    cx: &Cx<'_, '_>,
     call_id: &str,
     booking_uid: &str,
     linked_at: &str,
@@ -194,7 +198,7 @@ pub(crate) fn link_booking(
 
 /// Copies a booking's status onto the calls that point at it.
 pub(crate) fn sync_appointment_status(
-    cx: &Cx<'_>,
+    cx: &Cx<'_, '_>,
     booking_uid: &str,
     status: &str,
 ) -> Result<(), SqlError> {
@@ -207,7 +211,7 @@ pub(crate) fn sync_appointment_status(
     Ok(())
 }
 
-fn link_latest_booking(cx: &Cx<'_>, call_id: &str) -> Result<(), SqlError> {
+fn link_latest_booking(cx: &Cx<'_, '_>, call_id: &str) -> Result<(), SqlError> {
     // Latest: one with a creation time before one without, then the newest, then the last
     // recorded.
     let latest = appointments::bookings_of_call(cx, call_id)?
@@ -239,7 +243,7 @@ struct Parties {
 }
 
 impl Parties {
-    fn of(cx: &Cx<'_>, parties: &CallParties) -> Parties {
+    fn of(cx: &Cx<'_, '_>, parties: &CallParties) -> Parties {
         let outbound = parties.direction.as_deref() == Some("outbound");
         let (business, caller) = if outbound {
             (&parties.from_number, &parties.to_number)

@@ -10,7 +10,7 @@
 use foldhash::HashMap;
 use std::cell::RefCell;
 
-use crate::sql::{Conn, SqlResult, params};
+use crate::sql::{SqlResult, Tx, params};
 
 use crate::apply::Cx;
 
@@ -49,7 +49,7 @@ impl BatchCounts {
 
     pub(crate) fn add_call(
         &self,
-        cx: &Cx<'_>,
+        cx: &Cx<'_, '_>,
         tenant: &str,
         branch: Option<&str>,
     ) -> SqlResult<()> {
@@ -63,7 +63,7 @@ impl BatchCounts {
     /// `tenant_delta` at the tenant, `delta` at the branch when one is given.
     pub(crate) fn add_appointment(
         &self,
-        cx: &Cx<'_>,
+        cx: &Cx<'_, '_>,
         tenant: &str,
         tenant_delta: i64,
         branch: Option<&str>,
@@ -76,13 +76,13 @@ impl BatchCounts {
         Ok(())
     }
 
-    pub(crate) fn add_customer(&self, cx: &Cx<'_>, tenant: &str) -> SqlResult<()> {
+    pub(crate) fn add_customer(&self, cx: &Cx<'_, '_>, tenant: &str) -> SqlResult<()> {
         self.tenant(cx, tenant, |t| t.customers += 1)
     }
 
     /// The first count a tenant gets in this batch makes sure its row exists, created by this
     /// event (its `seq`, its time) as when each count was its own upsert.
-    fn tenant(&self, cx: &Cx<'_>, tenant: &str, add: impl FnOnce(&mut Tally)) -> SqlResult<()> {
+    fn tenant(&self, cx: &Cx<'_, '_>, tenant: &str, add: impl FnOnce(&mut Tally)) -> SqlResult<()> {
         let mut sums = self.sums.borrow_mut();
         if let Some(tally) = sums.tenants.get_mut(tenant) {
             add(tally);
@@ -102,7 +102,7 @@ impl BatchCounts {
 
     fn branch(
         &self,
-        cx: &Cx<'_>,
+        cx: &Cx<'_, '_>,
         tenant: &str,
         branch: &str,
         add: impl FnOnce(&mut Tally),
@@ -126,7 +126,7 @@ impl BatchCounts {
     }
 
     /// Adds the batch's sums to the rows; called once, before the checkpoint moves.
-    pub(crate) fn flush(&self, conn: &Conn) -> SqlResult<()> {
+    pub(crate) fn flush(&self, conn: &Tx<'_>) -> SqlResult<()> {
         let sums = std::mem::take(&mut *self.sums.borrow_mut());
         let mut tenants = conn.prepare_cached(
             "UPDATE tenants SET calls_count = calls_count + ?2,

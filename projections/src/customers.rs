@@ -115,7 +115,7 @@ impl Record for Customer {
 /// The customer for `phone_e164` at `tenant_id`, created on first sight, with `calls` and
 /// `appointments` added to its counts; returns its id.
 pub(crate) fn link(
-    cx: &Cx<'_>,
+    cx: &Cx<'_, '_>,
     tenant_id: &str,
     phone_e164: &str,
     person: Person<'_>,
@@ -149,13 +149,13 @@ pub(crate) fn link(
 }
 
 /// Merges what a later fact says about a known customer.
-pub(crate) fn update(cx: &Cx<'_>, id: &str, person: Person<'_>) -> Result<(), SqlError> {
+pub(crate) fn update(cx: &Cx<'_, '_>, id: &str, person: Person<'_>) -> Result<(), SqlError> {
     cx.batch
         .customers
         .update(cx.conn, id, |customer| customer.merge(&person, &cx.at))
 }
 
-pub(crate) fn count_appointment(cx: &Cx<'_>, id: &str, delta: i64) -> Result<(), SqlError> {
+pub(crate) fn count_appointment(cx: &Cx<'_, '_>, id: &str, delta: i64) -> Result<(), SqlError> {
     cx.batch.customers.update(cx.conn, id, |customer| {
         customer.appointments_count += delta;
     })

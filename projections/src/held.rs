@@ -30,7 +30,7 @@
 use foldhash::HashMap;
 use std::cell::RefCell;
 
-use crate::sql::{Conn, OptionalExtension, Row, SqlResult, Statement};
+use crate::sql::{OptionalExtension, Row, SqlResult, Statement, Tx};
 
 /// A read-model row kept whole in memory, keyed by its text primary key.
 pub(crate) trait Record: Sized {
@@ -89,7 +89,7 @@ impl<R: Record> Held<R> {
     }
 
     /// Reads the row into the batch the first time it is asked for.
-    fn hold(&self, conn: &Conn, key: &str) -> SqlResult<()> {
+    fn hold(&self, conn: &Tx<'_>, key: &str) -> SqlResult<()> {
         if self.holds(key) {
             return Ok(());
         }
@@ -113,7 +113,7 @@ impl<R: Record> Held<R> {
     /// What `look` makes of the row as it stands in this batch (None: no such row).
     pub(crate) fn read<T>(
         &self,
-        conn: &Conn,
+        conn: &Tx<'_>,
         key: &str,
         look: impl FnOnce(Option<&R>) -> T,
     ) -> SqlResult<T> {
@@ -125,7 +125,7 @@ impl<R: Record> Held<R> {
     /// Lets `edit` change the row (or create it, from None); it is written at the next flush.
     pub(crate) fn change<T>(
         &self,
-        conn: &Conn,
+        conn: &Tx<'_>,
         key: &str,
         edit: impl FnOnce(&mut Option<R>) -> T,
     ) -> SqlResult<T> {
@@ -180,7 +180,7 @@ impl<R: Record> Held<R> {
     /// Changes the row if there is one; a no-op otherwise (as an UPDATE would be).
     pub(crate) fn update(
         &self,
-        conn: &Conn,
+        conn: &Tx<'_>,
         key: &str,
         edit: impl FnOnce(&mut R),
     ) -> SqlResult<()> {
@@ -193,7 +193,7 @@ impl<R: Record> Held<R> {
 
     /// Deletes the row with `delete` (SQL taking the key as `?1`) and holds it as absent, so
     /// the batch neither writes it back nor reads it again.
-    pub(crate) fn delete(&self, conn: &Conn, key: &str, delete: &str) -> SqlResult<()> {
+    pub(crate) fn delete(&self, conn: &Tx<'_>, key: &str, delete: &'static str) -> SqlResult<()> {
         conn.prepare_cached(delete)?.execute([key])?;
         self.rows.borrow_mut().insert(
             key.to_owned(),
@@ -224,19 +224,17 @@ impl<R: Record> Held<R> {
 
     /// Writes every row changed since the last flush; the rows stay held, unchanged. When a
     /// write fails, the rows not yet written stay queued.
-    pub(crate) fn flush(&self, conn: &Conn) -> SqlResult<()> {
+    pub(crate) fn flush(&self, conn: &Tx<'_>) -> SqlResult<()> {
         let changed = std::mem::take(&mut *self.changed.borrow_mut());
         let mut rows = self.rows.borrow_mut();
-        // One statement for the whole flush, taken when the first row needs it: each trip
-        // through the connection's statement cache hashes the SQL text (over 1 KiB for calls)
-        // on the way out and again on the way back, and copies it.
-        let mut upsert = None;
         for (done, key) in changed.iter().enumerate() {
             let Some(entry) = rows.get_mut(key) else {
                 continue;
             };
             if let Some(row) = &entry.row
-                && let Err(error) = write(conn, &mut upsert, row)
+                && let Err(error) = conn
+                    .prepare_cached(R::UPSERT)
+                    .and_then(|mut upsert| row.write(&mut upsert))
             {
                 self.changed
                     .borrow_mut()
@@ -256,23 +254,10 @@ impl<R: Record> Held<R> {
     }
 }
 
-/// Writes `row` with the flush's upsert, preparing it first if this is the flush's first row.
-fn write<'c, R: Record>(
-    conn: &'c Conn,
-    upsert: &mut Option<Statement<'c>>,
-    row: &R,
-) -> SqlResult<()> {
-    let statement = match upsert {
-        Some(statement) => statement,
-        None => upsert.insert(conn.prepare_cached(R::UPSERT)?),
-    };
-    row.write(statement)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sql::params;
+    use crate::sql::{Conn, params};
 
     /// A row of a two-column table found by its `owner` as well as its key.
     #[derive(Debug, Clone, PartialEq)]
@@ -322,7 +307,8 @@ mod tests {
 
     #[test]
     fn the_index_follows_held_rows_to_their_current_secondary_value() {
-        let conn = table();
+        let mut conn = table();
+        let conn = conn.transaction().unwrap();
         let held = Held::<Pet>::default();
         assert!(owned_by(&held, "ann").is_empty(), "nothing read yet");
         held.read(&conn, "rex", |_| ()).unwrap();
@@ -361,7 +347,8 @@ mod tests {
 
     #[test]
     fn a_mirrored_change_reaches_only_rows_with_that_value_now() {
-        let conn = table();
+        let mut conn = table();
+        let conn = conn.transaction().unwrap();
         let held = Held::<Pet>::default();
         held.read(&conn, "rex", |_| ()).unwrap();
         held.update(&conn, "tom", |pet| pet.owner = Some("bob".into()))

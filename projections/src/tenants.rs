@@ -16,7 +16,7 @@ use crate::{anomalies, attribution, calls};
 
 /// Makes sure the tenant has a row: counts and payments may name a tenant (by routing or
 /// `metadata.company_id`) before its registration is folded.
-fn ensure(cx: &Cx<'_>, tenant_id: &str) -> Result<(), SqlError> {
+fn ensure(cx: &Cx<'_, '_>, tenant_id: &str) -> Result<(), SqlError> {
     cx.conn
         .prepare_cached(
             "INSERT INTO tenants (tenant_id, seq, updated_at) VALUES (?1, ?2, ?3)
@@ -26,7 +26,7 @@ fn ensure(cx: &Cx<'_>, tenant_id: &str) -> Result<(), SqlError> {
     Ok(())
 }
 
-fn ensure_branch(cx: &Cx<'_>, tenant_id: &str, branch_id: &str) -> Result<(), SqlError> {
+fn ensure_branch(cx: &Cx<'_, '_>, tenant_id: &str, branch_id: &str) -> Result<(), SqlError> {
     cx.conn
         .prepare_cached(
             "INSERT INTO branches (tenant_id, branch_id, updated_at) VALUES (?1, ?2, ?3)
@@ -36,7 +36,7 @@ fn ensure_branch(cx: &Cx<'_>, tenant_id: &str, branch_id: &str) -> Result<(), Sq
     Ok(())
 }
 
-pub(crate) fn registered(cx: &Cx<'_>, tenant_id: &str, name: &str) -> Applied {
+pub(crate) fn registered(cx: &Cx<'_, '_>, tenant_id: &str, name: &str) -> Applied {
     ensure(cx, tenant_id)?;
     cx.conn
         .prepare_cached(
@@ -49,7 +49,7 @@ pub(crate) fn registered(cx: &Cx<'_>, tenant_id: &str, name: &str) -> Applied {
 }
 
 pub(crate) fn branch(
-    cx: &Cx<'_>,
+    cx: &Cx<'_, '_>,
     tenant_id: &str,
     branch_id: &str,
     profile: &BranchProfile,
@@ -73,7 +73,7 @@ pub(crate) fn branch(
     Ok(())
 }
 
-pub(crate) fn branch_removed(cx: &Cx<'_>, event: &BranchRemoved) -> Applied {
+pub(crate) fn branch_removed(cx: &Cx<'_, '_>, event: &BranchRemoved) -> Applied {
     // The row stays: calls and appointments keep pointing at the branch they happened at.
     cx.conn
         .prepare_cached(
@@ -84,7 +84,7 @@ pub(crate) fn branch_removed(cx: &Cx<'_>, event: &BranchRemoved) -> Applied {
     Ok(())
 }
 
-pub(crate) fn phone_number_assigned(cx: &Cx<'_>, event: &PhoneNumberAssigned) -> Applied {
+pub(crate) fn phone_number_assigned(cx: &Cx<'_, '_>, event: &PhoneNumberAssigned) -> Applied {
     let number = cx
         .phones
         .normalize(Some(&event.phone_number))
@@ -120,7 +120,7 @@ pub(crate) fn phone_number_assigned(cx: &Cx<'_>, event: &PhoneNumberAssigned) ->
     Ok(())
 }
 
-pub(crate) fn phone_number_unassigned(cx: &Cx<'_>, event: &PhoneNumberUnassigned) -> Applied {
+pub(crate) fn phone_number_unassigned(cx: &Cx<'_, '_>, event: &PhoneNumberUnassigned) -> Applied {
     let number = cx
         .phones
         .normalize(Some(&event.phone_number))
@@ -134,7 +134,7 @@ pub(crate) fn phone_number_unassigned(cx: &Cx<'_>, event: &PhoneNumberUnassigned
     Ok(())
 }
 
-pub(crate) fn organizer_linked(cx: &Cx<'_>, event: &CalcomOrganizerLinked) -> Applied {
+pub(crate) fn organizer_linked(cx: &Cx<'_, '_>, event: &CalcomOrganizerLinked) -> Applied {
     ensure(cx, &event.tenant_id)?;
     cx.conn
         .prepare_cached(
@@ -159,14 +159,14 @@ pub(crate) fn organizer_linked(cx: &Cx<'_>, event: &CalcomOrganizerLinked) -> Ap
     Ok(())
 }
 
-pub(crate) fn organizer_unlinked(cx: &Cx<'_>, event: &CalcomOrganizerUnlinked) -> Applied {
+pub(crate) fn organizer_unlinked(cx: &Cx<'_, '_>, event: &CalcomOrganizerUnlinked) -> Applied {
     cx.conn
         .prepare_cached("DELETE FROM calcom_organizers WHERE organizer_id = ?1 AND tenant_id = ?2")?
         .execute(params![event.organizer_id, event.tenant_id])?;
     Ok(())
 }
 
-pub(crate) fn stripe_customer_linked(cx: &Cx<'_>, event: &StripeCustomerLinked) -> Applied {
+pub(crate) fn stripe_customer_linked(cx: &Cx<'_, '_>, event: &StripeCustomerLinked) -> Applied {
     let tenant = &event.tenant_id;
     ensure(cx, tenant)?;
     cx.conn
@@ -214,7 +214,7 @@ pub(crate) fn stripe_customer_linked(cx: &Cx<'_>, event: &StripeCustomerLinked) 
     Ok(())
 }
 
-pub(crate) fn stripe_customer_unlinked(cx: &Cx<'_>, event: &StripeCustomerUnlinked) -> Applied {
+pub(crate) fn stripe_customer_unlinked(cx: &Cx<'_, '_>, event: &StripeCustomerUnlinked) -> Applied {
     cx.conn
         .prepare_cached(
             "DELETE FROM stripe_customers WHERE stripe_customer_id = ?1 AND tenant_id = ?2",
@@ -223,7 +223,7 @@ pub(crate) fn stripe_customer_unlinked(cx: &Cx<'_>, event: &StripeCustomerUnlink
     Ok(())
 }
 
-pub(crate) fn api_tokens_set(cx: &Cx<'_>, event: &ApiTokensSet) -> Applied {
+pub(crate) fn api_tokens_set(cx: &Cx<'_, '_>, event: &ApiTokensSet) -> Applied {
     ensure(cx, &event.tenant_id)?;
     cx.conn
         .prepare_cached("DELETE FROM api_tokens WHERE tenant_id = ?1")?
@@ -244,7 +244,7 @@ pub(crate) fn api_tokens_set(cx: &Cx<'_>, event: &ApiTokensSet) -> Applied {
 /// Started, updated or cancelled: the subscription's row takes the facts of the newest event
 /// by provider time, so a late `updated` cannot overwrite a `cancelled`.
 pub(crate) fn subscription(
-    cx: &Cx<'_>,
+    cx: &Cx<'_, '_>,
     _stripe_event_id: &str,
     facts: &SubscriptionFacts,
 ) -> Applied {
@@ -301,7 +301,7 @@ pub(crate) fn subscription(
 }
 
 /// The tenant shows its most recently changed subscription.
-fn refresh_subscription(cx: &Cx<'_>, tenant: &str, subscription_id: &str) -> Applied {
+fn refresh_subscription(cx: &Cx<'_, '_>, tenant: &str, subscription_id: &str) -> Applied {
     cx.conn
         .prepare_cached(
             "UPDATE tenants SET subscription_id = s.subscription_id, subscription_status = s.status,
@@ -318,7 +318,7 @@ fn refresh_subscription(cx: &Cx<'_>, tenant: &str, subscription_id: &str) -> App
 }
 
 pub(crate) fn payment(
-    cx: &Cx<'_>,
+    cx: &Cx<'_, '_>,
     stripe_event_id: &str,
     invoice: &InvoiceFacts,
     failure: Option<&PaymentFailure>,
@@ -375,7 +375,7 @@ pub(crate) fn payment(
     }
 }
 
-fn count_payment(cx: &Cx<'_>, tenant: &str, succeeded: bool, amount: i64) -> Applied {
+fn count_payment(cx: &Cx<'_, '_>, tenant: &str, succeeded: bool, amount: i64) -> Applied {
     if succeeded {
         cx.conn
             .prepare_cached(
@@ -393,14 +393,18 @@ fn count_payment(cx: &Cx<'_>, tenant: &str, succeeded: bool, amount: i64) -> App
     Ok(())
 }
 
-pub(crate) fn add_call(cx: &Cx<'_>, tenant: &str, branch: Option<&str>) -> Result<(), SqlError> {
+pub(crate) fn add_call(
+    cx: &Cx<'_, '_>,
+    tenant: &str,
+    branch: Option<&str>,
+) -> Result<(), SqlError> {
     cx.batch.counts.add_call(cx, tenant, branch)
 }
 
 /// Counts an appointment (`delta` 1) or uncounts a request merged into its booking (-1), at
 /// the tenant when `at_tenant` and at the branch when one is given.
 pub(crate) fn add_appointment(
-    cx: &Cx<'_>,
+    cx: &Cx<'_, '_>,
     tenant: &str,
     at_tenant: bool,
     branch: Option<&str>,
@@ -412,6 +416,6 @@ pub(crate) fn add_appointment(
         .add_appointment(cx, tenant, tenant_delta, branch, delta)
 }
 
-pub(crate) fn add_customer(cx: &Cx<'_>, tenant: &str) -> Result<(), SqlError> {
+pub(crate) fn add_customer(cx: &Cx<'_, '_>, tenant: &str) -> Result<(), SqlError> {
     cx.batch.counts.add_customer(cx, tenant)
 }
