@@ -578,8 +578,11 @@ pub struct Tx<'c> {
     open: bool,
     /// The statements [`Tx::prepare_cached`] prepared, found again by the address of their
     /// SQL text: an open-addressing table of fixed size, so a slot, once filled, stays put.
-    statements: Box<[OnceCell<(&'static str, RefCell<Statement<'c>>)>]>,
+    statements: Box<[OnceCell<KeptStatement<'c>>]>,
 }
+
+/// A statement [`Tx::prepare_cached`] keeps, with the text it was prepared from.
+type KeptStatement<'c> = (&'static str, RefCell<Statement<'c>>);
 
 impl<'c> Tx<'c> {
     pub fn commit(mut self) -> SqlResult<()> {
