@@ -147,10 +147,10 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested: finishing in-flight deliveries");
 }
 
-/// Opens the store a command names.
+/// Opens the store a command names, for reading: no command but `serve` appends.
 pub async fn open_store(
     args: &StoreArgs,
 ) -> Result<std::sync::Arc<dyn switchboard_store::EventStore>, CliError> {
     let (location, data_dir) = settings::resolve_store(args)?;
-    Ok(switchboard_server::backend::open_store(&location, &data_dir).await?)
+    Ok(switchboard_server::backend::open_store_reading(&location, &data_dir).await?)
 }

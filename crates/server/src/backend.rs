@@ -53,6 +53,23 @@ pub async fn open_store(
     }
 }
 
+/// Opens the store the configuration names for a command that only reads it (rebuild,
+/// `events read`/`tail`): the embedded store without the writer's threads, so such a command
+/// run beside `switchboard serve` leaves the server's file to the server (see
+/// [`SqliteStore::open_reading`]). Other backends open as for serving.
+pub async fn open_store_reading(
+    location: &StoreLocation,
+    data_dir: &Path,
+) -> Result<Arc<dyn EventStore>, Error> {
+    match location {
+        StoreLocation::Embedded => Ok(Arc::new(SqliteStore::open_reading(
+            &data_dir.join(EVENTS_FILE),
+            SqliteOptions::default(),
+        )?)),
+        _ => open_store(location, data_dir).await,
+    }
+}
+
 /// Where the read models of a deployment live: where `--read-models` says, or beside the
 /// events (see [`ReadModelsLocation::FollowStore`]).
 pub fn read_models_at(

@@ -221,13 +221,13 @@ async fn a_reader_beside_another_process_sees_its_commits_once_it_observes_them(
     let dir = TempDir::new().unwrap();
     let path = dir.path().join("events.db");
     // Two opens of one file stand for two processes: a server that writes, and a rebuild or
-    // `events tail` opened before the server's latest commits.
+    // `events tail` opened (for reading, as the CLI does) before the server's latest commits.
     let server = open(&path);
     server
         .append("call-1", ExpectedVersion::NoStream, one("first"))
         .await
         .unwrap();
-    let beside = open(&path);
+    let beside = SqliteStore::open_reading(&path, SqliteOptions::default()).unwrap();
     let later = server
         .append("call-2", ExpectedVersion::NoStream, one("later"))
         .await
@@ -246,6 +246,52 @@ async fn a_reader_beside_another_process_sees_its_commits_once_it_observes_them(
     assert_eq!(beside.head_position().await.unwrap(), later_at);
     // Nothing new: the head stays.
     assert_eq!(beside.observe_other_writers().await.unwrap(), later_at);
+}
+
+#[tokio::test]
+async fn a_store_opened_for_reading_refuses_appends_and_leaves_the_file_as_it_was() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("events.db");
+    let server = open(&path);
+    let first = server
+        .append("call-1", ExpectedVersion::NoStream, one("first"))
+        .await
+        .unwrap();
+    let reading = SqliteStore::open_reading(&path, SqliteOptions::default()).unwrap();
+    assert_eq!(reading.read_stream("call-1", 0, 10).await.unwrap().len(), 1);
+
+    let err = reading
+        .append("call-1", ExpectedVersion::Exact(0), one("second"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("opened for reading only"),
+        "a clear refusal: {err}"
+    );
+    drop(reading);
+    // The server goes on where it was: nothing was appended beside it.
+    let next = server
+        .append("call-1", ExpectedVersion::Exact(0), one("second"))
+        .await
+        .unwrap();
+    assert_eq!(next.events[0].position, first.events[0].position + 1);
+}
+
+#[tokio::test]
+async fn a_store_opened_for_reading_on_a_new_data_dir_is_an_empty_store() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("new").join("events.db");
+    let reading = SqliteStore::open_reading(&path, SqliteOptions::default()).unwrap();
+    assert_eq!(reading.head_position().await.unwrap(), 0);
+    assert!(reading.read_all(0, 10).await.unwrap().is_empty());
+    drop(reading);
+    // A file that is not a store is refused, as by a writing open.
+    let other = dir.path().join("other.db");
+    std::fs::write(&other, b"not a database at all, just text").unwrap();
+    assert!(matches!(
+        SqliteStore::open_reading(&other, SqliteOptions::default()),
+        Err(StoreError::Corrupt { .. })
+    ));
 }
 
 #[tokio::test]

@@ -83,7 +83,8 @@ pub struct WriterStats {
 pub struct SqliteStore {
     path: PathBuf,
     options: SqliteOptions,
-    /// `None` only while dropping: closing the channel is what stops the writer.
+    /// `None` on a store opened for reading only ([`SqliteStore::open_reading`]), and while
+    /// dropping: closing the channel is what stops the writer.
     requests: Option<mpsc::Sender<AppendRequest>>,
     writer_thread: Option<JoinHandle<()>>,
     /// Ends after the writer, once it has answered every committed group.
@@ -115,17 +116,51 @@ impl SqliteStore {
         Self::open_with_sync(path, options, syncer::fdatasync())
     }
 
+    /// Opens the store at `path` for a process that only reads it, beside the one that appends
+    /// (`switchboard rebuild`, `events read` and `events tail` next to a running server): no
+    /// writer, syncer or background checkpointer, so such a process never checkpoints or
+    /// syncs the server's file behind its back. Other processes' commits become visible
+    /// through [`EventStore::observe_other_writers`] (a subscription waits for those calls:
+    /// no syncer of this process moves the head); appends are refused. The file is checked,
+    /// and created on a new data dir, as [`SqliteStore::open`] does.
+    pub fn open_reading(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
+        create_parent_dir(path)?;
+        // Checks what the file is (and creates or migrates it); closed again at once.
+        drop(schema::open_writer(path, options.busy_timeout)?);
+        let readers = Arc::new(ReadPool::new(
+            path.to_path_buf(),
+            options.busy_timeout,
+            options.read_connections.max(1),
+        ));
+        let head_position = readers.with(|conn, _| reader::head_position(conn))?;
+        sync_other_writers(path)?;
+        let (head_tx, head_rx) = watch::channel(head_position);
+        let read_permits = Arc::new(Semaphore::new(options.read_connections.max(1)));
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            options,
+            requests: None,
+            writer_thread: None,
+            syncer_thread: None,
+            stop_checkpointer: None,
+            checkpointer_thread: None,
+            counters: Arc::default(),
+            readers,
+            read_permits,
+            head: head_rx,
+            head_tx,
+            poison: Arc::default(),
+            recent: Arc::default(),
+        })
+    }
+
     /// [`SqliteStore::open`] with the WAL made durable by `sync`, so tests can hold or fail it.
     fn open_with_sync(
         path: &Path,
         options: SqliteOptions,
         mut sync: SyncFn,
     ) -> Result<SqliteStore, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
-            })?;
-        }
+        create_parent_dir(path)?;
         let conn = schema::open_writer(path, options.busy_timeout)?;
         let wal = syncer::open_wal(path, &mut sync)?;
         let readers = Arc::new(ReadPool::new(
@@ -283,6 +318,28 @@ impl SqliteStore {
     }
 }
 
+/// Syncs the WAL of the store at `path`, so that what other processes committed to it (and
+/// may not have synced yet) survives a power loss before this one shows it.
+fn sync_other_writers(path: &Path) -> Result<(), StoreError> {
+    let wal = syncer::wal_path(path);
+    match std::fs::File::open(&wal) {
+        Ok(file) => file.sync_data(),
+        // Copied into the file and synced there by a checkpoint before the WAL went.
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error),
+    }
+    .map_err(|e| StoreError::Unavailable(format!("{}: cannot sync: {e}", wal.display())))
+}
+
+fn create_parent_dir(path: &Path) -> Result<(), StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+        })?;
+    }
+    Ok(())
+}
+
 fn serialize(value: &serde_json::Value) -> Result<String, StoreError> {
     // A `Value` always serializes; the error path is here only because the API has one.
     serde_json::to_string(value).map_err(|e| StoreError::InvalidAppend(e.to_string()))
@@ -298,7 +355,12 @@ impl EventStore for SqliteStore {
     ) -> Result<AppendOutcome, StoreError> {
         self.poison.check()?;
         let events = self.prepare(stream, events)?;
-        let requests = self.requests.as_ref().ok_or(StoreError::Closed)?;
+        let requests = self.requests.as_ref().ok_or_else(|| {
+            StoreError::Backend(format!(
+                "{} was opened for reading only; appends go through the process that serves it",
+                self.path.display()
+            ))
+        })?;
         let (reply, answer) = oneshot::channel();
         let append = Append {
             stream: stream.to_owned(),
@@ -414,18 +476,10 @@ impl EventStore for SqliteStore {
         if in_file <= *self.head.borrow() {
             return Ok(*self.head.borrow());
         }
-        let wal = syncer::wal_path(&self.path);
-        tokio::task::spawn_blocking(move || {
-            match std::fs::File::open(&wal) {
-                Ok(file) => file.sync_data(),
-                // Copied into the file and synced there by a checkpoint before the WAL went.
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(error) => Err(error),
-            }
-            .map_err(|e| StoreError::Unavailable(format!("{}: cannot sync: {e}", wal.display())))
-        })
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("syncing the WAL: {e}")))??;
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || sync_other_writers(&path))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("syncing the WAL: {e}")))??;
         self.head_tx.send_if_modified(|head| {
             let moved = in_file > *head;
             if moved {
