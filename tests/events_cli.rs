@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use switchboard_e2e::*;
-use switchboard_webhooks::{Scheme, Secret, sign};
+use switchboard_webhooks::Scheme;
 
 async fn call_started(client: &reqwest::Client, server: &TestServer, call_id: &str) -> u16 {
     let raw = json!({
@@ -19,18 +19,19 @@ async fn call_started(client: &reqwest::Client, server: &TestServer, call_id: &s
         "timestamp": 1744713000000i64
     })
     .to_string();
-    let mut request = client
-        .post(server.url("/api/retell/webhook"))
-        .body(raw.clone());
-    for (name, value) in sign(
+    signed_post(
+        client,
+        &server.url("/api/retell/webhook"),
         Scheme::RetellDocumented,
-        &Secret::new(RETELL_SECRET),
+        RETELL_SECRET,
         raw.as_bytes(),
-        chrono::Utc::now().timestamp_millis(),
-    ) {
-        request = request.header(name, value);
-    }
-    request.send().await.unwrap().status().as_u16()
+        now_ms(),
+    )
+    .send()
+    .await
+    .unwrap()
+    .status()
+    .as_u16()
 }
 
 /// The `events tail` child, stopped however the test ends.

@@ -7,11 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchboard_e2e::*;
-use switchboard_webhooks::{Scheme, Secret, sign};
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
+use switchboard_webhooks::Scheme;
 
 /// A Tuesday four to five weeks ahead: inside the bookable range, on an opening day.
 fn future_tuesday() -> String {
@@ -67,14 +63,11 @@ async fn post_signed(
     body: &[u8],
     at_ms: i64,
 ) -> (u16, Value) {
-    let mut request = client
-        .post(url)
+    let response = signed_post(client, url, scheme, secret, body, at_ms)
         .header("content-type", "application/json")
-        .body(body.to_vec());
-    for (name, value) in sign(scheme, &Secret::new(secret), body, at_ms) {
-        request = request.header(name, value);
-    }
-    let response = request.send().await.expect("request");
+        .send()
+        .await
+        .expect("request");
     let status = response.status().as_u16();
     let text = response.text().await.expect("body");
     (
@@ -382,18 +375,17 @@ async fn rate_limited_deliveries_get_429_with_retry_after() {
     let mut limited = None;
     for i in 0..5 {
         let body = call_event("call_started", &format!("rl-{i}")).to_string();
-        let mut request = client
-            .post(server.url("/api/retell/webhook"))
-            .body(body.clone());
-        for (name, value) in sign(
+        let response = signed_post(
+            &client,
+            &server.url("/api/retell/webhook"),
             Scheme::RetellDocumented,
-            &Secret::new(RETELL_SECRET),
+            RETELL_SECRET,
             body.as_bytes(),
             now_ms(),
-        ) {
-            request = request.header(name, value);
-        }
-        let response = request.send().await.unwrap();
+        )
+        .send()
+        .await
+        .unwrap();
         if response.status().as_u16() == 429 {
             limited = Some(response);
             break;
@@ -523,15 +515,14 @@ async fn sigkill_under_load_loses_no_acknowledged_delivery() {
         senders.push(tokio::spawn(async move {
             for n in 0..2000 {
                 let body = call_event("call_ended", &format!("kill-{worker}-{n}")).to_string();
-                let mut request = client.post(&url).body(body.clone());
-                for (name, value) in sign(
+                let request = signed_post(
+                    &client,
+                    &url,
                     Scheme::RetellDocumented,
-                    &Secret::new(RETELL_SECRET),
+                    RETELL_SECRET,
                     body.as_bytes(),
                     now_ms(),
-                ) {
-                    request = request.header(name, value);
-                }
+                );
                 match request.send().await {
                     Ok(response) if response.status().as_u16() == 200 => {
                         let _ = tx.send(body);
@@ -589,18 +580,16 @@ async fn sigterm_finishes_in_flight_deliveries_and_exits_cleanly() {
         let url = url.clone();
         tasks.push(tokio::spawn(async move {
             let body = call_event("call_ended", &format!("term-{n}")).to_string();
-            let result = {
-                let mut request = client.post(&url).body(body.clone());
-                for (name, value) in sign(
-                    Scheme::RetellDocumented,
-                    &Secret::new(RETELL_SECRET),
-                    body.as_bytes(),
-                    now_ms(),
-                ) {
-                    request = request.header(name, value);
-                }
-                request.send().await
-            };
+            let result = signed_post(
+                &client,
+                &url,
+                Scheme::RetellDocumented,
+                RETELL_SECRET,
+                body.as_bytes(),
+                now_ms(),
+            )
+            .send()
+            .await;
             (body, result.map(|r| r.status().as_u16()).ok())
         }));
     }

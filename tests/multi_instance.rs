@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use switchboard_e2e::*;
 use switchboard_store::conformance::postgres_test_url;
-use switchboard_webhooks::{Scheme, Secret, sign};
+use switchboard_webhooks::Scheme;
 
 /// Drops the test's schemas (the store's, and its `_read_models` and rebuild schemas) however
 /// the test ends.
@@ -68,16 +68,18 @@ fn body(n: usize) -> String {
 }
 
 async fn post(client: &reqwest::Client, url: &str, body: &str) -> Option<u16> {
-    let mut request = client.post(url).body(body.to_owned());
-    for (name, value) in sign(
+    signed_post(
+        client,
+        url,
         Scheme::RetellDocumented,
-        &Secret::new(RETELL_SECRET),
+        RETELL_SECRET,
         body.as_bytes(),
-        chrono::Utc::now().timestamp_millis(),
-    ) {
-        request = request.header(name, value);
-    }
-    request.send().await.ok().map(|r| r.status().as_u16())
+        now_ms(),
+    )
+    .send()
+    .await
+    .ok()
+    .map(|r| r.status().as_u16())
 }
 
 fn options(dir: &std::path::Path, store: &str) -> ServerOptions {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchboard_e2e::*;
-use switchboard_webhooks::{Scheme, Secret, sign};
+use switchboard_webhooks::Scheme;
 
 const SALON_TOKEN: &str = "salon-token";
 const OTHER_TOKEN: &str = "other-token";
@@ -21,16 +21,17 @@ async fn deliver(
     body: &Value,
 ) -> (u16, Value) {
     let raw = body.to_string();
-    let mut request = client.post(server.url(path)).body(raw.clone());
-    for (name, value) in sign(
+    let response = signed_post(
+        client,
+        &server.url(path),
         scheme,
-        &Secret::new(secret),
+        secret,
         raw.as_bytes(),
-        chrono::Utc::now().timestamp_millis(),
-    ) {
-        request = request.header(name, value);
-    }
-    let response = request.send().await.unwrap();
+        now_ms(),
+    )
+    .send()
+    .await
+    .unwrap();
     (
         response.status().as_u16(),
         response.json().await.unwrap_or(Value::Null),

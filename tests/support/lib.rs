@@ -184,3 +184,26 @@ pub fn client() -> reqwest::Client {
         .build()
         .expect("http client")
 }
+
+/// A POST of `body` to `url` carrying the headers `scheme` signs it with, as a provider
+/// holding `secret` would send it at `at_ms` (milliseconds since the epoch).
+pub fn signed_post(
+    client: &reqwest::Client,
+    url: &str,
+    scheme: switchboard_webhooks::Scheme,
+    secret: &str,
+    body: &[u8],
+    at_ms: i64,
+) -> reqwest::RequestBuilder {
+    let secret = switchboard_webhooks::Secret::new(secret);
+    let mut request = client.post(url).body(body.to_vec());
+    for (name, value) in switchboard_webhooks::sign(scheme, &secret, body, at_ms) {
+        request = request.header(name, value);
+    }
+    request
+}
+
+/// Milliseconds since the epoch: when a delivery signed now says it was sent.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
