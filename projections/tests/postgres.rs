@@ -342,6 +342,71 @@ async fn postgres_read_models_of_a_newer_layout_are_refused_and_left_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_read_models_of_an_earlier_build_get_this_builds_indexes_and_keep_their_rows() {
+    let Some(url) = postgres_test_url(
+        "postgres_read_models_of_an_earlier_build_get_this_builds_indexes_and_keep_their_rows",
+    ) else {
+        return;
+    };
+    let schemas = Schemas::new(url, "ddl");
+    let h = Harness::new();
+    let live = schemas.live();
+    drop(open_projector(&h, &live).await);
+    let (url, schema) = (schemas.url.clone(), schemas.prefix.clone());
+    let (indexes, kept, applied) = blocking(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        // As the build before 2026-12-07 left them: one index of every appointment by call,
+        // and a layout row without the DDL it was made with.
+        client
+            .batch_execute(&format!(
+                "SET search_path TO \"{schema}\";
+                 DROP INDEX appointments_booked_by_call;
+                 CREATE INDEX appointments_by_call ON appointments (call_id);
+                 ALTER TABLE layout DROP COLUMN ddl;
+                 INSERT INTO tenants (tenant_id, seq, name, updated_at)
+                 VALUES ('t-kept', 1, 'folded before the upgrade', 'x');"
+            ))
+            .unwrap();
+        drop(Projector::open_at(h.dyn_store(), live.clone()).unwrap());
+        // Current now: a second open finds nothing to do.
+        drop(Projector::open_at(h.dyn_store(), live).unwrap());
+        let indexes: Vec<String> = client
+            .query(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'appointments'
+                 AND indexname LIKE 'appointments\\_%by\\_call' ORDER BY indexname",
+                &[&schema],
+            )
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let kept: i64 = client
+            .query_one(
+                &format!("SELECT COUNT(*) FROM \"{schema}\".tenants WHERE tenant_id = 't-kept'"),
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        let applied: Option<String> = client
+            .query_one(&format!("SELECT ddl FROM \"{schema}\".layout"), &[])
+            .unwrap()
+            .get(0);
+        (indexes, kept, applied)
+    })
+    .await;
+    assert_eq!(
+        indexes,
+        ["appointments_booked_by_call"],
+        "the old index replaced"
+    );
+    assert_eq!(kept, 1, "no refold: the rows stay");
+    assert!(
+        applied.is_some_and(|ddl| ddl.contains("appointments_booked_by_call")),
+        "the DDL applied is recorded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_models_reconnect_by_themselves_when_postgresql_drops_their_sessions() {
     let Some(url) = postgres_test_url(
         "read_models_reconnect_by_themselves_when_postgresql_drops_their_sessions",
