@@ -10,7 +10,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::ProjectionError;
 use crate::generation::Generation;
-use crate::sql::{Conn, Dialect, OptionalExtension, SqlError, params, quote_identifier};
+use crate::sql::{Conn, Dialect, OptionalExtension, SqlError, quote_identifier};
 
 const SCHEMA: &str = include_str!("schema.sql");
 
@@ -255,33 +255,6 @@ fn postgres_layout(conn: &Conn) -> Result<Option<i64>, ProjectionError> {
     }
 }
 
-/// The tables' and indexes' DDL a PostgreSQL schema was last brought up to (see
-/// [`postgres_ddl`]); None when it never was (read models made before 2026-12-07 have no
-/// such column).
-fn postgres_ddl_applied(conn: &Conn) -> Result<Option<String>, ProjectionError> {
-    let found = conn
-        .query_row("SELECT ddl FROM layout WHERE id = 1", (), |r| r.get(0))
-        .optional();
-    match found {
-        Ok(ddl) => Ok(ddl.flatten()),
-        Err(SqlError::Postgres(error))
-            if error.code() == Some(&postgres::error::SqlState::UNDEFINED_COLUMN) =>
-        {
-            Ok(None)
-        }
-        Err(error) => Err(error.into()),
-    }
-}
-
-/// This build's DDL for the read models in PostgreSQL: the tables with the folds' indexes,
-/// then the query indexes. Every statement of it can run again on read models that have it
-/// (`IF NOT EXISTS`, `IF EXISTS`), which is how an index added or replaced within one layout
-/// reaches read models that already exist; a change to a table's columns needs a new
-/// [`LAYOUT_VERSION`].
-fn postgres_ddl() -> String {
-    schema_sql(SCHEMA, Dialect::Postgres) + &schema_sql(QUERY_INDEXES, Dialect::Postgres)
-}
-
 /// Opens (creating when absent) the live read models for writing. SQLite: WAL, so the
 /// server's readers keep answering from the last commit while the runner or a rebuild writes.
 /// PostgreSQL: read models already at this layout are opened without any DDL (DDL takes locks
@@ -302,12 +275,9 @@ pub(crate) fn open_live_generation(
             Ok((conn, Some(generation)))
         }
         ReadModelsAt::Postgres { url, schema } => {
-            let ddl = postgres_ddl();
             let mut conn = connect_postgres(url, schema, false)?;
             match postgres_layout(&conn)? {
-                Some(LAYOUT_VERSION) if postgres_ddl_applied(&conn)? == Some(ddl.clone()) => {
-                    return Ok((conn, None));
-                }
+                Some(LAYOUT_VERSION) => return Ok((conn, None)),
                 Some(found) if found > LAYOUT_VERSION => {
                     return Err(ProjectionError::NewerLayout {
                         at: at.to_string(),
@@ -325,19 +295,13 @@ pub(crate) fn open_live_generation(
             )?;
             tx.execute_batch(
                 "CREATE TABLE IF NOT EXISTS layout (
-                     id BIGINT PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL);
-                 ALTER TABLE layout ADD COLUMN IF NOT EXISTS ddl TEXT",
+                     id BIGINT PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL)",
             )?;
             // Read again under the lock: another instance may have just created or changed it.
             match postgres_layout(&tx)? {
-                Some(LAYOUT_VERSION) if postgres_ddl_applied(&tx)? == Some(ddl.clone()) => {
+                Some(LAYOUT_VERSION) => {
                     tx.commit()?;
                     return Ok((conn, None));
-                }
-                Some(LAYOUT_VERSION) => {
-                    // Same tables, other indexes (an earlier build of this layout): the DDL
-                    // below adds and drops indexes, and the rows stay.
-                    tracing::info!(%at, "read models' indexes brought up to this build's");
                 }
                 Some(found) if found > LAYOUT_VERSION => {
                     return Err(ProjectionError::NewerLayout {
@@ -359,11 +323,12 @@ pub(crate) fn open_live_generation(
                 }
                 None => {}
             }
-            tx.execute_batch(&ddl)?;
+            tx.execute_batch(&schema_sql(SCHEMA, Dialect::Postgres))?;
+            tx.execute_batch(&schema_sql(QUERY_INDEXES, Dialect::Postgres))?;
             tx.execute(
-                "INSERT INTO layout (id, version, ddl) VALUES (1, ?1, ?2)
-                 ON CONFLICT (id) DO UPDATE SET version = excluded.version, ddl = excluded.ddl",
-                params![LAYOUT_VERSION, ddl],
+                "INSERT INTO layout (id, version) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+                [LAYOUT_VERSION],
             )?;
             tx.commit()?;
             Ok((conn, None))
