@@ -830,6 +830,73 @@ mod tests {
         );
     }
 
+    fn numbers_table() -> Conn {
+        let conn = Conn::from(rusqlite::Connection::open_in_memory().unwrap());
+        conn.execute_batch(
+            "CREATE TABLE n (i INTEGER PRIMARY KEY);
+             INSERT INTO n VALUES (1), (2), (3);",
+        )
+        .unwrap();
+        conn
+    }
+
+    #[test]
+    fn a_kept_statement_in_use_is_not_handed_out_again() {
+        let mut conn = numbers_table();
+        let tx = conn.transaction().unwrap();
+        // One `static`, so every use has the same address (a `const` may not).
+        static BELOW: &str = "SELECT i FROM n WHERE i < ?1 ORDER BY i";
+        // While the kept statement streams its rows, the same SQL runs again (a fold running
+        // its own lookup from inside a row callback): it gets a statement of its own.
+        let mut pairs = Vec::new();
+        tx.prepare_cached(BELOW)
+            .unwrap()
+            .for_each_row([3], |row| {
+                let outer: i64 = row.get(0)?;
+                let inner: Vec<i64> = tx
+                    .prepare_cached(BELOW)?
+                    .query_map([outer + 1], |r| r.get(0))?
+                    .collect::<SqlResult<_>>()?;
+                pairs.push((outer, inner));
+                Ok(true)
+            })
+            .unwrap();
+        assert_eq!(pairs, [(1, vec![1]), (2, vec![1, 2])]);
+        // Kept across a rollback to a savepoint, it still answers from what the table holds.
+        tx.execute_batch("SAVEPOINT s; INSERT INTO n VALUES (0); ROLLBACK TO s; RELEASE s")
+            .unwrap();
+        let below: Vec<i64> = tx
+            .prepare_cached(BELOW)
+            .unwrap()
+            .query_map([3], |r| r.get(0))
+            .unwrap()
+            .collect::<SqlResult<_>>()
+            .unwrap();
+        assert_eq!(below, [1, 2]);
+        tx.commit().unwrap();
+    }
+
+    #[test]
+    fn more_statements_than_a_transaction_keeps_still_run() {
+        let mut conn = numbers_table();
+        let tx = conn.transaction().unwrap();
+        // Distinct texts, each `'static` as the folds' are: the table fills, and the rest
+        // come from the connection's cache.
+        let texts: Vec<&'static str> = (0..TX_STATEMENTS as i64 + 10)
+            .map(|k| &*Box::leak(format!("SELECT i + {k} FROM n WHERE i = 1").into_boxed_str()))
+            .collect();
+        for _ in 0..2 {
+            for (k, sql) in texts.iter().enumerate() {
+                let got: i64 = tx
+                    .prepare_cached(sql)
+                    .unwrap()
+                    .query_row((), |r| r.get(0))
+                    .unwrap();
+                assert_eq!(got, 1 + k as i64, "{sql}");
+            }
+        }
+    }
+
     #[test]
     fn sqlite_binds_and_reads_every_kind_of_value() {
         let conn = Conn::from(rusqlite::Connection::open_in_memory().unwrap());
