@@ -161,7 +161,7 @@ impl<R: Record> Held<R> {
     }
 
     /// Visits the held rows whose secondary value is `value` now, in the order they were
-    /// first filed under it.
+    /// first filed under it. `visit` must not use this table's held rows (they are borrowed).
     pub(crate) fn each_by(&self, value: &str, mut visit: impl FnMut(&R)) {
         let index = self.by_secondary.borrow();
         let Some(keys) = index.get(value) else {
