@@ -3,13 +3,12 @@
 //! after it started (another process's commits).
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::json;
 use switchboard_e2e::*;
-use switchboard_webhooks::Scheme;
 
 async fn call_started(client: &reqwest::Client, server: &TestServer, call_id: &str) -> u16 {
     let raw = json!({
@@ -19,19 +18,12 @@ async fn call_started(client: &reqwest::Client, server: &TestServer, call_id: &s
         "timestamp": 1744713000000i64
     })
     .to_string();
-    signed_post(
-        client,
-        &server.url("/api/retell/webhook"),
-        Scheme::RetellDocumented,
-        RETELL_SECRET,
-        raw.as_bytes(),
-        now_ms(),
-    )
-    .send()
-    .await
-    .unwrap()
-    .status()
-    .as_u16()
+    retell_post(client, &server.url("/api/retell/webhook"), &raw)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 /// The `events tail` child, stopped however the test ends.
@@ -65,10 +57,9 @@ async fn events_tail_follows_what_a_running_server_stores_after_it_started() {
     assert_eq!(call_started(&client, &server, "before-tail").await, 200);
 
     let mut tail = Tail(
-        Command::new(switchboard_bin())
+        switchboard_command()
             .args(["events", "tail", "--data-dir"])
             .arg(&server.data_dir)
-            .env_remove("SWITCHBOARD_STORE")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -96,18 +87,11 @@ async fn events_tail_follows_what_a_running_server_stores_after_it_started() {
     assert!(event["position"].as_u64().is_some(), "{after}");
     drop(tail);
 
-    let read = Command::new(switchboard_bin())
-        .args(["events", "read", "call-after-tail", "--data-dir"])
-        .arg(&server.data_dir)
-        .env_remove("SWITCHBOARD_STORE")
-        .output()
-        .unwrap();
-    assert!(
-        read.status.success(),
-        "{}",
-        String::from_utf8_lossy(&read.stderr)
+    let stream = output_of(
+        switchboard_command()
+            .args(["events", "read", "call-after-tail", "--data-dir"])
+            .arg(&server.data_dir),
     );
-    let stream = String::from_utf8_lossy(&read.stdout);
     let types: Vec<String> = stream
         .lines()
         .map(|line| {

@@ -375,17 +375,10 @@ async fn rate_limited_deliveries_get_429_with_retry_after() {
     let mut limited = None;
     for i in 0..5 {
         let body = call_event("call_started", &format!("rl-{i}")).to_string();
-        let response = signed_post(
-            &client,
-            &server.url("/api/retell/webhook"),
-            Scheme::RetellDocumented,
-            RETELL_SECRET,
-            body.as_bytes(),
-            now_ms(),
-        )
-        .send()
-        .await
-        .unwrap();
+        let response = retell_post(&client, &server.url("/api/retell/webhook"), &body)
+            .send()
+            .await
+            .unwrap();
         if response.status().as_u16() == 429 {
             limited = Some(response);
             break;
@@ -515,15 +508,7 @@ async fn sigkill_under_load_loses_no_acknowledged_delivery() {
         senders.push(tokio::spawn(async move {
             for n in 0..2000 {
                 let body = call_event("call_ended", &format!("kill-{worker}-{n}")).to_string();
-                let request = signed_post(
-                    &client,
-                    &url,
-                    Scheme::RetellDocumented,
-                    RETELL_SECRET,
-                    body.as_bytes(),
-                    now_ms(),
-                );
-                match request.send().await {
+                match retell_post(&client, &url, &body).send().await {
                     Ok(response) if response.status().as_u16() == 200 => {
                         let _ = tx.send(body);
                     }
@@ -580,16 +565,7 @@ async fn sigterm_finishes_in_flight_deliveries_and_exits_cleanly() {
         let url = url.clone();
         tasks.push(tokio::spawn(async move {
             let body = call_event("call_ended", &format!("term-{n}")).to_string();
-            let result = signed_post(
-                &client,
-                &url,
-                Scheme::RetellDocumented,
-                RETELL_SECRET,
-                body.as_bytes(),
-                now_ms(),
-            )
-            .send()
-            .await;
+            let result = retell_post(&client, &url, &body).send().await;
             (body, result.map(|r| r.status().as_u16()).ok())
         }));
     }

@@ -8,13 +8,11 @@
 //! and with CI=true a missing variable fails the run.
 
 use std::collections::{HashMap, HashSet};
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchboard_e2e::*;
 use switchboard_store::conformance::postgres_test_url;
-use switchboard_webhooks::Scheme;
 
 /// Drops the test's schemas (the store's, and its `_read_models` and rebuild schemas) however
 /// the test ends.
@@ -68,18 +66,11 @@ fn body(n: usize) -> String {
 }
 
 async fn post(client: &reqwest::Client, url: &str, body: &str) -> Option<u16> {
-    signed_post(
-        client,
-        url,
-        Scheme::RetellDocumented,
-        RETELL_SECRET,
-        body.as_bytes(),
-        now_ms(),
-    )
-    .send()
-    .await
-    .ok()
-    .map(|r| r.status().as_u16())
+    retell_post(client, url, body)
+        .send()
+        .await
+        .ok()
+        .map(|r| r.status().as_u16())
 }
 
 fn options(dir: &std::path::Path, store: &str) -> ServerOptions {
@@ -205,20 +196,14 @@ async fn two_instances_record_every_acknowledged_delivery_exactly_once() {
     // The shared read models equal a rebuild from the shared streams: in PostgreSQL (the
     // rebuild swaps fresh tables in) and in SQLite (the same folds into a file).
     let switchboard = |args: &[&str]| {
-        let out = Command::new(switchboard_bin())
-            .args(args)
-            .arg("--store")
-            .arg(&store)
-            .arg("--data-dir")
-            .arg(dir_a.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        output_of(
+            switchboard_command()
+                .args(args)
+                .arg("--store")
+                .arg(&store)
+                .arg("--data-dir")
+                .arg(dir_a.path()),
+        )
     };
     let export = ["export", "--projection", "calls", "--format", "jsonl"];
     for _ in 0..400 {

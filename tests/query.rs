@@ -2,7 +2,6 @@
 //! them (also after the fact), the mission's story read back, tenant isolation, bad input,
 //! and `switchboard rebuild` giving the same answers as live processing.
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -387,15 +386,10 @@ async fn the_story_is_attributed_queryable_isolated_and_rebuilds_the_same() {
     // A rebuild while the server runs: it keeps answering, the swapped-in tables equal what
     // live processing built, and live processing goes on from the rebuilt checkpoint.
     let before = export(&server, "calls");
-    let rebuilt = Command::new(switchboard_bin())
-        .args(["rebuild", "--data-dir"])
-        .arg(&server.data_dir)
-        .output()
-        .unwrap();
-    assert!(
-        rebuilt.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rebuilt.stderr)
+    output_of(
+        switchboard_command()
+            .args(["rebuild", "--data-dir"])
+            .arg(&server.data_dir),
     );
     assert_eq!(export(&server, "calls"), before);
     assert_eq!(
@@ -422,15 +416,10 @@ async fn the_story_is_attributed_queryable_isolated_and_rebuilds_the_same() {
     let (_, live_tenant) = get(&client, &server, "/api/tenants/salon", Some(ADMIN_TOKEN)).await;
     let export_live = export(&server, "appointments");
     server.terminate();
-    let rebuilt = Command::new(switchboard_bin())
-        .args(["rebuild", "--data-dir"])
-        .arg(&server.data_dir)
-        .output()
-        .unwrap();
-    assert!(
-        rebuilt.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rebuilt.stderr)
+    output_of(
+        switchboard_command()
+            .args(["rebuild", "--data-dir"])
+            .arg(&server.data_dir),
     );
     assert_eq!(export(&server, "appointments"), export_live);
     let server = TestServer::start(ServerOptions::new(dir.path()));
@@ -445,22 +434,16 @@ async fn the_story_is_attributed_queryable_isolated_and_rebuilds_the_same() {
 }
 
 fn export(server: &TestServer, projection: &str) -> String {
-    let out = Command::new(switchboard_bin())
-        .args([
-            "export",
-            "--projection",
-            projection,
-            "--format",
-            "jsonl",
-            "--data-dir",
-        ])
-        .arg(&server.data_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    output_of(
+        switchboard_command()
+            .args([
+                "export",
+                "--projection",
+                projection,
+                "--format",
+                "jsonl",
+                "--data-dir",
+            ])
+            .arg(&server.data_dir),
+    )
 }

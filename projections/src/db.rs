@@ -438,18 +438,22 @@ fn drop_schema(conn: &Conn, schema: &str) -> Result<(), ProjectionError> {
     Ok(())
 }
 
+/// Removes the file at `path`; true if there was one.
+pub(crate) fn remove_if_present(path: &Path) -> Result<bool, ProjectionError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(ProjectionError::io(path, e)),
+    }
+}
+
 /// Removes discardable read models (a rebuild's scratch file or schema), whatever state they
 /// were left in.
 pub(crate) fn discard(at: &ReadModelsAt) -> Result<(), ProjectionError> {
     match at {
         ReadModelsAt::Sqlite(path) => {
             for suffix in ["", "-journal", "-wal", "-shm"] {
-                let file = with_suffix(path, suffix);
-                match std::fs::remove_file(&file) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(ProjectionError::io(file, e)),
-                }
+                remove_if_present(&with_suffix(path, suffix))?;
             }
             Ok(())
         }
@@ -465,11 +469,7 @@ fn open_scratch_file(path: &Path) -> Result<Conn, ProjectionError> {
         with_suffix(path, "-journal"),
         with_suffix(path, "-wal"),
     ] {
-        match std::fs::remove_file(&stale) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(ProjectionError::io(stale, e)),
-        }
+        remove_if_present(&stale)?;
     }
     let conn = Connection::open(path)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);

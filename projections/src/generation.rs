@@ -19,6 +19,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::ProjectionError;
+#[cfg(unix)]
+use crate::db::remove_if_present;
 
 /// The file a live connection opened, and the link (or plain file) it was opened through.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,11 +96,7 @@ pub(crate) fn install(link: &Path, file: &Path) -> Result<PathBuf, ProjectionErr
         .ok_or_else(|| ProjectionError::Task(format!("{} names no file", file.display())))?;
     let (stem, extension) = stem_and_extension(link);
     let pending = link.with_file_name(format!("{stem}.installing{extension}"));
-    match std::fs::remove_file(&pending) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(ProjectionError::io(&pending, e)),
-    }
+    remove_if_present(&pending)?;
     // Relative, so the data dir can be moved or mounted elsewhere.
     std::os::unix::fs::symlink(name, &pending).map_err(io(&pending))?;
     std::fs::rename(&pending, link).map_err(io(link))?;
@@ -140,13 +138,8 @@ pub(crate) fn remove_stale(
         } else {
             is_rebuilt_file(base, &stem, &extension) && !kept.iter().any(|k| k == base)
         };
-        if stale {
-            let path = entry.path();
-            match std::fs::remove_file(&path) {
-                Ok(()) => removed.push(path),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(ProjectionError::io(path, e)),
-            }
+        if stale && remove_if_present(&entry.path())? {
+            removed.push(entry.path());
         }
     }
     Ok(removed)

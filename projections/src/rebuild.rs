@@ -244,7 +244,7 @@ async fn replay_and_install<P: FnMut(u64, u64) + Send + 'static>(
     file: &Path,
     head: u64,
 ) -> Result<(u64, u64), ProjectionError> {
-    let (mut live, live_checkpoint, scratch) = {
+    let (live, live_checkpoint, scratch) = {
         let (link, file) = (link.to_path_buf(), file.to_path_buf());
         blocking(move || {
             let (live, _) = open_live_sqlite(&link)?;
@@ -255,7 +255,7 @@ async fn replay_and_install<P: FnMut(u64, u64) + Send + 'static>(
     };
     let target = head.max(live_checkpoint);
     let (scratch, mut events) = replay.run(scratch, target, Stop::At(target)).await?;
-    let mut scratch = {
+    let scratch = {
         let file = file.to_path_buf();
         blocking(move || {
             make_installable(&scratch, &file)?;
@@ -263,28 +263,13 @@ async fn replay_and_install<P: FnMut(u64, u64) + Send + 'static>(
         })
         .await?
     };
-    let (installed_at, previous) = loop {
-        // The runner may have moved the live file on meanwhile: catch up outside its lock,
-        // then try again, until the install finds the live checkpoint no further than ours.
-        let (link_now, file_now) = (link.to_path_buf(), file.to_path_buf());
-        let (back_live, back_scratch, step) = blocking(move || {
-            let step = try_install(&mut live, &scratch, &link_now, &file_now);
-            Ok((live, scratch, step))
+    let (link_now, file_now) = (link.to_path_buf(), file.to_path_buf());
+    let (live, scratch, (installed_at, previous), more) =
+        until_caught_up(replay, live, scratch, move |live, scratch| {
+            try_install(live, scratch, &link_now, &file_now)
         })
         .await?;
-        live = back_live;
-        match step? {
-            Install::Done { at, previous } => {
-                scratch = back_scratch;
-                break (at, previous);
-            }
-            Install::Behind(current) => {
-                let (conn, more) = replay.run(back_scratch, current, Stop::At(current)).await?;
-                scratch = conn;
-                events += more;
-            }
-        }
-    };
+    events += more;
     let (link, file) = (link.to_path_buf(), file.to_path_buf());
     blocking(move || {
         drop((live, scratch));
@@ -304,31 +289,24 @@ async fn replay_and_install<P: FnMut(u64, u64) + Send + 'static>(
     Ok((installed_at, events))
 }
 
-/// What one attempt to install a rebuilt file did.
-#[cfg(unix)]
-enum Install {
-    /// The link names the rebuilt file, which stands at `at`; it named `previous` before.
-    Done { at: u64, previous: PathBuf },
-    /// The live file is ahead of the rebuilt one: catch up to here first.
-    Behind(u64),
-}
-
-/// Installs the rebuilt file if the live checkpoint allows it now. The live file's write lock
-/// is held across the check and the switch, so the runner commits nothing in between; its next
-/// batch finds the link moved and goes over to the new file.
+/// Installs the rebuilt file if the live checkpoint allows it now: `Ok((checkpoint of the
+/// installed file, file the link named before))`, or `Err(live checkpoint)` when the rebuilt
+/// file must catch up first. The live file's write lock is held across the check and the
+/// switch, so the runner commits nothing in between; its next batch finds the link moved and
+/// goes over to the new file.
 #[cfg(unix)]
 fn try_install(
     live: &mut Conn,
     scratch: &Conn,
     link: &Path,
     file: &Path,
-) -> Result<Install, ProjectionError> {
+) -> Result<Result<(u64, PathBuf), u64>, ProjectionError> {
     // Under the rebuild lock only this rebuild moves the link, so `live` is the live file.
     let tx = live.transaction()?;
     let current = checkpoint_for_update(&tx)?;
     let fresh = checkpoint(scratch)?;
     if fresh < current {
-        return Ok(Install::Behind(current));
+        return Ok(Err(current));
     }
     let previous = generation::install(link, file)?;
     // Nothing was written to the file that was live; the switch has happened whatever the
@@ -336,10 +314,7 @@ fn try_install(
     if let Err(error) = tx.rollback() {
         tracing::debug!(%error, "rolling back the look at the replaced file");
     }
-    Ok(Install::Done {
-        at: fresh,
-        previous,
-    })
+    Ok(Ok((fresh, previous)))
 }
 
 /// Replays into `scratch_at` and swaps the result into `live_at`; returns the checkpoint the
@@ -351,7 +326,7 @@ async fn replay_and_swap<P: FnMut(u64, u64) + Send + 'static>(
     projection: Option<ProjectionName>,
     head: u64,
 ) -> Result<(u64, u64, Vec<ProjectionName>), ProjectionError> {
-    let (mut live, live_checkpoint, scratch) = {
+    let (live, live_checkpoint, scratch) = {
         let (live_at, scratch_at) = (live_at.clone(), scratch_at.clone());
         blocking(move || {
             let live = open_live(&live_at)?;
@@ -366,46 +341,70 @@ async fn replay_and_swap<P: FnMut(u64, u64) + Send + 'static>(
         None => head.max(live_checkpoint),
         Some(_) => live_checkpoint,
     };
-    let (mut scratch, mut events) = replay.run(scratch, target, Stop::At(target)).await?;
+    let (scratch, events) = replay.run(scratch, target, Stop::At(target)).await?;
 
     let swapped: Vec<ProjectionName> = match projection {
         Some(one) => vec![one],
         None => ProjectionName::ALL.to_vec(),
     };
-    let rebuilt_at = loop {
-        // The runner may have moved the live tables on meanwhile: catch up outside the lock,
-        // then try again, until the swap finds the live checkpoint where it needs it.
-        let (live_at, scratch_at, swapped) = (live_at.clone(), scratch_at.clone(), swapped.clone());
-        let full = projection.is_none();
-        let (back_live, back_scratch, swap) = blocking(move || {
-            let fresh = checkpoint(&scratch)?;
-            let swap = try_swap(&mut live, &live_at, &scratch_at, fresh, full, &swapped)?;
-            let swap = match swap {
-                Some(at) => Ok(at),
-                None => Err(checkpoint(&live)?),
-            };
-            Ok((live, scratch, swap))
+    let (live_at, scratch_at, swapping) = (live_at.clone(), scratch_at.clone(), swapped.clone());
+    let full = projection.is_none();
+    let (live, scratch, rebuilt_at, more) =
+        until_caught_up(replay, live, scratch, move |live, scratch| {
+            let fresh = checkpoint(scratch)?;
+            Ok(
+                match try_swap(live, &live_at, &scratch_at, fresh, full, &swapping)? {
+                    Some(at) => Ok(at),
+                    None => Err(checkpoint(live)?),
+                },
+            )
         })
         .await?;
-        live = back_live;
-        match swap {
-            Ok(at) => {
-                scratch = back_scratch;
-                break at;
-            }
-            Err(behind) => {
-                let (conn, more) = replay.run(back_scratch, behind, Stop::At(behind)).await?;
-                scratch = conn;
-                events += more;
-            }
-        }
-    };
+    let events = events + more;
     blocking(move || {
         drop((live, scratch));
         Ok(())
     })
     .await?;
     Ok((rebuilt_at, events, swapped))
+}
+
+/// Runs `attempt` (the install or the swap) on the live and the rebuilt read models until it
+/// succeeds. While the rebuild replayed, the live runner may have moved the live checkpoint
+/// past the rebuilt one: then `attempt` answers `Err(live checkpoint)`, the rebuilt read
+/// models catch up to there outside the live lock, and it is tried again. Returns both
+/// connections, what `attempt` answered and the events the catch-ups folded.
+async fn until_caught_up<P, T>(
+    replay: &mut Replay<P>,
+    mut live: Conn,
+    mut scratch: Conn,
+    attempt: impl Fn(&mut Conn, &Conn) -> Result<Result<T, u64>, ProjectionError>
+    + Clone
+    + Send
+    + 'static,
+) -> Result<(Conn, Conn, T, u64), ProjectionError>
+where
+    P: FnMut(u64, u64) + Send + 'static,
+    T: Send + 'static,
+{
+    let mut events = 0;
+    loop {
+        let attempt = attempt.clone();
+        let (back_live, back_scratch, outcome) = blocking(move || {
+            let outcome = attempt(&mut live, &scratch);
+            Ok((live, scratch, outcome))
+        })
+        .await?;
+        live = back_live;
+        match outcome? {
+            Ok(done) => return Ok((live, back_scratch, done, events)),
+            Err(behind) => {
+                let (conn, more) = replay.run(back_scratch, behind, Stop::At(behind)).await?;
+                scratch = conn;
+                events += more;
+            }
+        }
+    }
 }
 
 /// Runs blocking read-model work (SQLite, PostgreSQL's synchronous client) off the async

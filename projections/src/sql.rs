@@ -554,9 +554,7 @@ impl Conn {
         Ok(Tx {
             conn: self,
             open: true,
-            statements: std::iter::repeat_with(OnceCell::new)
-                .take(TX_STATEMENTS)
-                .collect(),
+            statements: OnceCell::new(),
         })
     }
 
@@ -578,7 +576,8 @@ pub struct Tx<'c> {
     open: bool,
     /// The statements [`Tx::prepare_cached`] prepared, found again by the address of their
     /// SQL text: an open-addressing table of fixed size, so a slot, once filled, stays put.
-    statements: Box<[OnceCell<KeptStatement<'c>>]>,
+    /// Made by the first [`Tx::prepare_cached`] (transactions that run none need none).
+    statements: OnceCell<Box<[OnceCell<KeptStatement<'c>>]>>,
 }
 
 /// A statement [`Tx::prepare_cached`] keeps, with the text it was prepared from.
@@ -602,11 +601,16 @@ impl<'c> Tx<'c> {
     /// instructions). A statement already in use (a fold running its own SQL while reading
     /// rows of it), or one beyond the table's size, comes from the connection's cache.
     pub fn prepare_cached(&self, sql: &'static str) -> SqlResult<TxStatement<'_, 'c>> {
-        let slots = self.statements.len();
+        let statements = self.statements.get_or_init(|| {
+            std::iter::repeat_with(OnceCell::new)
+                .take(TX_STATEMENTS)
+                .collect()
+        });
+        let slots = statements.len();
         // Fibonacci hashing of the address: literals sit close together, this spreads them.
         let start = ((sql.as_ptr() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize;
         for probe in 0..slots {
-            let slot = &self.statements[(start + probe) % slots];
+            let slot = &statements[(start + probe) % slots];
             let (text, statement) = match slot.get() {
                 Some(entry) => entry,
                 None => {

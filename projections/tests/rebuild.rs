@@ -294,10 +294,11 @@ async fn a_rebuild_beside_a_running_server_catches_up_with_what_the_server_appen
     use switchboard_store::{EventStore, SqliteOptions, SqliteStore};
     let h = Harness::new();
     generate(h.dyn_store(), 500, 12).await;
-    // Each rebuild's process opens the store; the server (h.store) appends and folds on.
+    // Each rebuild's process opens the store for reading, as the CLI does; the server
+    // (h.store) appends and folds on.
     let open = || -> Arc<dyn EventStore> {
         Arc::new(
-            SqliteStore::open(
+            SqliteStore::open_reading(
                 &h.data_dir().join("events.sqlite"),
                 SqliteOptions::default(),
             )

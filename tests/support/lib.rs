@@ -83,7 +83,7 @@ impl ServerOptions {
 impl TestServer {
     /// Starts the server on an ephemeral port and waits until it says where it listens.
     pub fn start(options: ServerOptions) -> TestServer {
-        let mut command = Command::new(switchboard_bin());
+        let mut command = switchboard_command();
         command
             .arg("serve")
             .arg("--listen")
@@ -91,8 +91,6 @@ impl TestServer {
             .arg("--data-dir")
             .arg(&options.data_dir)
             .args(&options.extra_args)
-            .env_remove("SWITCHBOARD_STORE")
-            .env_remove("SWITCHBOARD_CONFIG")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -183,6 +181,40 @@ pub fn client() -> reqwest::Client {
         .timeout(Duration::from_secs(30))
         .build()
         .expect("http client")
+}
+
+/// The `switchboard` binary, taking its store and configuration from its arguments only (not
+/// from the environment the tests run in).
+pub fn switchboard_command() -> Command {
+    let mut command = Command::new(switchboard_bin());
+    command
+        .env_remove("SWITCHBOARD_STORE")
+        .env_remove("SWITCHBOARD_CONFIG");
+    command
+}
+
+/// Runs a `switchboard` command to its end; fails the test with its stderr unless it
+/// succeeded, and returns its stdout.
+pub fn output_of(command: &mut Command) -> String {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A Retell webhook `body` for `url`, signed now with [`RETELL_SECRET`].
+pub fn retell_post(client: &reqwest::Client, url: &str, body: &str) -> reqwest::RequestBuilder {
+    signed_post(
+        client,
+        url,
+        switchboard_webhooks::Scheme::RetellDocumented,
+        RETELL_SECRET,
+        body.as_bytes(),
+        now_ms(),
+    )
 }
 
 /// A POST of `body` to `url` carrying the headers `scheme` signs it with, as a provider

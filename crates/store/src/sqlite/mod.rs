@@ -127,15 +127,9 @@ impl SqliteStore {
         create_parent_dir(path)?;
         // Checks what the file is (and creates or migrates it); closed again at once.
         drop(schema::open_writer(path, options.busy_timeout)?);
-        let readers = Arc::new(ReadPool::new(
-            path.to_path_buf(),
-            options.busy_timeout,
-            options.read_connections.max(1),
-        ));
-        let head_position = readers.with(|conn, _| reader::head_position(conn))?;
+        let (readers, read_permits, head_position) = open_readers(path, &options)?;
         sync_other_writers(path)?;
         let (head_tx, head_rx) = watch::channel(head_position);
-        let read_permits = Arc::new(Semaphore::new(options.read_connections.max(1)));
         Ok(SqliteStore {
             path: path.to_path_buf(),
             options,
@@ -163,12 +157,7 @@ impl SqliteStore {
         create_parent_dir(path)?;
         let conn = schema::open_writer(path, options.busy_timeout)?;
         let wal = syncer::open_wal(path, &mut sync)?;
-        let readers = Arc::new(ReadPool::new(
-            path.to_path_buf(),
-            options.busy_timeout,
-            options.read_connections.max(1),
-        ));
-        let head_position = readers.with(|conn, _| reader::head_position(conn))?;
+        let (readers, read_permits, head_position) = open_readers(path, &options)?;
         let (head_tx, head_rx) = watch::channel(head_position);
         let (stop_checkpointer, stop) = std::sync::mpsc::channel();
         let restart = Arc::new(AtomicBool::new(false));
@@ -216,7 +205,6 @@ impl SqliteStore {
             .name("event-store-writer".to_owned())
             .spawn(move || writer.run())
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
-        let read_permits = Arc::new(Semaphore::new(options.read_connections.max(1)));
         Ok(SqliteStore {
             path: path.to_path_buf(),
             options,
@@ -329,6 +317,25 @@ fn sync_other_writers(path: &Path) -> Result<(), StoreError> {
         Err(error) => Err(error),
     }
     .map_err(|e| StoreError::Unavailable(format!("{}: cannot sync: {e}", wal.display())))
+}
+
+/// The pool of read-only connections, its permits, and the head the file holds now.
+fn open_readers(
+    path: &Path,
+    options: &SqliteOptions,
+) -> Result<(Arc<ReadPool>, Arc<Semaphore>, u64), StoreError> {
+    let connections = options.read_connections.max(1);
+    let readers = Arc::new(ReadPool::new(
+        path.to_path_buf(),
+        options.busy_timeout,
+        connections,
+    ));
+    let head_position = readers.with(|conn, _| reader::head_position(conn))?;
+    Ok((
+        readers,
+        Arc::new(Semaphore::new(connections)),
+        head_position,
+    ))
 }
 
 fn create_parent_dir(path: &Path) -> Result<(), StoreError> {
@@ -480,13 +487,7 @@ impl EventStore for SqliteStore {
         tokio::task::spawn_blocking(move || sync_other_writers(&path))
             .await
             .map_err(|e| StoreError::Unavailable(format!("syncing the WAL: {e}")))??;
-        self.head_tx.send_if_modified(|head| {
-            let moved = in_file > *head;
-            if moved {
-                *head = in_file;
-            }
-            moved
-        });
+        syncer::raise_head(&self.head_tx, in_file);
         Ok(*self.head.borrow())
     }
 }

@@ -181,14 +181,7 @@ impl Syncer {
             if synced {
                 // The head moves before anyone is told, so a caller that reads right after
                 // its append returns, or a subscriber woken by the head, sees the commit.
-                let committed_head = self.committed_head;
-                self.head.send_if_modified(|head| {
-                    let moved = committed_head > *head;
-                    if moved {
-                        *head = committed_head;
-                    }
-                    moved
-                });
+                raise_head(&self.head, self.committed_head);
                 for (reply, answer) in answers {
                     // A caller that stopped waiting is no reason to fail the others.
                     let _ = reply.send(answer);
@@ -222,6 +215,18 @@ impl Syncer {
             }
         }
     }
+}
+
+/// Moves the head up to `to`, never back (the syncer and `observe_other_writers` both raise
+/// it), waking subscribers only when it moved.
+pub(crate) fn raise_head(head: &watch::Sender<u64>, to: u64) {
+    head.send_if_modified(|head| {
+        let moved = to > *head;
+        if moved {
+            *head = to;
+        }
+        moved
+    });
 }
 
 #[cfg(test)]
