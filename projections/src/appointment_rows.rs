@@ -3,8 +3,8 @@
 //! attribution); now they change it in memory and it is written once per flush. The folds
 //! find appointments by something other than their id twice: by the call they came from
 //! (`appointments::bookings_of_call`, the table's rows the batch does not hold and the held ones
-//! through the batch's index by call), and by an organizer waiting for its tenant (after the
-//! batch's `Held::flush`, so that lookup sees every change the batch made).
+//! through the batch's index by call), and by an organizer waiting for its tenant (the table's
+//! rows the batch does not hold and the held ones that match, `Held::found`).
 
 use crate::held::Record;
 use crate::sql::{Row, SqlResult, Statement, params};
@@ -165,6 +165,10 @@ impl Record for Appointment {
             self.updated_at,
         ])?;
         Ok(())
+    }
+
+    fn seq(&self) -> i64 {
+        self.seq
     }
 
     /// Appointments are also found by the call they came from.

@@ -1,7 +1,8 @@
 //! The `calls` rows a batch holds (see `held.rs`). The folds find calls by something other than
 //! their id twice: copying a booking's status onto the calls that point at it changes both the
 //! table and the held rows (`calls::sync_appointment_status`, through the batch's index by
-//! booking); the calls waiting for a number's owner are looked up after a flush (`tenants.rs`).
+//! booking); the calls waiting for a number's owner are the table's the batch does not hold
+//! and the held ones that match (`Held::found`, `tenants.rs`).
 
 use crate::held::Record;
 use crate::sql::{Row, SqlResult, Statement, params};
@@ -160,6 +161,10 @@ impl Record for Call {
             self.updated_at,
         ])?;
         Ok(())
+    }
+
+    fn seq(&self) -> i64 {
+        self.seq
     }
 
     /// Calls are also found by the booking they point at.

@@ -89,11 +89,14 @@ impl Record for Customer {
                                     appointments_count, first_seen_at, last_seen_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
              ON CONFLICT (customer_id) DO UPDATE SET
-                 tenant_id = excluded.tenant_id, phone = excluded.phone,
                  name = excluded.name, email = excluded.email,
                  calls_count = excluded.calls_count,
                  appointments_count = excluded.appointments_count,
                  first_seen_at = excluded.first_seen_at, last_seen_at = excluded.last_seen_at";
+
+    fn seq(&self) -> i64 {
+        self.seq
+    }
 
     fn write(&self, upsert: &mut Statement<'_>) -> SqlResult<()> {
         upsert.execute(params![

@@ -22,9 +22,11 @@ const QUERY_INDEXES: &str = include_str!("query_indexes.sql");
 /// `layout` table in PostgreSQL). Read models of an older layout are derived data from an
 /// older build: they are emptied and refolded from position 0. Read models of a newer layout
 /// belong to a newer build (in a rolling upgrade, the other instances): they are refused,
-/// never altered. Either way, nothing is
-/// position 0, never migrated by hand.
-pub const LAYOUT_VERSION: i64 = 1;
+/// never altered. Either way, nothing is migrated by hand.
+///
+/// 2: `customers` is keyed by its id alone, without a rowid (1 had a rowid and a
+/// `UNIQUE (tenant_id, phone)` the derived id made redundant).
+pub const LAYOUT_VERSION: i64 = 2;
 
 /// The live read models' file name inside the data dir.
 pub const READ_MODELS_FILE: &str = "read_models.sqlite";
@@ -190,7 +192,9 @@ fn schema_sql(sql: &str, dialect: Dialect) -> String {
         Dialect::Sqlite => sql.to_owned(),
         Dialect::Postgres => sql
             .replace("INTEGER", "BIGINT")
-            .replace(" TEXT", " TEXT COLLATE \"C\""),
+            .replace(" TEXT", " TEXT COLLATE \"C\"")
+            // A PostgreSQL table keeps its rows apart from its primary key's index anyway.
+            .replace(") WITHOUT ROWID;", ");"),
     }
 }
 

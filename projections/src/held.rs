@@ -17,7 +17,8 @@
 //! [`Record::secondary`]), the batch keeps an index of its held rows: a lookup takes the
 //! table's rows the batch does not hold and the held ones [`Held::each_by`] visits, and a
 //! change made in SQL by that column is made to the held rows too ([`Held::mirror_by`]).
-//! Other lookups run after a flush.
+//! Rarer lookups by other columns take the table's rows the batch does not hold and scan the
+//! held ones ([`Held::found`]).
 //!
 //! On SQLite, then, a row written at the end of a batch skips the states it went through
 //! within the batch. That gives the same rows wherever batches end only because SQLite cannot
@@ -51,6 +52,9 @@ pub(crate) trait Record: Sized {
     fn secondary(&self) -> Option<&str> {
         None
     }
+
+    /// The global position of the event that created the row: the order rows are found in.
+    fn seq(&self) -> i64;
 }
 
 /// A row as the batch holds it: None when the table has no such row (yet), and whether the
@@ -177,6 +181,35 @@ impl<R: Record> Held<R> {
         }
     }
 
+    /// The keys a query by other columns finds once the batch's changes count, in `seq` order,
+    /// without a flush: the table's rows (`stored`, as key and `seq`) the batch does not hold,
+    /// and the held rows `matches` accepts (their held version is the current one; a row the
+    /// table had may no longer match, one it lacked may match now). For lookups too rare to
+    /// keep an index of held rows for, such as the waiting calls of a newly assigned number:
+    /// a flush before them wrote each held row twice when the lookup changed it again.
+    pub(crate) fn found<E>(
+        &self,
+        stored: impl IntoIterator<Item = Result<(String, i64), E>>,
+        matches: impl Fn(&R) -> bool,
+    ) -> Result<Vec<String>, E> {
+        let mut found = Vec::new();
+        for row in stored {
+            let (key, seq) = row?;
+            if !self.holds(&key) {
+                found.push((seq, key));
+            }
+        }
+        for (key, entry) in self.rows.borrow().iter() {
+            if let Some(row) = &entry.row
+                && matches(row)
+            {
+                found.push((row.seq(), key.clone()));
+            }
+        }
+        found.sort_unstable();
+        Ok(found.into_iter().map(|(_, key)| key).collect())
+    }
+
     /// Changes the row if there is one; a no-op otherwise (as an UPDATE would be).
     pub(crate) fn update(
         &self,
@@ -264,36 +297,42 @@ mod tests {
     struct Pet {
         name: String,
         owner: Option<String>,
+        seq: i64,
     }
 
     impl Record for Pet {
-        const SELECT: &'static str = "SELECT name, owner FROM pets WHERE name = ?1";
+        const SELECT: &'static str = "SELECT name, owner, seq FROM pets WHERE name = ?1";
 
         fn from_row(row: &Row<'_>) -> SqlResult<Pet> {
             Ok(Pet {
                 name: row.get(0)?,
                 owner: row.get(1)?,
+                seq: row.get(2)?,
             })
         }
 
-        const UPSERT: &'static str = "INSERT INTO pets (name, owner) VALUES (?1, ?2)
+        const UPSERT: &'static str = "INSERT INTO pets (name, owner, seq) VALUES (?1, ?2, ?3)
              ON CONFLICT (name) DO UPDATE SET owner = excluded.owner";
 
         fn write(&self, upsert: &mut Statement<'_>) -> SqlResult<()> {
-            upsert.execute(params![self.name, self.owner])?;
+            upsert.execute(params![self.name, self.owner, self.seq])?;
             Ok(())
         }
 
         fn secondary(&self) -> Option<&str> {
             self.owner.as_deref()
         }
+
+        fn seq(&self) -> i64 {
+            self.seq
+        }
     }
 
     fn table() -> Conn {
         let conn = Conn::from(rusqlite::Connection::open_in_memory().unwrap());
         conn.execute_batch(
-            "CREATE TABLE pets (name TEXT PRIMARY KEY, owner TEXT);
-             INSERT INTO pets VALUES ('rex', 'ann'), ('tom', 'ann'), ('kit', 'bob');",
+            "CREATE TABLE pets (name TEXT PRIMARY KEY, owner TEXT, seq INTEGER NOT NULL);
+             INSERT INTO pets VALUES ('rex', 'ann', 1), ('tom', 'ann', 2), ('kit', 'bob', 3);",
         )
         .unwrap();
         conn
@@ -332,6 +371,7 @@ mod tests {
             *slot = Some(Pet {
                 name: "max".into(),
                 owner: Some("ann".into()),
+                seq: 4,
             })
         })
         .unwrap();
@@ -371,5 +411,60 @@ mod tests {
             .unwrap();
         let expected = [("kit", "bob"), ("rex", "ann"), ("tom", "bob")];
         assert_eq!(names, expected.map(|(n, o)| (n.to_owned(), o.to_owned())));
+    }
+
+    /// What `SELECT name, seq FROM pets WHERE owner = ?1` finds in the table.
+    fn stored_of(conn: &Tx<'_>, owner: &str) -> Vec<SqlResult<(String, i64)>> {
+        conn.prepare_cached("SELECT name, seq FROM pets WHERE owner = ?1")
+            .unwrap()
+            .query_map([owner], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect()
+    }
+
+    #[test]
+    fn found_rows_are_the_tables_unheld_ones_and_the_held_ones_that_match_now() {
+        let mut conn = table();
+        let conn = conn.transaction().unwrap();
+        let held = Held::<Pet>::default();
+        let owned_by_ann = |pet: &Pet| pet.owner.as_deref() == Some("ann");
+        // Nothing held: the table answers.
+        let found = held.found(stored_of(&conn, "ann"), owned_by_ann).unwrap();
+        assert_eq!(found, ["rex", "tom"]);
+
+        // Rex leaves Ann, Kit joins her, Max is born hers and Tom is gone, all in the batch,
+        // none of it written: the table alone would still say rex and tom.
+        held.update(&conn, "rex", |pet| pet.owner = Some("bob".into()))
+            .unwrap();
+        held.update(&conn, "kit", |pet| pet.owner = Some("ann".into()))
+            .unwrap();
+        held.change(&conn, "max", |slot| {
+            *slot = Some(Pet {
+                name: "max".into(),
+                owner: Some("ann".into()),
+                seq: 0,
+            })
+        })
+        .unwrap();
+        held.delete(&conn, "tom", "DELETE FROM pets WHERE name = ?1")
+            .unwrap();
+        let found = held.found(stored_of(&conn, "ann"), owned_by_ann).unwrap();
+        assert_eq!(
+            found,
+            ["max", "kit"],
+            "in seq order, as the query would list them"
+        );
+
+        // The same as a flush before the query finds.
+        held.flush(&conn).unwrap();
+        let flushed: Vec<String> = {
+            let mut rows: Vec<(String, i64)> = stored_of(&conn, "ann")
+                .into_iter()
+                .collect::<SqlResult<_>>()
+                .unwrap();
+            rows.sort_by_key(|(_, seq)| *seq);
+            rows.into_iter().map(|(name, _)| name).collect()
+        };
+        assert_eq!(flushed, found);
     }
 }

@@ -533,11 +533,13 @@ impl ReadModels {
         let Some(e164) = phone::normalize(phone) else {
             return Ok(None);
         };
+        // Found by its id, which the tenant and number make (the table's only key).
+        let id = crate::customers::customer_id(tenant_id, &e164);
         self.with(|conn| {
             customer_where(
                 conn,
-                "tenant_id = ?1 AND phone = ?2",
-                params![tenant_id, e164],
+                "customer_id = ?1 AND tenant_id = ?2 AND phone = ?3",
+                params![id, tenant_id, e164],
             )
         })
     }

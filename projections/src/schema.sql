@@ -88,6 +88,9 @@ CREATE INDEX IF NOT EXISTS appointments_booked_by_call ON appointments (call_id)
 CREATE INDEX IF NOT EXISTS appointments_by_organizer ON appointments (organizer_id) WHERE tenant_id IS NULL;
 
 -- -------------------------------------------------------------------------------- customers
+-- The id is derived from (tenant_id, phone) (UUIDv5), so it is the only key the table needs: a
+-- lookup by number computes the id. Without a rowid a row is one B-tree entry, found and
+-- rewritten in one seek (the fold touches a customer on nearly every call event).
 CREATE TABLE IF NOT EXISTS customers (
     customer_id        TEXT PRIMARY KEY,
     seq                INTEGER NOT NULL,
@@ -98,9 +101,8 @@ CREATE TABLE IF NOT EXISTS customers (
     calls_count        INTEGER NOT NULL DEFAULT 0,
     appointments_count INTEGER NOT NULL DEFAULT 0,
     first_seen_at      TEXT NOT NULL,
-    last_seen_at       TEXT NOT NULL,
-    UNIQUE (tenant_id, phone)
-);
+    last_seen_at       TEXT NOT NULL
+) WITHOUT ROWID;
 
 -- ---------------------------------------------------------------------------------- tenants
 CREATE TABLE IF NOT EXISTS tenants (

@@ -99,15 +99,15 @@ pub(crate) fn phone_number_assigned(cx: &Cx<'_, '_>, event: &PhoneNumberAssigned
                  branch_id = excluded.branch_id, assigned_at = excluded.assigned_at",
         )?
         .execute(params![number, event.tenant_id, event.branch_id, cx.at])?;
-    // The lookup is by number, not id: the table must have the batch's calls first.
-    cx.batch.calls.flush(cx.conn)?;
-    let waiting: Vec<String> = cx
-        .conn
-        .prepare_cached(
-            "SELECT call_id FROM calls WHERE tenant_number = ?1 AND tenant_id IS NULL ORDER BY seq",
-        )?
-        .query_map([&number], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    // By number, not id: the table's calls and the batch's, whose held version is current.
+    let waiting = cx.batch.calls.found(
+        cx.conn
+            .prepare_cached(
+                "SELECT call_id, seq FROM calls WHERE tenant_number = ?1 AND tenant_id IS NULL",
+            )?
+            .query_map([&number], |r| Ok((r.get(0)?, r.get(1)?)))?,
+        |call| call.tenant_id.is_none() && call.tenant_number.as_deref() == Some(number.as_str()),
+    )?;
     // Each waiting call rang this number, which now belongs to this branch: the owner is
     // known, not looked up again per call (the generated 100,000-event history's 120 late
     // assignments settle 2,796 calls).
@@ -143,16 +143,18 @@ pub(crate) fn organizer_linked(cx: &Cx<'_, '_>, event: &CalcomOrganizerLinked) -
                  linked_at = excluded.linked_at",
         )?
         .execute(params![event.organizer_id, event.tenant_id, cx.at])?;
-    // Found by organizer, not id: the table must have the batch's appointments first.
-    cx.batch.appointments.flush(cx.conn)?;
-    let waiting: Vec<String> = cx
-        .conn
-        .prepare_cached(
-            "SELECT appointment_id FROM appointments
-             WHERE organizer_id = ?1 AND tenant_id IS NULL ORDER BY seq",
-        )?
-        .query_map([event.organizer_id], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    // By organizer, not id: the table's appointments and the batch's (see above).
+    let waiting = cx.batch.appointments.found(
+        cx.conn
+            .prepare_cached(
+                "SELECT appointment_id, seq FROM appointments
+                 WHERE organizer_id = ?1 AND tenant_id IS NULL",
+            )?
+            .query_map([event.organizer_id], |r| Ok((r.get(0)?, r.get(1)?)))?,
+        |appointment| {
+            appointment.tenant_id.is_none() && appointment.organizer_id == Some(event.organizer_id)
+        },
+    )?;
     for appointment_id in waiting {
         attribution::settle_appointment(cx, &appointment_id, false)?;
     }
