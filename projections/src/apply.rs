@@ -1,7 +1,10 @@
 //! One event into every read model: decode the envelope, dispatch to the projection that owns
 //! the event type, and turn what cannot be applied into an anomaly instead of a stall.
 
+use std::cell::RefCell;
+
 use chrono::{DateTime, SecondsFormat, Utc};
+use foldhash::HashMap;
 use switchboard_domain::event::{Event, EventDecodeError};
 use switchboard_store::RecordedEvent;
 
@@ -66,7 +69,14 @@ pub(crate) struct Batch {
     pub calls: Held<Call>,
     pub appointments: Held<Appointment>,
     pub customers: Held<Customer>,
+    /// The owner of each number the batch looked up in `phone_numbers` (a call's tenant,
+    /// asked for by most call events of a batch, of a few hundred numbers); forgotten whenever
+    /// the batch assigns or unassigns a number.
+    pub number_owners: NumberOwners,
 }
+
+/// Number → (tenant, branch), or None for a number no tenant owns.
+pub(crate) type NumberOwners = RefCell<HashMap<String, Option<(String, Option<String>)>>>;
 
 impl Batch {
     /// Writes the rows changed since the last flush.
@@ -76,11 +86,13 @@ impl Batch {
         self.customers.flush(conn)
     }
 
-    /// Drops the rows held: the event that changed them was rolled back.
+    /// Drops the rows held and the numbers' owners: the event that changed them was rolled
+    /// back.
     pub(crate) fn forget_rows(&self) {
         self.calls.forget();
         self.appointments.forget();
         self.customers.forget();
+        self.number_owners.borrow_mut().clear();
     }
 }
 

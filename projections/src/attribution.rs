@@ -235,10 +235,19 @@ pub(crate) fn number_owner(
     let Some(number) = number else {
         return Ok(None);
     };
-    cx.conn
+    if let Some(owner) = cx.batch.number_owners.borrow().get(number) {
+        return Ok(owner.clone());
+    }
+    let owner = cx
+        .conn
         .prepare_cached("SELECT tenant_id, branch_id FROM phone_numbers WHERE phone_number = ?1")?
         .query_row([number], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()
+        .optional()?;
+    cx.batch
+        .number_owners
+        .borrow_mut()
+        .insert(number.to_owned(), owner.clone());
+    Ok(owner)
 }
 
 /// The tenant a Stripe record belongs to: the one it names (`metadata.company_id`), or else

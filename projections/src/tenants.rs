@@ -99,6 +99,7 @@ pub(crate) fn phone_number_assigned(cx: &Cx<'_, '_>, event: &PhoneNumberAssigned
                  branch_id = excluded.branch_id, assigned_at = excluded.assigned_at",
         )?
         .execute(params![number, event.tenant_id, event.branch_id, cx.at])?;
+    cx.batch.number_owners.borrow_mut().clear();
     // By number, not id: the table's calls and the batch's, whose held version is current.
     let waiting = cx.batch.calls.found(
         cx.conn
@@ -131,6 +132,7 @@ pub(crate) fn phone_number_unassigned(cx: &Cx<'_, '_>, event: &PhoneNumberUnassi
             "DELETE FROM phone_numbers WHERE phone_number = ?1 AND tenant_id = ?2 AND branch_id = ?3",
         )?
         .execute(params![number, event.tenant_id, event.branch_id])?;
+    cx.batch.number_owners.borrow_mut().clear();
     Ok(())
 }
 

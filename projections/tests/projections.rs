@@ -99,6 +99,44 @@ async fn a_call_and_its_number_registered_within_one_batch_are_attributed() {
     assert!(anomaly[0].resolved_at.is_some());
 }
 
+/// A batch remembers who owns the numbers it looked up: an unassignment in the same batch
+/// must make it forget, so that a later call to the number is not attributed to the old owner.
+#[tokio::test]
+async fn a_call_after_its_number_is_unassigned_within_one_batch_stays_unattributed() {
+    let h = Harness::new();
+    open_tenant(&h, "t1", 0).await;
+    h.append(
+        "call-c1",
+        vec![call_ended("c1", "+4915123456789", SALON, 1)],
+    )
+    .await;
+    let unassigned: Event = PhoneNumberUnassigned {
+        tenant_id: "t1".into(),
+        branch_id: "b1".into(),
+        phone_number: SALON.into(),
+        occurred_at: at(2),
+    }
+    .into();
+    h.append("tenant-t1", vec![unassigned]).await;
+    h.append(
+        "call-c2",
+        vec![call_ended("c2", "+4915123456780", SALON, 3)],
+    )
+    .await;
+    let read = h.project().await;
+    let first = read.call("c1").unwrap().unwrap();
+    assert_eq!(
+        first.tenant_id.as_deref(),
+        Some("t1"),
+        "rang while assigned"
+    );
+    let second = read.call("c2").unwrap().unwrap();
+    assert_eq!(second.tenant_id, None, "rang after the number was given up");
+    let open = anomalies_with(&read, "unattributed_call");
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].subject_id.as_deref(), Some("c2"));
+}
+
 #[tokio::test]
 async fn ended_then_booked_then_cancelled_reads_cancelled_on_the_call() {
     let h = Harness::new();
