@@ -110,14 +110,8 @@ async fn a_call_after_its_number_is_unassigned_within_one_batch_stays_unattribut
         vec![call_ended("c1", "+4915123456789", SALON, 1)],
     )
     .await;
-    let unassigned: Event = PhoneNumberUnassigned {
-        tenant_id: "t1".into(),
-        branch_id: "b1".into(),
-        phone_number: SALON.into(),
-        occurred_at: at(2),
-    }
-    .into();
-    h.append("tenant-t1", vec![unassigned]).await;
+    h.append("tenant-t1", vec![phone_unassigned("t1", "b1", SALON, 2)])
+        .await;
     h.append(
         "call-c2",
         vec![call_ended("c2", "+4915123456780", SALON, 3)],

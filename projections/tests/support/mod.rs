@@ -180,6 +180,16 @@ pub fn phone_assigned(tenant: &str, branch: &str, number: &str, minute: i64) -> 
     .into()
 }
 
+pub fn phone_unassigned(tenant: &str, branch: &str, number: &str, minute: i64) -> Event {
+    PhoneNumberUnassigned {
+        tenant_id: tenant.into(),
+        branch_id: branch.into(),
+        phone_number: number.into(),
+        occurred_at: at(minute),
+    }
+    .into()
+}
+
 pub fn organizer_linked(tenant: &str, organizer: i64, minute: i64) -> Event {
     CalcomOrganizerLinked {
         tenant_id: tenant.into(),
