@@ -346,6 +346,24 @@ pub(crate) fn open_live_sqlite(link: &Path) -> Result<(Conn, Generation), Projec
     Ok((open_live_file(generation.file())?, generation))
 }
 
+/// Opens the live SQLite read models for a full rebuild, which needs only their checkpoint and
+/// their write lock: the install replaces the file whole. So read models of an older layout
+/// are left as they are, for the server of the older build that may be answering from them
+/// until the install, instead of being emptied and refolded as [`open_live_sqlite`] would
+/// (which opens every other file).
+pub(crate) fn open_live_for_install(link: &Path) -> Result<(Conn, Generation), ProjectionError> {
+    let generation = Generation::resolve(link)?;
+    if generation.file().exists() {
+        let conn = Connection::open(generation.file())?;
+        let layout: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if (1..LAYOUT_VERSION).contains(&layout) {
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            return Ok((Conn::from(conn), generation));
+        }
+    }
+    open_live_sqlite(link)
+}
+
 /// Turns a rebuild's replayed file into one a server can use as its live read models: the
 /// query indexes, the WAL journal and the busy timeout of a live file, and every page on disk
 /// before a link may name it (it was written without fsync). The rebuild's later commits (a
@@ -564,4 +582,17 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The PostgreSQL tests skip without a database; this one does not.
+    #[test]
+    fn the_postgresql_schema_keeps_no_sqlite_only_clause() {
+        assert!(SCHEMA.contains("WITHOUT ROWID"), "a table to strip it from");
+        let ddl = schema_sql(SCHEMA, Dialect::Postgres);
+        assert!(!ddl.contains("WITHOUT ROWID"), "{ddl}");
+    }
 }

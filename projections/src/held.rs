@@ -40,8 +40,8 @@ pub(crate) trait Record: Sized {
 
     fn from_row(row: &Row<'_>) -> SqlResult<Self>;
 
-    /// Inserts the row whose columns are its parameters, or sets every column of the stored
-    /// one but its key and `seq`.
+    /// Inserts the row whose columns are its parameters, or sets the stored one's columns that
+    /// can change (never its key or `seq`; nor what its key is derived from, as a customer's).
     const UPSERT: &'static str;
 
     /// Runs [`Record::UPSERT`] with this row's columns.

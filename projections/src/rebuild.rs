@@ -34,8 +34,8 @@ use tokio::sync::mpsc;
 use crate::ProjectionError;
 use crate::db::{
     ProjectionName, ReadModelsAt, all_tables, checkpoint, checkpoint_for_update,
-    create_query_indexes, discard, make_installable, open_live, open_live_sqlite, open_scratch,
-    set_checkpoint,
+    create_query_indexes, discard, make_installable, open_live, open_live_for_install,
+    open_scratch, set_checkpoint,
 };
 use crate::fold::{DecodedBatch, fold_decoded};
 use crate::generation::{self, Generation, RUN_ID_LEN, RebuildLock};
@@ -247,7 +247,7 @@ async fn replay_and_install<P: FnMut(u64, u64) + Send + 'static>(
     let (live, live_checkpoint, scratch) = {
         let (link, file) = (link.to_path_buf(), file.to_path_buf());
         blocking(move || {
-            let (live, _) = open_live_sqlite(&link)?;
+            let (live, _) = open_live_for_install(&link)?;
             let at = checkpoint(&live)?;
             Ok((live, at, open_scratch(&ReadModelsAt::Sqlite(file))?))
         })

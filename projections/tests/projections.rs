@@ -944,37 +944,12 @@ async fn read_models_of_an_older_layout_are_refolded_in_this_one() {
     drop(h.project().await);
     let path = switchboard_projections::read_models_path(h.data_dir());
     let current = dump(&path);
-    // Layout 1: `customers` with a rowid and a UNIQUE (tenant_id, phone), and rows this build
-    // would not have written.
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch(
-        "DROP TABLE customers;
-         CREATE TABLE customers (
-             customer_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, tenant_id TEXT NOT NULL,
-             phone TEXT NOT NULL, name TEXT, email TEXT,
-             calls_count INTEGER NOT NULL DEFAULT 0,
-             appointments_count INTEGER NOT NULL DEFAULT 0,
-             first_seen_at TEXT NOT NULL, last_seen_at TEXT NOT NULL,
-             UNIQUE (tenant_id, phone));
-         INSERT INTO customers VALUES ('stale', 1, 't', '+49', NULL, NULL, 0, 0, 'a', 'a');
-         UPDATE tenants SET name = 'from an older build';
-         PRAGMA user_version = 1;",
-    )
-    .unwrap();
-    drop(conn);
+    turn_into_layout_1(&path);
 
     let mut projector = Projector::open(h.dyn_store(), h.data_dir()).unwrap();
     assert_eq!(projector.catch_up().await.unwrap(), h.head());
     assert_eq!(dump(&path), current, "refolded from the start, row for row");
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let (layout, customers): (i64, String) = conn
-        .query_row(
-            "SELECT (SELECT user_version FROM pragma_user_version), sql
-             FROM sqlite_master WHERE name = 'customers'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
+    let (layout, customers) = layout_and_customers(&path);
     assert_eq!(layout, switchboard_projections::LAYOUT_VERSION);
     assert!(customers.ends_with("WITHOUT ROWID"), "{customers}");
     assert!(!customers.contains("UNIQUE"), "{customers}");

@@ -237,6 +237,49 @@ async fn a_full_rebuild_is_installed_under_running_readers_and_runner() {
     }
 }
 
+/// Upgrading: a server of the older build may still answer from its read models while this
+/// build's full rebuild replays, so the rebuild must not empty them first (as opening them to
+/// fold would); the install replaces them whole.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_rebuild_replaces_read_models_of_an_older_layout_without_emptying_them_first() {
+    let h = Harness::new();
+    generate(h.dyn_store(), 500, 5).await;
+    drop(h.project().await);
+    let link = read_models_path(h.data_dir());
+    let current = dump(&link);
+    turn_into_layout_1(&link);
+    let tenants = |path: &std::path::Path| -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .query_row("SELECT count(*) FROM tenants", [], |r| r.get(0))
+            .unwrap()
+    };
+    let before = tenants(&link);
+    assert!(before > 0);
+
+    // What the live file holds while the rebuild replays.
+    let during = Arc::new(Mutex::new(None));
+    let (seen, live) = (Arc::clone(&during), link.clone());
+    rebuild(h.dyn_store(), h.data_dir(), None, None, move |_, _| {
+        let mut seen = seen.lock().unwrap();
+        if seen.is_none() {
+            *seen = Some((layout_and_customers(&live).0, tenants(&live)));
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        *during.lock().unwrap(),
+        Some((1, before)),
+        "the older read models stay whole until the install"
+    );
+    assert_eq!(dump(&link), current, "the installed file, row for row");
+    let (layout, customers) = layout_and_customers(&link);
+    assert_eq!(layout, switchboard_projections::LAYOUT_VERSION);
+    assert!(customers.ends_with("WITHOUT ROWID"), "{customers}");
+}
+
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_that_waited_out_a_switch_goes_to_the_new_file_not_the_old_one() {

@@ -234,6 +234,38 @@ pub fn dump_at(at: &ReadModelsAt) -> Vec<(String, Vec<String>)> {
 }
 
 /// [`dump_at`] of a SQLite read-models file.
+/// Turns the read models at `path` into what a build of layout 1 left: `customers` with a
+/// rowid and a `UNIQUE (tenant_id, phone)`, holding a row this build would not have written.
+pub fn turn_into_layout_1(path: &Path) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch(
+        "DROP TABLE customers;
+         CREATE TABLE customers (
+             customer_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, tenant_id TEXT NOT NULL,
+             phone TEXT NOT NULL, name TEXT, email TEXT,
+             calls_count INTEGER NOT NULL DEFAULT 0,
+             appointments_count INTEGER NOT NULL DEFAULT 0,
+             first_seen_at TEXT NOT NULL, last_seen_at TEXT NOT NULL,
+             UNIQUE (tenant_id, phone));
+         INSERT INTO customers VALUES ('stale', 1, 't', '+49', NULL, NULL, 0, 0, 'a', 'a');
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
+}
+
+/// The layout stamped in the read models at `path`, and how `customers` is declared.
+pub fn layout_and_customers(path: &Path) -> (i64, String) {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .query_row(
+            "SELECT (SELECT user_version FROM pragma_user_version), sql
+             FROM sqlite_master WHERE name = 'customers'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+}
+
 pub fn dump(path: &Path) -> Vec<(String, Vec<String>)> {
     dump_at(&ReadModelsAt::Sqlite(path.to_path_buf()))
 }
