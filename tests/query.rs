@@ -447,3 +447,75 @@ fn export(server: &TestServer, projection: &str) -> String {
             .arg(&server.data_dir),
     )
 }
+
+/// Read models the server cannot fold into pause its projections. /readyz stays ready (the
+/// deliveries are still taken and stored) and says why, rather than only a lag that grows.
+#[cfg(unix)]
+#[tokio::test]
+async fn readyz_says_why_the_projections_are_paused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(ServerOptions::new(dir.path()));
+    let client = client();
+    let (status, body) = deliver(
+        &client,
+        &server,
+        "/api/retell/webhook",
+        Scheme::RetellDocumented,
+        RETELL_SECRET,
+        &call("call_ended", "call-1", "+493083793369"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    settle(&client, &server).await;
+    let (_, ready) = get(&client, &server, "/readyz", None).await;
+    assert!(ready["projections"].get("paused").is_none(), "{ready}");
+
+    // A newer build's read models (a copy of these, stamped with a newer layout), put where
+    // the link points, as its rebuild would install them.
+    let newer = dir.path().join("read_models.0000000000cc.sqlite");
+    rusqlite::Connection::open(dir.path().join("read_models.sqlite"))
+        .unwrap()
+        .execute("VACUUM INTO ?1", [newer.to_str().unwrap()])
+        .unwrap();
+    rusqlite::Connection::open(&newer)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 1000")
+        .unwrap();
+    let pending = dir.path().join("pending-link");
+    std::os::unix::fs::symlink(newer.file_name().unwrap(), &pending).unwrap();
+    std::fs::rename(&pending, dir.path().join("read_models.sqlite")).unwrap();
+    let (status, body) = deliver(
+        &client,
+        &server,
+        "/api/retell/webhook",
+        Scheme::RetellDocumented,
+        RETELL_SECRET,
+        &call("call_ended", "call-2", "+493083793369"),
+    )
+    .await;
+    assert_eq!(status, 200, "still taken: {body}");
+
+    for _ in 0..300 {
+        let (status, ready) = get(&client, &server, "/readyz", None).await;
+        if let Some(paused) = ready["projections"]["paused"].as_str() {
+            assert_eq!(status, 200);
+            assert_eq!(ready["status"], "ready");
+            assert!(paused.contains("newer"), "{paused}");
+            let metrics = client
+                .get(server.url("/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            assert!(
+                metrics.contains("switchboard_projections_paused 1"),
+                "{metrics}"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("/readyz never said the projections were paused");
+}

@@ -34,6 +34,7 @@ pub const LEADER_RETRY: Duration = Duration::from_secs(1);
 pub struct ProjectionLag {
     checkpoint: watch::Receiver<u64>,
     head: watch::Receiver<u64>,
+    paused: watch::Receiver<Option<String>>,
 }
 
 impl ProjectionLag {
@@ -56,6 +57,18 @@ impl ProjectionLag {
     /// Changes whenever a batch commits (tests and the server wait on it).
     pub fn watch_checkpoint(&self) -> watch::Receiver<u64> {
         self.checkpoint.clone()
+    }
+
+    /// Why the projections stand still, while they do: the trouble the runner is retrying
+    /// after (read models it cannot open or write, a store it cannot read). A lag that only
+    /// grows says that they stopped; this says why, in the same request (/readyz).
+    pub fn paused(&self) -> Option<String> {
+        self.paused.borrow().clone()
+    }
+
+    /// Changes when the runner pauses or goes on.
+    pub fn watch_paused(&self) -> watch::Receiver<Option<String>> {
+        self.paused.clone()
     }
 }
 
@@ -81,6 +94,7 @@ pub struct Projector {
     at: ReadModelsAt,
     folder: Option<Folder>,
     checkpoint: watch::Sender<u64>,
+    paused: watch::Sender<Option<String>>,
     lag: ProjectionLag,
     max_batch: usize,
 }
@@ -99,9 +113,11 @@ impl Projector {
         let (conn, generation) = open_live_generation(&at)?;
         let position = checkpoint(&conn)?;
         let (checkpoint_tx, checkpoint_rx) = watch::channel(position);
+        let (paused_tx, paused_rx) = watch::channel(None);
         let lag = ProjectionLag {
             checkpoint: checkpoint_rx,
             head: store.watch_head(),
+            paused: paused_rx,
         };
         Ok(Projector {
             store,
@@ -113,6 +129,7 @@ impl Projector {
                 leader: false,
             }),
             checkpoint: checkpoint_tx,
+            paused: paused_tx,
             lag,
             max_batch: DEFAULT_MAX_BATCH,
         })
@@ -164,6 +181,7 @@ impl Projector {
                 }
                 Err(error) => {
                     tracing::warn!(%error, retry_in = ?backoff, "projections paused");
+                    self.paused.send_replace(Some(error.to_string()));
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = stopped(&mut shutdown) => return Ok(()),
@@ -183,6 +201,10 @@ impl Projector {
         }
         let start = self.stored_checkpoint().await?;
         self.checkpoint.send_replace(start);
+        // The read models answer again: whatever paused the runner is over (a store that
+        // cannot be read pauses it again at the next read).
+        self.paused
+            .send_if_modified(|paused| paused.take().is_some());
         let mut subscription = Subscription::new(Arc::clone(&self.store), start + 1);
         let head = self.store.watch_head();
         let mut last_fold: Option<Instant> = None;

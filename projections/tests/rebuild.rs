@@ -332,6 +332,69 @@ async fn a_batch_that_waited_out_a_switch_goes_to_the_new_file_not_the_old_one()
     );
 }
 
+/// Read models a runner cannot fold into (here: a newer build's, installed underneath it)
+/// pause it; the lag says why until it goes on.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_runner_says_why_and_goes_on_once_the_trouble_is_gone() {
+    let h = Harness::new();
+    generate(h.dyn_store(), 200, 4).await;
+    let projector = Projector::open(h.dyn_store(), h.data_dir()).unwrap();
+    let lag = projector.lag();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(projector.run(shutdown));
+    let head = h.head();
+    let wait = std::time::Duration::from_secs(30);
+    tokio::time::timeout(wait, lag.watch_checkpoint().wait_for(|c| *c >= head))
+        .await
+        .expect("caught up")
+        .unwrap();
+    assert_eq!(lag.paused(), None);
+
+    // A newer build's read models, installed as a rebuild installs its file.
+    let elsewhere = tempfile::tempdir().unwrap();
+    drop(ReadModels::open(elsewhere.path()).unwrap());
+    let installed = h.data_dir().join("read_models.0000000000bb.sqlite");
+    std::fs::copy(read_models_path(elsewhere.path()), &installed).unwrap();
+    let newer = switchboard_projections::LAYOUT_VERSION + 1;
+    let set_layout = |layout: i64| {
+        Connection::open(&installed)
+            .unwrap()
+            .execute_batch(&format!("PRAGMA user_version = {layout}"))
+            .unwrap();
+    };
+    set_layout(newer);
+    let link = read_models_path(h.data_dir());
+    let pending = h.data_dir().join("pending-link");
+    std::os::unix::fs::symlink(installed.file_name().unwrap(), &pending).unwrap();
+    std::fs::rename(&pending, &link).unwrap();
+    generate(h.dyn_store(), 50, 5).await;
+
+    let paused = tokio::time::timeout(wait, lag.watch_paused().wait_for(Option::is_some))
+        .await
+        .expect("paused")
+        .unwrap()
+        .clone()
+        .unwrap();
+    assert!(paused.contains("newer"), "{paused}");
+    assert_eq!(
+        lag.paused().as_deref(),
+        Some(paused.as_str()),
+        "and stays so"
+    );
+
+    // The trouble goes (here: the file is of this layout after all); the runner folds on.
+    set_layout(switchboard_projections::LAYOUT_VERSION);
+    let head = h.head();
+    tokio::time::timeout(wait, lag.watch_checkpoint().wait_for(|c| *c >= head))
+        .await
+        .expect("folds on")
+        .unwrap();
+    assert_eq!(lag.paused(), None);
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_beside_a_running_server_catches_up_with_what_the_server_appended_since() {
     use switchboard_store::{EventStore, SqliteOptions, SqliteStore};

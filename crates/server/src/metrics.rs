@@ -53,6 +53,11 @@ pub fn append_latency(elapsed: Duration) {
     metrics::histogram!("switchboard_append_duration_seconds").record(elapsed.as_secs_f64());
 }
 
+/// 1 while the projections are paused by trouble they retry after (see /readyz for why).
+pub fn projections_paused(paused: bool) {
+    metrics::gauge!("switchboard_projections_paused").set(if paused { 1.0 } else { 0.0 });
+}
+
 pub fn projection_lag(projection: &str, events_behind: u64) {
     metrics::gauge!("switchboard_projection_lag_events", "projection" => projection.to_owned())
         .set(events_behind as f64);

@@ -29,12 +29,18 @@ async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             let applied = state.projected_position();
             let lag = head.saturating_sub(applied);
             crate::metrics::projection_lag("all", lag);
+            let mut projections = json!({ "position": applied, "lag_events": lag });
+            // Still ready: deliveries are taken and queries answered (from read models that
+            // stand still), but the reason is one request away rather than in the logs.
+            if let Some(reason) = state.lag.paused() {
+                projections["paused"] = json!(reason);
+            }
             (
                 StatusCode::OK,
                 Json(json!({
                     "status": "ready",
                     "store": { "head_position": head },
-                    "projections": { "position": applied, "lag_events": lag },
+                    "projections": projections,
                 })),
             )
         }
@@ -52,6 +58,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     if let Ok(head) = state.store.head_position().await {
         crate::metrics::projection_lag("all", head.saturating_sub(state.projected_position()));
     }
+    crate::metrics::projections_paused(state.lag.paused().is_some());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
