@@ -501,6 +501,11 @@ async fn readyz_says_why_the_projections_are_paused() {
             assert_eq!(status, 200);
             assert_eq!(ready["status"], "ready");
             assert!(paused.contains("newer"), "{paused}");
+            let data_dir = dir.path().to_str().unwrap();
+            assert!(
+                !paused.contains(data_dir),
+                "no paths to anyone who asks: {paused}"
+            );
             let metrics = client
                 .get(server.url("/metrics"))
                 .send()

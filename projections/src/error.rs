@@ -97,6 +97,24 @@ impl ProjectionError {
         }
     }
 
+    /// What the trouble is, in words an unauthenticated probe (`/readyz`) may be told: no
+    /// paths, SQL or database messages (the log has the whole error).
+    pub fn summary(&self) -> &'static str {
+        match self {
+            ProjectionError::NewerLayout { .. } => {
+                "read models of a newer build: run that build, or point this one at other read models"
+            }
+            _ if self.is_database_trouble() => "the read-model database cannot be reached",
+            ProjectionError::Sql(_) => "the read-model database refused a statement",
+            ProjectionError::Io { .. } => "the read-model files cannot be opened or written",
+            ProjectionError::Store(_) => "the event store cannot be read",
+            ProjectionError::CheckpointMovedBack { .. } => {
+                "the read models were emptied underneath; folding again from their checkpoint"
+            }
+            _ => "internal trouble; the log says what",
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         ProjectionError::Io {
             path: path.into(),

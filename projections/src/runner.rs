@@ -60,8 +60,9 @@ impl ProjectionLag {
     }
 
     /// Why the projections stand still, while they do: the trouble the runner is retrying
-    /// after (read models it cannot open or write, a store it cannot read). A lag that only
-    /// grows says that they stopped; this says why, in the same request (/readyz).
+    /// after (read models it cannot open or write, a store it cannot read), summarized
+    /// ([`ProjectionError::summary`]; the log has the whole error). A lag that only grows
+    /// says that they stopped; this says why, in the same request (/readyz).
     pub fn paused(&self) -> Option<String> {
         self.paused.borrow().clone()
     }
@@ -181,7 +182,7 @@ impl Projector {
                 }
                 Err(error) => {
                     tracing::warn!(%error, retry_in = ?backoff, "projections paused");
-                    self.paused.send_replace(Some(error.to_string()));
+                    self.paused.send_replace(Some(error.summary().to_owned()));
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = stopped(&mut shutdown) => return Ok(()),
