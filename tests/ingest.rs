@@ -346,14 +346,7 @@ async fn every_status_of_the_ingest_table() {
             "quarantine lacks {expected}: {codes:?}"
         );
     }
-    let metrics = client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&client, &server).await;
     assert!(
         metrics.contains("switchboard_verification_failures_total"),
         "{metrics}"

@@ -506,14 +506,7 @@ async fn readyz_says_why_the_projections_are_paused() {
                 !paused.contains(data_dir),
                 "no paths to anyone who asks: {paused}"
             );
-            let metrics = client
-                .get(server.url("/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let metrics = metrics_text(&client, &server).await;
             assert!(
                 metrics.contains("switchboard_projections_paused 1"),
                 "{metrics}"

@@ -308,9 +308,7 @@ async fn a_batch_that_waited_out_a_switch_goes_to_the_new_file_not_the_old_one()
     // Time for the batch to reach the lock and wait for it (were it not there yet, it would
     // find the link moved all the same, and the test would pass without testing the wait).
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    let pending = h.data_dir().join("pending-link");
-    std::os::unix::fs::symlink(installed, &pending).unwrap();
-    std::fs::rename(&pending, &link).unwrap();
+    move_link_to(h.data_dir(), installed);
     old_file.execute_batch("ROLLBACK").unwrap();
 
     let (mut projector, result) = folding.await.unwrap();
@@ -364,10 +362,7 @@ async fn a_paused_runner_says_why_and_goes_on_once_the_trouble_is_gone() {
             .unwrap();
     };
     set_layout(newer);
-    let link = read_models_path(h.data_dir());
-    let pending = h.data_dir().join("pending-link");
-    std::os::unix::fs::symlink(installed.file_name().unwrap(), &pending).unwrap();
-    std::fs::rename(&pending, &link).unwrap();
+    move_link_to(h.data_dir(), "read_models.0000000000bb.sqlite");
     generate(h.dyn_store(), 50, 5).await;
 
     let paused = tokio::time::timeout(wait, lag.watch_paused().wait_for(Option::is_some))

@@ -183,6 +183,18 @@ pub fn client() -> reqwest::Client {
         .expect("http client")
 }
 
+/// The server's `/metrics` text.
+pub async fn metrics_text(client: &reqwest::Client, server: &TestServer) -> String {
+    client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// The `switchboard` binary, taking its store and configuration from its arguments only (not
 /// from the environment the tests run in).
 pub fn switchboard_command() -> Command {

@@ -266,6 +266,19 @@ pub fn layout_and_customers(path: &Path) -> (i64, String) {
         .unwrap()
 }
 
+/// Points the read-models link in `data_dir` at `file` (a name in that dir), atomically, as a
+/// full rebuild's install does.
+#[cfg(unix)]
+pub fn move_link_to(data_dir: &Path, file: &str) {
+    let pending = data_dir.join("pending-link");
+    std::os::unix::fs::symlink(file, &pending).unwrap();
+    std::fs::rename(
+        &pending,
+        switchboard_projections::read_models_path(data_dir),
+    )
+    .unwrap();
+}
+
 pub fn dump(path: &Path) -> Vec<(String, Vec<String>)> {
     dump_at(&ReadModelsAt::Sqlite(path.to_path_buf()))
 }
