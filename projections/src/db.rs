@@ -343,25 +343,22 @@ pub(crate) fn open_live_generation(
 /// Opens the live SQLite read models: the file `link` names now.
 pub(crate) fn open_live_sqlite(link: &Path) -> Result<(Conn, Generation), ProjectionError> {
     let generation = Generation::resolve(link)?;
-    Ok((open_live_file(generation.file())?, generation))
+    Ok((
+        open_live_file(generation.file(), OlderLayout::Refold)?,
+        generation,
+    ))
 }
 
 /// Opens the live SQLite read models for a full rebuild, which needs only their checkpoint and
 /// their write lock: the install replaces the file whole. So read models of an older layout
 /// are left as they are, for the server of the older build that may be answering from them
-/// until the install, instead of being emptied and refolded as [`open_live_sqlite`] would
-/// (which opens every other file).
+/// until the install, instead of being emptied and refolded.
 pub(crate) fn open_live_for_install(link: &Path) -> Result<(Conn, Generation), ProjectionError> {
     let generation = Generation::resolve(link)?;
-    if generation.file().exists() {
-        let conn = Connection::open(generation.file())?;
-        let layout: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if (1..LAYOUT_VERSION).contains(&layout) {
-            conn.busy_timeout(BUSY_TIMEOUT)?;
-            return Ok((Conn::from(conn), generation));
-        }
-    }
-    open_live_sqlite(link)
+    Ok((
+        open_live_file(generation.file(), OlderLayout::Keep)?,
+        generation,
+    ))
 }
 
 /// Turns a rebuild's replayed file into one a server can use as its live read models: the
@@ -389,7 +386,16 @@ pub(crate) fn make_installable(conn: &Conn, path: &Path) -> Result<(), Projectio
         .map_err(|e| ProjectionError::io(path, e))
 }
 
-fn open_live_file(path: &Path) -> Result<Conn, ProjectionError> {
+/// What opening live read models of an older layout does to them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OlderLayout {
+    /// Empties them, to be refolded from position 0 (a folder opening them).
+    Refold,
+    /// Leaves them as the older build made them (a full rebuild about to replace them).
+    Keep,
+}
+
+fn open_live_file(path: &Path, older: OlderLayout) -> Result<Conn, ProjectionError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| ProjectionError::io(dir, e))?;
     }
@@ -408,6 +414,9 @@ fn open_live_file(path: &Path) -> Result<Conn, ProjectionError> {
         });
     }
     if layout != 0 && layout != LAYOUT_VERSION {
+        if older == OlderLayout::Keep {
+            return Ok(Conn::from(conn));
+        }
         tracing::warn!(
             path = %path.display(), found = layout, expected = LAYOUT_VERSION,
             "read models of another layout: emptied, they are refolded from the start"
