@@ -37,6 +37,23 @@ async fn deliver(
     )
 }
 
+/// A Retell delivery, signed with the configured secret.
+async fn deliver_retell(
+    client: &reqwest::Client,
+    server: &TestServer,
+    body: &Value,
+) -> (u16, Value) {
+    deliver(
+        client,
+        server,
+        "/api/retell/webhook",
+        Scheme::RetellDocumented,
+        RETELL_SECRET,
+        body,
+    )
+    .await
+}
+
 async fn get(
     client: &reqwest::Client,
     server: &TestServer,
@@ -126,12 +143,9 @@ async fn the_story_is_attributed_queryable_isolated_and_rebuilds_the_same() {
     let client = client();
 
     // A call before any tenant owns its number: kept, attributed later.
-    let (status, body) = deliver(
+    let (status, body) = deliver_retell(
         &client,
         &server,
-        "/api/retell/webhook",
-        Scheme::RetellDocumented,
-        RETELL_SECRET,
         &call("call_ended", "call-1", "+493083793369"),
     )
     .await;
@@ -348,12 +362,9 @@ async fn the_story_is_attributed_queryable_isolated_and_rebuilds_the_same() {
 
     // Paging walks every call exactly once.
     for n in 2..=5 {
-        deliver(
+        deliver_retell(
             &client,
             &server,
-            "/api/retell/webhook",
-            Scheme::RetellDocumented,
-            RETELL_SECRET,
             &call("call_started", &format!("call-{n}"), "+493083793369"),
         )
         .await;
@@ -398,12 +409,9 @@ async fn the_story_is_attributed_queryable_isolated_and_rebuilds_the_same() {
             .0,
         200
     );
-    deliver(
+    deliver_retell(
         &client,
         &server,
-        "/api/retell/webhook",
-        Scheme::RetellDocumented,
-        RETELL_SECRET,
         &call("call_started", "call-6", "+493083793369"),
     )
     .await;
@@ -456,12 +464,9 @@ async fn readyz_says_why_the_projections_are_paused() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(ServerOptions::new(dir.path()));
     let client = client();
-    let (status, body) = deliver(
+    let (status, body) = deliver_retell(
         &client,
         &server,
-        "/api/retell/webhook",
-        Scheme::RetellDocumented,
-        RETELL_SECRET,
         &call("call_ended", "call-1", "+493083793369"),
     )
     .await;
@@ -484,12 +489,9 @@ async fn readyz_says_why_the_projections_are_paused() {
     let pending = dir.path().join("pending-link");
     std::os::unix::fs::symlink(newer.file_name().unwrap(), &pending).unwrap();
     std::fs::rename(&pending, dir.path().join("read_models.sqlite")).unwrap();
-    let (status, body) = deliver(
+    let (status, body) = deliver_retell(
         &client,
         &server,
-        "/api/retell/webhook",
-        Scheme::RetellDocumented,
-        RETELL_SECRET,
         &call("call_ended", "call-2", "+493083793369"),
     )
     .await;

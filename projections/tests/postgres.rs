@@ -353,9 +353,8 @@ async fn read_models_reconnect_by_themselves_when_postgresql_drops_their_session
     let live = schemas.live();
     generate(h.dyn_store(), 300, 8).await;
     let projector = open_projector(&h, &live).await;
-    let lag = projector.lag();
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn(projector.run(shutdown));
+    let running = run_in_background(projector);
+    let lag = running.lag.clone();
     let head = h.head();
     tokio::time::timeout(
         Duration::from_secs(30),
@@ -406,8 +405,7 @@ async fn read_models_reconnect_by_themselves_when_postgresql_drops_their_session
         checkpoint, head,
         "the readers see what the reconnected folder wrote"
     );
-    stop.send(true).unwrap();
-    running.await.unwrap().unwrap();
+    running.stop().await;
     drop(h.project().await);
     assert_eq!(
         dump_at(&live).await,

@@ -759,15 +759,13 @@ async fn the_live_runner_applies_each_event_once_across_restarts() {
         let projector = Projector::open(h.dyn_store(), h.data_dir())
             .unwrap()
             .with_max_batch(7);
-        let lag = projector.lag();
-        let (stop, shutdown) = tokio::sync::watch::channel(false);
-        let running = tokio::spawn(projector.run(shutdown));
+        let running = run_in_background(projector);
+        let lag = running.lag.clone();
         let mut checkpoint = lag.watch_checkpoint();
         let head = h.head();
         checkpoint.wait_for(|c| *c >= head).await.unwrap();
         assert_eq!(lag.behind(), 0);
-        stop.send(true).unwrap();
-        running.await.unwrap().unwrap();
+        running.stop().await;
         if round == 0 {
             for i in 30..40 {
                 h.append(
@@ -960,9 +958,8 @@ async fn a_runner_whose_read_models_are_emptied_underneath_refolds_from_the_star
     let h = Harness::new();
     support::history::generate(h.dyn_store(), 500, 3).await;
     let projector = Projector::open(h.dyn_store(), h.data_dir()).unwrap();
-    let lag = projector.lag();
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn(projector.run(shutdown));
+    let running = run_in_background(projector);
+    let lag = running.lag.clone();
     let head = h.head();
     lag.watch_checkpoint()
         .wait_for(|c| *c >= head)
@@ -994,8 +991,7 @@ async fn a_runner_whose_read_models_are_emptied_underneath_refolds_from_the_star
     .await
     .expect("the runner catches up")
     .unwrap();
-    stop.send(true).unwrap();
-    running.await.unwrap().unwrap();
+    running.stop().await;
     let report = switchboard_projections::rebuild(
         h.dyn_store(),
         h.data_dir(),

@@ -19,9 +19,8 @@ async fn a_full_rebuild_equals_the_live_read_models_row_for_row() {
     // Live: the runner follows the subscription while the history is being appended, in
     // whatever batches the timing gives it, as a server would.
     let projector = Projector::open(h.dyn_store(), h.data_dir()).unwrap();
-    let lag = projector.lag();
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn(projector.run(shutdown));
+    let running = run_in_background(projector);
+    let lag = running.lag.clone();
     let generated = generate(h.dyn_store(), 50_000, 7).await;
     assert!(generated.events >= 50_000);
     assert!(
@@ -33,8 +32,7 @@ async fn a_full_rebuild_equals_the_live_read_models_row_for_row() {
         .wait_for(|c| *c >= head)
         .await
         .unwrap();
-    stop.send(true).unwrap();
-    running.await.unwrap().unwrap();
+    running.stop().await;
     let live = dump(&read_models_path(h.data_dir()));
     let rows = |dump: &[(String, Vec<String>)], table: &str| {
         dump.iter()
@@ -127,9 +125,8 @@ async fn a_full_rebuild_is_installed_under_running_readers_and_runner() {
     let h = Harness::new();
     generate(h.dyn_store(), 2_000, 5).await;
     let projector = Projector::open(h.dyn_store(), h.data_dir()).unwrap();
-    let lag = projector.lag();
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn(projector.run(shutdown));
+    let running = run_in_background(projector);
+    let lag = running.lag.clone();
     let caught_up = |head: u64| {
         let mut checkpoint = lag.watch_checkpoint();
         async move {
@@ -212,8 +209,7 @@ async fn a_full_rebuild_is_installed_under_running_readers_and_runner() {
     assert_ne!(first, second);
     caught_up(head).await;
     assert_eq!(read.checkpoint().unwrap(), head);
-    stop.send(true).unwrap();
-    running.await.unwrap().unwrap();
+    running.stop().await;
 
     // Each event once: what the runner built equals a rebuild, row for row.
     let live = dump(&link);
@@ -338,9 +334,8 @@ async fn a_paused_runner_says_why_and_goes_on_once_the_trouble_is_gone() {
     let h = Harness::new();
     generate(h.dyn_store(), 200, 4).await;
     let projector = Projector::open(h.dyn_store(), h.data_dir()).unwrap();
-    let lag = projector.lag();
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn(projector.run(shutdown));
+    let running = run_in_background(projector);
+    let lag = running.lag.clone();
     let head = h.head();
     let wait = std::time::Duration::from_secs(30);
     tokio::time::timeout(wait, lag.watch_checkpoint().wait_for(|c| *c >= head))
@@ -386,8 +381,7 @@ async fn a_paused_runner_says_why_and_goes_on_once_the_trouble_is_gone() {
         .expect("folds on")
         .unwrap();
     assert_eq!(lag.paused(), None);
-    stop.send(true).unwrap();
-    running.await.unwrap().unwrap();
+    running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

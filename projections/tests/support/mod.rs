@@ -78,6 +78,30 @@ impl Harness {
     }
 }
 
+/// A projector following the store on a task of its own, as a server runs it.
+pub struct Running {
+    pub lag: switchboard_projections::ProjectionLag,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), switchboard_projections::ProjectionError>>,
+}
+
+pub fn run_in_background(projector: Projector) -> Running {
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    Running {
+        lag: projector.lag(),
+        stop,
+        task: tokio::spawn(projector.run(shutdown)),
+    }
+}
+
+impl Running {
+    /// Asks the runner to stop and waits for it; fails the test if it ended in error.
+    pub async fn stop(self) {
+        self.stop.send(true).unwrap();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
 pub fn new_event(stream: &str, event: &Event) -> NewEvent {
     let tenant = stream.strip_prefix("tenant-");
     NewEvent {
