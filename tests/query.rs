@@ -211,6 +211,26 @@ async fn the_story_is_attributed_queryable_isolated_and_rebuilds_the_same() {
     )
     .await;
     assert_eq!(status, 200);
+    // Rescheduled after it was cancelled: refused, answered 200, listed for the salon.
+    let (status, body) = deliver(
+        &client,
+        &server,
+        "/api/calcom/webhook",
+        Scheme::CalcomApp,
+        CALCOM_SECRET,
+        &booking(
+            "booking.rescheduled",
+            "bkg-1",
+            "2025-04-14T16:00:00.000Z",
+            "call-1",
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].as_str(), body["reason"].as_str()),
+        (200, Some("anomaly"), Some("reschedule_after_cancellation")),
+        "{body}"
+    );
     let payment = json!({"id": "evt_pay_1", "object": "event", "type": "invoice.payment_succeeded", "created": 1703244123,
         "data": {"object": {"id": "in_1", "object": "invoice", "amount_paid": 9900, "currency": "eur", "customer": "cus_1",
             "status": "paid", "metadata": {"company_id": "salon", "plan": "pro"}}}});
@@ -297,6 +317,27 @@ async fn the_story_is_attributed_queryable_isolated_and_rebuilds_the_same() {
     assert_eq!(customer["name"], "Max Mustermann");
     assert_eq!(customer["calls"].as_array().unwrap().len(), 1, "{customer}");
     assert_eq!(customer["customer_id"], call_view["customer_id"]);
+
+    // The salon's token lists the refusal on its booking; the other tenant's does not.
+    let (status, own) = get(&client, &server, "/api/anomalies", Some(SALON_TOKEN)).await;
+    assert_eq!(status, 200, "{own}");
+    let refusal = own["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["reason"] == "reschedule_after_cancellation")
+        .unwrap_or_else(|| panic!("the salon lists its refused reschedule: {own}"));
+    assert_eq!(
+        (
+            &refusal["subject_kind"],
+            &refusal["subject_id"],
+            &refusal["tenant_id"]
+        ),
+        (&json!("booking"), &json!("bkg-1"), &json!("salon")),
+        "{refusal}"
+    );
+    let (_, others) = get(&client, &server, "/api/anomalies", Some(OTHER_TOKEN)).await;
+    assert_eq!(others["items"], json!([]), "{others}");
 
     let (status, tenant) = get(&client, &server, "/api/tenants/salon", Some(SALON_TOKEN)).await;
     assert_eq!(status, 200, "{tenant}");

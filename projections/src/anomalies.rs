@@ -2,30 +2,75 @@
 //! type and event that could not be applied, with reason code, message, stream and position.
 //! Attribution that arrives later resolves the matching `unattributed_*` rows rather than
 //! deleting them, so the history of what was wrong stays readable.
+//!
+//! An anomaly names the tenant of what it is about, so that a tenant's token lists its own:
+//! an anomaly recorded at an event is about that event's aggregate (the call, booking, tenant
+//! or Stripe customer of its stream) and names that aggregate's tenant as the read models know
+//! it then; one recorded before its subject was attributed is given the tenant by the event
+//! that attributes the subject ([`resolve`]).
 
-use crate::sql::{OptionalExtension, params};
+use crate::sql::{OptionalExtension, SqlResult, params};
 use switchboard_domain::event::TransitionRejected;
 
 use crate::apply::{Applied, Cx};
 
 /// An anomaly about to be recorded at the event in hand.
-pub(crate) struct NewAnomaly<'a> {
-    pub reason: String,
-    pub message: String,
-    pub subject_kind: Option<&'a str>,
-    pub subject_id: Option<&'a str>,
-    pub tenant_id: Option<String>,
+struct NewAnomaly<'a> {
+    reason: &'a str,
+    message: String,
+    subject_kind: &'a str,
+    subject_id: &'a str,
+    tenant_id: Option<String>,
 }
 
-impl<'a> NewAnomaly<'a> {
-    pub(crate) fn about(mut self, kind: &'a str, id: &'a str) -> Self {
-        self.subject_kind = Some(kind);
-        self.subject_id = Some(id);
-        self
+/// Records an anomaly about the aggregate of the event in hand: `reason` is its code.
+pub(crate) fn at_event(cx: &Cx<'_, '_>, reason: &str, message: String) -> Applied {
+    let (kind, id) = stream_subject(cx.stream);
+    let tenant_id = subject_tenant(cx, kind, id)?;
+    record(
+        cx,
+        NewAnomaly {
+            reason,
+            message,
+            subject_kind: kind,
+            subject_id: id,
+            tenant_id,
+        },
+    )
+}
+
+/// The aggregate a stream belongs to, as (subject kind, id): `call-c1` is call `c1`,
+/// `event-type-42` event type `42`.
+fn stream_subject(stream: &str) -> (&str, &str) {
+    match stream.split_once('-') {
+        Some(("event", rest)) => ("event-type", rest.strip_prefix("type-").unwrap_or(rest)),
+        Some((kind, id)) => (kind, id),
+        None => ("stream", stream),
     }
 }
 
-pub(crate) fn record(cx: &Cx<'_, '_>, anomaly: NewAnomaly<'_>) -> Applied {
+/// The tenant a stream's aggregate belongs to, as far as the read models know at this event.
+fn subject_tenant(cx: &Cx<'_, '_>, kind: &str, id: &str) -> SqlResult<Option<String>> {
+    match kind {
+        "tenant" => Ok(Some(id.to_owned())),
+        "call" => cx
+            .batch
+            .calls
+            .read(cx.conn, id, |call| call.and_then(|c| c.tenant_id.clone())),
+        // A booking's appointment row is keyed by its uid.
+        "booking" => cx.batch.appointments.read(cx.conn, id, |appointment| {
+            appointment.and_then(|a| a.tenant_id.clone())
+        }),
+        "billing" => cx
+            .conn
+            .prepare_cached("SELECT tenant_id FROM stripe_customers WHERE stripe_customer_id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional(),
+        _ => Ok(None),
+    }
+}
+
+fn record(cx: &Cx<'_, '_>, anomaly: NewAnomaly<'_>) -> Applied {
     // The id is the next one explicitly, not a sequence's: rolled-back attempts must leave no
     // gaps, so live processing and a rebuild number anomalies alike. Read, then inserted: an
     // `INSERT … SELECT` from the table it inserts into went through a temporary table.
@@ -74,53 +119,62 @@ pub(crate) fn unattributed(
     if open.is_some() {
         return Ok(());
     }
-    let anomaly = NewAnomaly {
-        tenant_id: None,
-        ..cx.anomaly(reason, message)
-    };
-    record(cx, anomaly.about(kind, id))
+    record(
+        cx,
+        NewAnomaly {
+            reason,
+            message,
+            subject_kind: kind,
+            subject_id: id,
+            tenant_id: None,
+        },
+    )
 }
 
-/// Marks the open `unattributed_*` anomalies about a subject as resolved by the event in hand, naming the
-/// tenant the subject now belongs to.
+/// `kind` `id` now belongs to `tenant_id` (by the event in hand): its open `unattributed_*`
+/// anomalies are resolved, naming the tenant, and its other anomalies recorded while it had no
+/// tenant (a refused transition, an event that could not be applied) name the tenant too.
 pub(crate) fn resolve(cx: &Cx<'_, '_>, kind: &str, id: &str, tenant_id: &str) -> Applied {
     // Most attributions have nothing to resolve, and looking is cheaper than updating: on the
     // 1M-event rebuild the lookup (then an existence check) took 1.7–1.9 µs and let 52,443 of
     // 84,651 UPDATEs (6.9 µs on average) be skipped. The rows found are updated by id: one
     // UPDATE that selected by `resolved_at IS NULL` and set `resolved_at` (the open-anomalies
-    // index) collected its rows in a temporary table first.
+    // index) collected its rows in a temporary table first. No anomaly is resolved or named a
+    // tenant without its `resolved_at` being NULL before: the open-anomalies index holds them
+    // all.
     let open = cx
         .conn
         .prepare_cached(
-            "SELECT anomaly_id FROM anomalies
+            "SELECT anomaly_id, reason LIKE 'unattributed%' FROM anomalies
              WHERE subject_kind = ?1 AND subject_id = ?2 AND resolved_at IS NULL
-               AND reason LIKE 'unattributed%'",
+               AND (reason LIKE 'unattributed%' OR tenant_id IS NULL)",
         )?
-        .query_map(params![kind, id], |r| r.get::<i64>(0))?
+        .query_map(params![kind, id], |r| {
+            Ok((r.get::<i64>(0)?, r.get::<bool>(1)?))
+        })?
         .collect::<Result<Vec<_>, _>>()?;
-    for anomaly_id in open {
-        cx.conn
-            .prepare_cached(
-                "UPDATE anomalies SET resolved_at = ?2, resolved_by_position = ?3, tenant_id = ?4
-                 WHERE anomaly_id = ?1",
-            )?
-            .execute(params![anomaly_id, cx.at, cx.seq(), tenant_id])?;
+    for (anomaly_id, unattributed) in open {
+        if unattributed {
+            cx.conn
+                .prepare_cached(
+                    "UPDATE anomalies SET resolved_at = ?2, resolved_by_position = ?3, tenant_id = ?4
+                     WHERE anomaly_id = ?1",
+                )?
+                .execute(params![anomaly_id, cx.at, cx.seq(), tenant_id])?;
+        } else {
+            cx.conn
+                .prepare_cached("UPDATE anomalies SET tenant_id = ?2 WHERE anomaly_id = ?1")?
+                .execute(params![anomaly_id, tenant_id])?;
+        }
     }
     Ok(())
 }
 
 /// A transition an aggregate refused, recorded by the service on the stream it was meant for.
 pub(crate) fn rejected(cx: &Cx<'_, '_>, event: &TransitionRejected) -> Applied {
-    let (kind, id) = match cx.stream.split_once('-') {
-        Some(("event", rest)) => ("event-type", rest.strip_prefix("type-").unwrap_or(rest)),
-        Some((kind, id)) => (kind, id),
-        None => ("stream", cx.stream),
-    };
-    let anomaly = cx
-        .anomaly(
-            event.reason.code(),
-            format!("{} refused: {}", event.command, event.reason),
-        )
-        .about(kind, id);
-    record(cx, anomaly)
+    at_event(
+        cx,
+        event.reason.code(),
+        format!("{} refused: {}", event.command, event.reason),
+    )
 }

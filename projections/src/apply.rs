@@ -8,7 +8,7 @@ use foldhash::HashMap;
 use switchboard_domain::event::{Event, EventDecodeError};
 use switchboard_store::RecordedEvent;
 
-use crate::anomalies::{self, NewAnomaly};
+use crate::anomalies;
 use crate::appointment_rows::Appointment;
 use crate::call_rows::Call;
 use crate::counts::BatchCounts;
@@ -35,8 +35,6 @@ pub(crate) struct Cx<'a, 'c> {
     pub position: u64,
     pub stream: &'a str,
     pub event_type: &'a str,
-    /// `metadata.tenant` of the envelope, for anomalies.
-    pub tenant_hint: Option<&'a str>,
     /// The event's provider time as read-model text.
     pub at: String,
     pub phones: &'a PhoneBook,
@@ -47,16 +45,6 @@ pub(crate) struct Cx<'a, 'c> {
 impl Cx<'_, '_> {
     pub(crate) fn seq(&self) -> i64 {
         self.position as i64
-    }
-
-    pub(crate) fn anomaly(&self, reason: &str, message: String) -> NewAnomaly<'_> {
-        NewAnomaly {
-            reason: reason.to_owned(),
-            message,
-            subject_kind: None,
-            subject_id: None,
-            tenant_id: self.tenant_hint.map(str::to_owned),
-        }
     }
 }
 
@@ -132,7 +120,6 @@ pub(crate) struct Decoded {
     pub position: u64,
     stream: String,
     event_type: String,
-    tenant_hint: Option<String>,
     at: String,
     event: Result<Event, EventDecodeError>,
 }
@@ -175,7 +162,6 @@ pub(crate) fn decode(recorded: RecordedEvent) -> Option<Decoded> {
         schema_version,
         occurred_at,
         data,
-        metadata,
         ..
     } = recorded;
     let event = Event::from_parts(&event_type, schema_version, data.as_str());
@@ -183,16 +169,9 @@ pub(crate) fn decode(recorded: RecordedEvent) -> Option<Decoded> {
         position,
         stream,
         event_type,
-        tenant_hint: metadata.parse::<TenantHint>().ok().and_then(|m| m.tenant),
         at: ts(occurred_at),
         event,
     })
-}
-
-/// `metadata.tenant`, read from the metadata's text without building the rest of it.
-#[derive(serde::Deserialize)]
-struct TenantHint {
-    tenant: Option<String>,
 }
 
 /// What the anomalies need of a raw delivery; its body (most of it) is skipped unparsed.
@@ -220,7 +199,6 @@ fn unhandled_delivery(recorded: RecordedEvent) -> Option<Decoded> {
         position: recorded.position,
         stream: recorded.stream,
         event_type: format!("{provider}:{event_type}"),
-        tenant_hint: None,
         at: ts(recorded.occurred_at),
         event: Err(EventDecodeError::UnknownEventType(format!(
             "{provider} {event_type} ({reason})"
@@ -255,7 +233,6 @@ pub(crate) fn apply(
         position: decoded.position,
         stream: &decoded.stream,
         event_type: &decoded.event_type,
-        tenant_hint: decoded.tenant_hint.as_deref(),
         at: decoded.at.clone(),
         phones,
         batch,
@@ -268,7 +245,7 @@ pub(crate) fn apply(
                 EventDecodeError::UnsupportedSchemaVersion { .. } => "unsupported_schema_version",
                 EventDecodeError::InvalidData { .. } => "invalid_event_data",
             };
-            return anomalies::record(&cx, cx.anomaly(reason, error.to_string()))
+            return anomalies::at_event(&cx, reason, error.to_string())
                 .map_err(|e| ApplyError::Fatal(fatal_only(e)));
         }
     };
@@ -302,7 +279,7 @@ pub(crate) fn apply(
                     tracing::warn!(position = decoded.position, stream = %decoded.stream,
                         event_type = %decoded.event_type, %message,
                         "event could not be applied; recorded as an anomaly");
-                    anomalies::record(&cx, cx.anomaly("apply_failed", message))
+                    anomalies::at_event(&cx, "apply_failed", message)
                         .map_err(|e| ApplyError::Fatal(fatal_only(e)))
                 }
             }

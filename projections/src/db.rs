@@ -26,7 +26,10 @@ const QUERY_INDEXES: &str = include_str!("query_indexes.sql");
 ///
 /// 2: `customers` is keyed by its id alone, without a rowid (1 had a rowid and a
 /// `UNIQUE (tenant_id, phone)` the derived id made redundant).
-pub const LAYOUT_VERSION: i64 = 2;
+/// 3: an anomaly names the tenant of the call, booking, tenant or Stripe customer it was
+/// recorded on, and is about that record (2 named a tenant only on resolved `unattributed_*`
+/// anomalies, so a tenant's token listed none of its refused transitions).
+pub const LAYOUT_VERSION: i64 = 3;
 
 /// The live read models' file name inside the data dir.
 pub const READ_MODELS_FILE: &str = "read_models.sqlite";

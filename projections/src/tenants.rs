@@ -215,7 +215,8 @@ pub(crate) fn stripe_customer_linked(cx: &Cx<'_, '_>, event: &StripeCustomerLink
         refresh_subscription(cx, tenant, &subscription_id)?;
         anomalies::resolve(cx, "subscription", &subscription_id, tenant)?;
     }
-    Ok(())
+    // What was refused on the customer's own stream while no tenant had linked it.
+    anomalies::resolve(cx, "billing", &event.stripe_customer_id, tenant)
 }
 
 pub(crate) fn stripe_customer_unlinked(cx: &Cx<'_, '_>, event: &StripeCustomerUnlinked) -> Applied {

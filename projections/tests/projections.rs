@@ -502,6 +502,155 @@ async fn what_cannot_be_applied_becomes_an_anomaly_and_the_fold_goes_on() {
     assert_eq!(read.checkpoint().unwrap(), h.head());
 }
 
+fn rejection(minute: i64, command: &str, reason: Rejection) -> Event {
+    TransitionRejected {
+        occurred_at: at(minute),
+        command: command.into(),
+        reason,
+        payload: json!({}),
+    }
+    .into()
+}
+
+/// A tenant's token lists the anomalies of its own calls, bookings, registry and Stripe
+/// customers: an anomaly names the tenant of the aggregate it was recorded on, and one recorded
+/// before that aggregate was attributed names it from the event that attributes it.
+#[tokio::test]
+async fn an_anomaly_names_the_tenant_of_what_it_is_about_once_that_is_known() {
+    let h = Harness::new();
+    let cancelled = |uid: &str| Rejection::RescheduleAfterCancellation {
+        booking_uid: uid.into(),
+        cancelled_at: at(0),
+    };
+    let wrong = |named: &str, stream: &str| Rejection::WrongStream {
+        command: "EndCall".into(),
+        named: named.into(),
+        stream_id: stream.into(),
+    };
+    // Recorded while nobody owns the call's number, the booking's organizer or the Stripe
+    // customer.
+    h.append(
+        "call-c1",
+        vec![call_ended("c1", "+4915123456789", SALON, 1)],
+    )
+    .await;
+    h.append(
+        "call-c1",
+        vec![rejection(2, "EndCall", wrong("c2", "call-c1"))],
+    )
+    .await;
+    h.append("booking-bk1", vec![booking_created("bk1", None, 3, 42)])
+        .await;
+    h.append(
+        "booking-bk1",
+        vec![rejection(4, "RescheduleBooking", cancelled("bk1"))],
+    )
+    .await;
+    let update_after_cancel = || Rejection::SubscriptionUpdateAfterCancellation {
+        subscription_id: "sub_1".into(),
+        cancelled_at: at(0),
+    };
+    h.append(
+        "billing-cus_1",
+        vec![rejection(5, "UpdateSubscription", update_after_cancel())],
+    )
+    .await;
+    let read = h.project().await;
+    let tenants = |reason: &str| -> Vec<Option<String>> {
+        anomalies_with(&read, reason)
+            .into_iter()
+            .map(|a| a.tenant_id)
+            .collect()
+    };
+    assert_eq!(tenants("wrong_stream"), vec![None]);
+    assert_eq!(tenants("reschedule_after_cancellation"), vec![None]);
+    assert_eq!(
+        tenants("subscription_update_after_cancellation"),
+        vec![None]
+    );
+
+    // The number, the organizer and the customer are registered: what was refused on their
+    // records becomes the tenant's, and stays unresolved (attribution does not undo a refusal).
+    open_tenant(&h, "t1", 6).await;
+    h.append(
+        "tenant-t1",
+        vec![
+            StripeCustomerLinked {
+                tenant_id: "t1".into(),
+                stripe_customer_id: "cus_1".into(),
+                occurred_at: at(6),
+            }
+            .into(),
+        ],
+    )
+    .await;
+    // Refused after the attribution: the tenant is named at once, on every kind of stream.
+    h.append(
+        "booking-bk1",
+        vec![rejection(7, "RescheduleBooking", cancelled("bk1"))],
+    )
+    .await;
+    h.append(
+        "call-c1",
+        vec![rejection(8, "EndCall", wrong("c3", "call-c1"))],
+    )
+    .await;
+    h.append(
+        "tenant-t1",
+        vec![rejection(9, "UpdateSubscription", update_after_cancel())],
+    )
+    .await;
+    let read = h.project().await;
+    let t1 = Some("t1".to_owned());
+    let tenants = |reason: &str| -> Vec<Option<String>> {
+        anomalies_with(&read, reason)
+            .into_iter()
+            .map(|a| a.tenant_id)
+            .collect()
+    };
+    assert_eq!(tenants("wrong_stream"), vec![t1.clone(), t1.clone()]);
+    assert_eq!(
+        tenants("reschedule_after_cancellation"),
+        vec![t1.clone(), t1.clone()]
+    );
+    assert_eq!(
+        tenants("subscription_update_after_cancellation"),
+        vec![t1.clone(), t1.clone()]
+    );
+    let refused = anomalies_with(&read, "reschedule_after_cancellation");
+    assert_eq!(refused[0].subject_kind.as_deref(), Some("booking"));
+    assert_eq!(refused[0].subject_id.as_deref(), Some("bk1"));
+    assert!(refused.iter().all(|a| a.resolved_at.is_none()));
+
+    // What the tenant's token lists: its six refusals and its two resolved records.
+    let own = read
+        .anomalies(
+            &AnomalyFilter {
+                tenant_id: t1.clone(),
+                open_only: false,
+            },
+            100,
+            None,
+        )
+        .unwrap()
+        .items;
+    let mut reasons: Vec<&str> = own.iter().map(|a| a.reason.as_str()).collect();
+    reasons.sort_unstable();
+    assert_eq!(
+        reasons,
+        vec![
+            "reschedule_after_cancellation",
+            "reschedule_after_cancellation",
+            "subscription_update_after_cancellation",
+            "subscription_update_after_cancellation",
+            "unattributed_booking",
+            "unattributed_call",
+            "wrong_stream",
+            "wrong_stream",
+        ]
+    );
+}
+
 #[tokio::test]
 async fn a_delivery_the_domain_has_no_rule_for_is_listed_as_an_unknown_event_type() {
     let h = Harness::new();

@@ -162,10 +162,8 @@ impl Writer {
 }
 
 fn envelope(event: &Event, stream: &StreamId, delivery: &str, provider: &str) -> NewEvent {
-    let tenant = match stream.kind() {
-        switchboard_domain::AggregateKind::Tenant => Some(stream.id().to_owned()),
-        _ => None,
-    };
+    // The server's envelope (ledger.rs): no tenant; the read models attribute records
+    // themselves.
     NewEvent {
         event_id: Uuid::new_v4(),
         event_type: event.event_type().into(),
@@ -174,7 +172,7 @@ fn envelope(event: &Event, stream: &StreamId, delivery: &str, provider: &str) ->
         data: event.to_json(),
         metadata: serde_json::json!({
             "provider": provider, "delivery_id": delivery, "dedupe_key": delivery,
-            "tenant": tenant, "correlation": stream.to_string(), "causation": delivery,
+            "correlation": stream.to_string(), "causation": delivery,
         }),
     }
 }

@@ -48,7 +48,7 @@ impl Harness {
 
     /// Appends domain events to `stream` as the server would (type, version, JSON data).
     pub async fn append(&self, stream: &str, events: Vec<Event>) {
-        let new = events.into_iter().map(|e| new_event(stream, &e)).collect();
+        let new = events.into_iter().map(|e| new_event(&e)).collect();
         self.store
             .append(stream, ExpectedVersion::Any, new)
             .await
@@ -102,15 +102,14 @@ impl Running {
     }
 }
 
-pub fn new_event(stream: &str, event: &Event) -> NewEvent {
-    let tenant = stream.strip_prefix("tenant-");
+pub fn new_event(event: &Event) -> NewEvent {
     NewEvent {
         event_id: Uuid::new_v4(),
         event_type: event.event_type().into(),
         schema_version: event.schema_version(),
         occurred_at: event.occurred_at(),
         data: event.to_json(),
-        metadata: serde_json::json!({"provider": "test", "tenant": tenant}),
+        metadata: serde_json::json!({"provider": "test"}),
     }
 }
 
