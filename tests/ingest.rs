@@ -353,6 +353,39 @@ async fn every_status_of_the_ingest_table() {
     );
 }
 
+/// Every delivery within `--max-body` is recorded whole, however much escaping its body needs
+/// as a JSON string in the raw delivery (each `"` of this transcript is two bytes in the body
+/// and four in the store): it was refused with a 400 once the escaped body passed the store's
+/// fixed 2 MiB event limit.
+#[tokio::test]
+async fn a_delivery_within_max_body_is_recorded_however_much_escaping_it_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = ServerOptions::new(dir.path());
+    options.extra_args = vec!["--max-body".into(), "3000000".into()];
+    let server = TestServer::start(options);
+    let client = client();
+    let mut delivery = call_event("call_ended", "call-quoted");
+    delivery["call"]["transcript"] = Value::from("\"".repeat(1_400_000));
+    let body = delivery.to_string();
+    assert!(
+        (2_800_000..3_000_000).contains(&body.len()),
+        "{}",
+        body.len()
+    );
+    let (status, answer) = retell(&client, &server, &delivery).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("accepted")),
+        "{answer}"
+    );
+    let events = stream(&client, &server, "call-call-quoted").await;
+    let raw = events
+        .iter()
+        .find(|e| e["event_type"] == "DeliveryReceived")
+        .expect("the raw delivery is stored");
+    assert_eq!(raw["data"]["body"].as_str(), Some(body.as_str()));
+}
+
 #[tokio::test]
 async fn rate_limited_deliveries_get_429_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();

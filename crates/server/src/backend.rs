@@ -15,20 +15,30 @@ use crate::config::{ReadModelsLocation, StoreLocation};
 /// The embedded store's file inside the data dir.
 pub const EVENTS_FILE: &str = "events.sqlite";
 
+/// Opens the store for appending events of up to `max_event_bytes` (see
+/// [`crate::config::max_event_bytes`]).
 pub async fn open_store(
     location: &StoreLocation,
     data_dir: &Path,
+    max_event_bytes: usize,
 ) -> Result<Arc<dyn EventStore>, Error> {
     match location {
         StoreLocation::Embedded => {
             std::fs::create_dir_all(data_dir)
                 .map_err(|e| Error::Config(format!("data dir {}: {e}", data_dir.display())))?;
-            let store = SqliteStore::open(&data_dir.join(EVENTS_FILE), SqliteOptions::default())?;
+            let options = SqliteOptions {
+                max_event_bytes,
+                ..SqliteOptions::default()
+            };
+            let store = SqliteStore::open(&data_dir.join(EVENTS_FILE), options)?;
             Ok(Arc::new(store))
         }
         StoreLocation::Postgres(url) => {
             let (url, schema) = split_schema(url);
-            let mut options = PostgresOptions::default();
+            let mut options = PostgresOptions {
+                max_event_bytes,
+                ..PostgresOptions::default()
+            };
             if let Some(schema) = schema {
                 options.schema = schema;
             }
@@ -40,7 +50,13 @@ pub async fn open_store(
         #[cfg(feature = "kurrentdb")]
         StoreLocation::KurrentDb(url) => {
             use switchboard_store_kurrentdb::{KurrentOptions, KurrentStore};
-            let store = KurrentStore::connect(url, KurrentOptions::default()).await?;
+            // KurrentDB's own `MaxAppendSize` (1 MiB unless its configuration raises it) may
+            // refuse less: its configuration must allow `max_event_bytes`.
+            let options = KurrentOptions {
+                max_event_bytes,
+                ..KurrentOptions::default()
+            };
+            let store = KurrentStore::connect(url, options).await?;
             Ok(Arc::new(store))
         }
         #[cfg(not(feature = "kurrentdb"))]
@@ -66,7 +82,15 @@ pub async fn open_store_reading(
             &data_dir.join(EVENTS_FILE),
             SqliteOptions::default(),
         )?)),
-        _ => open_store(location, data_dir).await,
+        // Nothing is appended through it.
+        _ => {
+            open_store(
+                location,
+                data_dir,
+                switchboard_store::DEFAULT_MAX_EVENT_BYTES,
+            )
+            .await
+        }
     }
 }
 

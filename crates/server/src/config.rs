@@ -12,6 +12,25 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./switchboard-data";
 pub const DEFAULT_MAX_BODY: usize = 1_048_576;
 
+/// The largest request head hyper reads (its HTTP/1 buffer: 8 KiB + 100 × 4 KiB).
+const HTTP1_MAX_HEAD: usize = 8192 + 4096 * 100;
+
+/// What the kept headers (at most the whole head, escaped) and the envelope add to a raw
+/// delivery beside its body.
+const RAW_DELIVERY_HEAD_ROOM: usize = 1024 * 1024;
+const _: () = assert!(RAW_DELIVERY_HEAD_ROOM >= 2 * HTTP1_MAX_HEAD + 64 * 1024);
+
+/// The largest event the store must take so that every delivery within `max_body` can be
+/// recorded: the raw delivery keeps the body as a JSON string, where escaping at most doubles
+/// it (a valid JSON body's `"`, `\` and raw whitespace each become two bytes, nothing more),
+/// beside the headers it keeps. Never below the stores' default.
+pub fn max_event_bytes(max_body: usize) -> usize {
+    max_body
+        .saturating_mul(2)
+        .saturating_add(RAW_DELIVERY_HEAD_ROOM)
+        .max(switchboard_store::DEFAULT_MAX_EVENT_BYTES)
+}
+
 /// Where the events live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreLocation {
@@ -189,6 +208,33 @@ impl Default for Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bodies that grow most as a JSON string: escaped quotes and backslashes inside a
+    /// string, raw newlines between tokens.
+    #[test]
+    fn the_store_takes_the_most_escaped_body_within_max_body() {
+        let max_body = 3 * switchboard_store::DEFAULT_MAX_EVENT_BYTES;
+        let pairs = (max_body - 2) / 2;
+        for body in [
+            format!("\"{}\"", "\\\"".repeat(pairs)),
+            format!("\"{}\"", "\\\\".repeat(pairs)),
+            format!("{}1{}", "\n".repeat(pairs), "\n".repeat(pairs)),
+        ] {
+            assert!(body.len() <= max_body);
+            serde_json::from_str::<serde_json::Value>(&body).expect("valid JSON");
+            let stored = serde_json::to_string(&body).unwrap().len();
+            assert!(
+                stored > 2 * max_body - 8,
+                "the worst case is tested: {stored}"
+            );
+            assert!(stored + 2 * HTTP1_MAX_HEAD + 4096 <= max_event_bytes(max_body));
+        }
+        assert_eq!(
+            max_event_bytes(1),
+            switchboard_store::DEFAULT_MAX_EVENT_BYTES
+        );
+        assert_eq!(max_event_bytes(usize::MAX), usize::MAX);
+    }
 
     #[test]
     fn store_locations_parse_by_scheme() {

@@ -19,7 +19,12 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let store = backend::open_store(&config.store, &config.data_dir).await?;
+    let store = backend::open_store(
+        &config.store,
+        &config.data_dir,
+        crate::config::max_event_bytes(config.max_body),
+    )
+    .await?;
     let read_models_at =
         backend::read_models_at(&config.store, &config.read_models, &config.data_dir);
     let (projector, read_models, store) = tokio::task::spawn_blocking(move || {

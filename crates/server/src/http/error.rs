@@ -34,9 +34,11 @@ impl Error {
             Error::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::Store(e) => match e {
-                StoreError::EventTooLarge { .. } | StoreError::InvalidAppend(_) => {
-                    StatusCode::BAD_REQUEST
-                }
+                // The store's limit is sized so that every body within `--max-body` fits
+                // (config::max_event_bytes); an event over it all the same is too large, like
+                // a body over `--max-body`, not malformed.
+                StoreError::EventTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                StoreError::InvalidAppend(_) => StatusCode::BAD_REQUEST,
                 // Contention that outlasted the retries: nothing was written, try again.
                 StoreError::WrongExpectedVersion { .. }
                 | StoreError::Unavailable(_)
