@@ -386,6 +386,97 @@ async fn a_delivery_within_max_body_is_recorded_however_much_escaping_it_needs()
     assert_eq!(raw["data"]["body"].as_str(), Some(body.as_str()));
 }
 
+/// Retell's custom functions: `POST /api/retell/functions/{name}` answers with the result
+/// object itself, recorded on the call's stream; the same request again gets the same answer;
+/// a body that names another function than its path is refused with the path of the field.
+#[tokio::test]
+async fn the_custom_function_endpoint_answers_with_the_result_and_records_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(ServerOptions::new(dir.path()));
+    let client = client();
+    let request = |name: &str| {
+        json!({
+            "name": name,
+            "args": {"date": future_tuesday(), "time": "14:30", "duration": 30, "staff": "Marie"},
+            "call": {
+                "call_id": "fn-call", "from_number": "+4915123456789",
+                "to_number": "+493083793369", "direction": "inbound", "call_status": "ongoing",
+                "start_timestamp": 1703244123456i64
+            }
+        })
+        .to_string()
+    };
+    let post = |path: &str, body: String| {
+        let url = server.url(path);
+        let client = client.clone();
+        async move {
+            post_signed(
+                &client,
+                &url,
+                Scheme::RetellDocumented,
+                RETELL_SECRET,
+                body.as_bytes(),
+                now_ms(),
+            )
+            .await
+        }
+    };
+
+    let path = "/api/retell/functions/check_availability";
+    let (status, answer) = post(path, request("check_availability")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["available"], true,
+        "the result object itself: {answer}"
+    );
+    assert!(
+        answer["slots"].is_array() && answer["message"].is_string(),
+        "{answer}"
+    );
+    let (status, again) = post(path, request("check_availability")).await;
+    assert_eq!((status, &again), (200, &answer), "the answer it was given");
+    let types: Vec<Value> = stream(&client, &server, "call-fn-call")
+        .await
+        .iter()
+        .map(|e| e["event_type"].clone())
+        .collect();
+    assert_eq!(
+        types,
+        vec![json!("DeliveryReceived"), json!("AvailabilityChecked")],
+        "recorded once on the call's stream"
+    );
+
+    // Posted to another function's path: refused, nothing recorded.
+    let (status, refused) = post(
+        "/api/retell/functions/book_appointment",
+        request("check_availability"),
+    )
+    .await;
+    assert_eq!(
+        (status, code(&refused)),
+        (400, "malformed_payload"),
+        "{refused}"
+    );
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("$.name") && message.contains("book_appointment"),
+        "{message}"
+    );
+    assert_eq!(stream(&client, &server, "call-fn-call").await.len(), 2);
+
+    // A function no rule knows, at its own path: kept, answered `accepted`.
+    let (status, kept) = post(
+        "/api/retell/functions/transfer_call",
+        request("transfer_call"),
+    )
+    .await;
+    assert_eq!(
+        (status, kept["status"].as_str()),
+        (200, Some("accepted")),
+        "{kept}"
+    );
+}
+
 #[tokio::test]
 async fn rate_limited_deliveries_get_429_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();

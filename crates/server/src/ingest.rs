@@ -188,7 +188,13 @@ async fn accept(
         received_at.timestamp_millis(),
     )?;
     let delivery = match &incoming.endpoint {
-        Endpoint::RetellFunction { .. } => switchboard_webhooks::parse_retell_function(body)?,
+        Endpoint::RetellFunction { name } => {
+            let delivery = switchboard_webhooks::parse_retell_function(body)?;
+            if let Delivery::RetellFunction(request) = &delivery {
+                request.check_called_as(name)?;
+            }
+            delivery
+        }
         _ => switchboard_webhooks::parse(provider, body)?,
     };
     let dedupe_key = delivery.dedupe_key(body);

@@ -7,6 +7,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::ParseError;
+
 /// A Retell webhook delivery (`POST /api/retell/webhook`), by its `event`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RetellEvent {
@@ -283,4 +285,23 @@ pub struct RetellFunctionRequest {
     #[serde(default)]
     pub args: Map<String, Value>,
     pub call: RetellCall,
+}
+
+impl RetellFunctionRequest {
+    /// The function a request posted to `/api/retell/functions/{called}` runs: the one its
+    /// signed body names, which must be the one its (unsigned) path names, so a signed body
+    /// replayed to another function's path is refused rather than run as that function.
+    pub fn check_called_as(&self, called: &str) -> Result<(), ParseError> {
+        if self.name == called {
+            return Ok(());
+        }
+        Err(ParseError::InvalidField {
+            path: "$.name".to_owned(),
+            reason: format!(
+                "the body names function `{}` but was posted to /api/retell/functions/{called}; \
+                 give the function the URL of its own name",
+                self.name
+            ),
+        })
+    }
 }
