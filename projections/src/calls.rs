@@ -244,15 +244,9 @@ struct Parties {
 
 impl Parties {
     fn of(cx: &Cx<'_, '_>, parties: &CallParties) -> Parties {
-        let outbound = parties.direction.as_deref() == Some("outbound");
-        let (business, caller) = if outbound {
-            (&parties.from_number, &parties.to_number)
-        } else {
-            (&parties.to_number, &parties.from_number)
-        };
         Parties {
-            tenant_number: cx.phones.normalize(business.as_deref()),
-            customer_number: cx.phones.normalize(caller.as_deref()),
+            tenant_number: cx.phones.normalize(parties.business_number()),
+            customer_number: cx.phones.normalize(parties.customer_number()),
             started_at: parties.started_at.map(ts),
         }
     }

@@ -38,10 +38,37 @@ pub struct CallParties {
     pub direction: Option<String>,
     pub agent_id: Option<String>,
     pub started_at: Option<DateTime<Utc>>,
-    /// The tenant and branch that own `to_number` when the delivery was routed; None when the
-    /// number was not registered then (the calls read model may still attribute it later).
+    /// The tenant and branch that own the business number (`to_number` of an inbound call,
+    /// `from_number` of an outbound one) when the delivery was routed; None when the number
+    /// was not registered then (the calls read model may still attribute it later).
     pub tenant_id: Option<String>,
     pub branch_id: Option<String>,
+}
+
+impl CallParties {
+    fn outbound(&self) -> bool {
+        self.direction.as_deref() == Some("outbound")
+    }
+
+    /// The business's side of the call, whose number names the tenant's branch: `to_number`
+    /// of an inbound call, `from_number` of an outbound one (inbound when `direction` is
+    /// absent), as the intake read it off Retell's call (`RetellCall::business_number`).
+    pub fn business_number(&self) -> Option<&str> {
+        if self.outbound() {
+            self.from_number.as_deref()
+        } else {
+            self.to_number.as_deref()
+        }
+    }
+
+    /// The other side: the customer's number.
+    pub fn customer_number(&self) -> Option<&str> {
+        if self.outbound() {
+            self.to_number.as_deref()
+        } else {
+            self.from_number.as_deref()
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

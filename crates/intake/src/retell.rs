@@ -127,9 +127,7 @@ fn unhandled_function(name: &str) -> Route {
 }
 
 fn branch(call: &RetellCall, context: &Context<'_>) -> Option<BranchRef> {
-    context
-        .branches
-        .branch_for_number(call.to_number.as_deref()?)
+    context.branches.branch_for_number(call.business_number()?)
 }
 
 fn parties(call: &RetellCall, branch: Option<&BranchRef>) -> Result<CallParties, IntakeError> {

@@ -43,7 +43,8 @@ pub async fn answer_for(
     now: DateTime<Utc>,
 ) -> Result<Option<FunctionAnswer>, Error> {
     // The two shapes name their arguments differently; errors point at the one received.
-    let (function, request_id, arguments, arguments_path, call_id, to_number) = match delivery {
+    let (function, request_id, arguments, arguments_path, call_id, business_number) = match delivery
+    {
         Delivery::Retell(RetellEvent::FunctionCall(call)) => (
             &call.function_name,
             Some(call.request_id.clone()),
@@ -58,7 +59,7 @@ pub async fn answer_for(
             &request.args,
             "$.args",
             &request.call.call_id,
-            request.call.to_number.as_deref(),
+            request.call.business_number(),
         ),
         _ => return Ok(None),
     };
@@ -70,7 +71,7 @@ pub async fn answer_for(
     let window_end = window_start + Duration::days(8);
     let (busy, hours) = state
         .read_models
-        .availability_inputs(call_id, to_number, window_start, window_end)
+        .availability_inputs(call_id, business_number, window_start, window_end)
         .await?;
     let answer = availability::check(&request, &busy, &hours, now);
     Ok(Some(FunctionAnswer { request_id, answer }))

@@ -102,19 +102,20 @@ impl ReadModelHandle {
     }
 
     /// What `check_availability` needs: the booked slots and opening hours of the branch the
-    /// call rang at. A call no tenant owns yet gets the default week and no bookings.
+    /// call rang at (the owner of its business number, else the call's recorded branch). A
+    /// call no tenant owns yet gets the default week and no bookings.
     pub async fn availability_inputs(
         &self,
         call_id: &str,
-        to_number: Option<&str>,
+        business_number: Option<&str>,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<(Vec<Busy>, OpeningHours), Error> {
         let call_id = call_id.to_owned();
-        let to_number = to_number.map(str::to_owned);
+        let business_number = business_number.map(str::to_owned);
         let availability = self
             .query(move |rm| {
-                let owner = match to_number.as_deref() {
+                let owner = match business_number.as_deref() {
                     Some(number) => rm
                         .number_owner(number)?
                         .map(|owner| (owner.tenant_id, owner.branch_id)),

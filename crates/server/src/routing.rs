@@ -31,7 +31,7 @@ pub async fn target_for(
     delivery_id: Uuid,
 ) -> Result<Routed, Error> {
     let mut branches = BTreeMap::<String, BranchRef>::new();
-    if let Some(number) = dialled_number(delivery)
+    if let Some(number) = business_number(delivery)
         && let Some(branch) = state.read_models.branch_for_number(number).await?
     {
         branches.insert(number.to_owned(), branch);
@@ -60,15 +60,15 @@ pub async fn target_for(
     })
 }
 
-/// The number the caller dialled, which names the branch.
-fn dialled_number(delivery: &Delivery) -> Option<&str> {
+/// The business's number of the call, which names the branch.
+fn business_number(delivery: &Delivery) -> Option<&str> {
     match delivery {
         Delivery::Retell(
             RetellEvent::CallStarted(event)
             | RetellEvent::CallEnded(event)
             | RetellEvent::CallAnalyzed(event),
-        ) => event.call.to_number.as_deref(),
-        Delivery::RetellFunction(request) => request.call.to_number.as_deref(),
+        ) => event.call.business_number(),
+        Delivery::RetellFunction(request) => request.call.business_number(),
         _ => None,
     }
 }
