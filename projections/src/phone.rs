@@ -15,16 +15,30 @@ const DEFAULT_REGION: country::Id = country::Id::DE;
 const CACHE_LIMIT: usize = 262_144;
 
 /// Normalizes one number; None when it is not a phone number at all.
+///
+/// A number libphonenumber's metadata does not know as valid but that is written in E.164
+/// (`+` and 8 to 15 digits, as a tenant's registry must write its numbers) is kept as written,
+/// without separators: a branch may register such a number, and the calls to it must meet it
+/// under the same key.
 pub fn normalize(raw: &str) -> Option<String> {
     let trimmed = raw.trim();
     if trimmed.is_empty() {
         return None;
     }
-    let number = phonenumber::parse(Some(DEFAULT_REGION), trimmed).ok()?;
-    if !phonenumber::is_valid(&number) {
-        return None;
+    match phonenumber::parse(Some(DEFAULT_REGION), trimmed) {
+        Ok(number) if phonenumber::is_valid(&number) => {
+            Some(number.format().mode(phonenumber::Mode::E164).to_string())
+        }
+        _ => as_written_e164(trimmed),
     }
-    Some(number.format().mode(phonenumber::Mode::E164).to_string())
+}
+
+fn as_written_e164(raw: &str) -> Option<String> {
+    let compact: String = raw
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '.' | '/' | '(' | ')'))
+        .collect();
+    switchboard_domain::tenant::is_e164(&compact).then_some(compact)
 }
 
 /// Loads libphonenumber's metadata and compiles the default region's patterns, which the
@@ -98,6 +112,24 @@ mod tests {
         assert_eq!(normalize(""), None);
         assert_eq!(normalize("anonymous"), None);
         assert_eq!(normalize("12"), None);
+        assert_eq!(normalize("+12"), None);
+        assert_eq!(normalize("0000 1234567"), None);
+    }
+
+    /// A registry may hold numbers libphonenumber does not know (`is_e164` is its rule): an
+    /// unassigned country code here, or a range its metadata lacks.
+    #[test]
+    fn an_e164_number_libphonenumber_does_not_know_is_kept_as_written() {
+        assert!(
+            phonenumber::parse(Some(DEFAULT_REGION), "+999123456789")
+                .map_or(true, |n| !phonenumber::is_valid(&n)),
+            "the example is one libphonenumber refuses"
+        );
+        assert_eq!(normalize("+999123456789").as_deref(), Some("+999123456789"));
+        assert_eq!(
+            normalize(" +999 (123) 456-789 ").as_deref(),
+            Some("+999123456789")
+        );
     }
 
     #[test]

@@ -77,6 +77,46 @@ async fn a_call_before_its_number_is_registered_is_attributed_when_the_number_is
     assert_eq!(branch.phone_numbers, vec![SALON.to_owned()]);
 }
 
+/// A registry takes any number written in E.164; one libphonenumber does not know as valid
+/// (here an unassigned country code) still attributes the calls to it, waiting or not.
+#[tokio::test]
+async fn a_registered_number_libphonenumber_does_not_know_still_attributes_its_calls() {
+    const UNKNOWN_RANGE: &str = "+999123456789";
+    let h = Harness::new();
+    h.append(
+        "call-c1",
+        vec![call_ended("c1", "+4915123456789", UNKNOWN_RANGE, 0)],
+    )
+    .await;
+    h.append(
+        "tenant-t1",
+        vec![
+            registered("t1", 1),
+            phone_assigned("t1", "b1", UNKNOWN_RANGE, 1),
+        ],
+    )
+    .await;
+    h.append(
+        "call-c2",
+        vec![call_ended("c2", "+4915123456780", UNKNOWN_RANGE, 2)],
+    )
+    .await;
+    let read = h.project().await;
+    for call_id in ["c1", "c2"] {
+        let call = read.call(call_id).unwrap().unwrap();
+        assert_eq!(
+            (call.tenant_id.as_deref(), call.branch_id.as_deref()),
+            (Some("t1"), Some("b1")),
+            "{call_id}"
+        );
+    }
+    assert!(
+        anomalies_with(&read, "unattributed_call")
+            .iter()
+            .all(|a| a.resolved_at.is_some())
+    );
+}
+
 /// The calls waiting for a number are found by number, in the table: the calls of the same
 /// batch, still held in memory, must be found too.
 #[tokio::test]
