@@ -312,6 +312,36 @@ async fn every_status_of_the_ingest_table() {
     .await;
     assert_eq!((status, code(&body)), (413, "payload_too_large"), "{body}");
 
+    // A mistyped URL or method gets the same error shape as every other refusal.
+    let response = client
+        .post(server.url("/api/retel/webhook"))
+        .body(raw.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(code(&body), "not_found", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/api/retell/webhook"),
+        "{body}"
+    );
+    let response = client
+        .get(server.url("/api/retell/webhook"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 405);
+    assert_eq!(
+        response.headers().get("allow").map(|v| v.to_str().unwrap()),
+        Some("POST")
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(code(&body), "method_not_allowed", "{body}");
+
     // None of the refusals changed a stream; all of them are in the quarantine.
     assert_eq!(
         stream(&client, &server, "call-call-a").await.len(),

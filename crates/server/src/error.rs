@@ -52,6 +52,9 @@ pub enum Error {
     #[error("{what} not found")]
     NotFound { what: String },
 
+    #[error("{path} does not take {method}")]
+    MethodNotAllowed { method: String, path: String },
+
     /// A query or admin request the server cannot take as given.
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },

@@ -33,6 +33,7 @@ impl Error {
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
+            Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Error::Store(e) => match e {
                 // The store's limit is sized so that every body within `--max-body` fits
                 // (config::max_event_bytes); an event over it all the same is too large, like
@@ -65,6 +66,7 @@ impl Error {
             | Error::Unprocessable { code, .. } => code,
             Error::Forbidden(_) => "forbidden",
             Error::NotFound { .. } => "not_found",
+            Error::MethodNotAllowed { .. } => "method_not_allowed",
             Error::Store(e) => match e {
                 StoreError::EventTooLarge { .. } => "payload_too_large",
                 StoreError::InvalidAppend(_) => "malformed_payload",
@@ -90,10 +92,13 @@ impl Error {
             StatusCode::INTERNAL_SERVER_ERROR => {
                 "internal error; nothing was recorded, retry later".to_owned()
             }
-            StatusCode::SERVICE_UNAVAILABLE => {
-                "the event store cannot take this delivery now; nothing was recorded, retry later"
-                    .to_owned()
+            StatusCode::SERVICE_UNAVAILABLE => match self {
+                Error::ReadModelsUnavailable(_) => {
+                    "the read models' database does not answer now; nothing was recorded, retry later"
+                }
+                _ => "the event store cannot take this delivery now; nothing was recorded, retry later",
             }
+            .to_owned(),
             _ => self.to_string(),
         }
     }
