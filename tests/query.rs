@@ -358,6 +358,31 @@ async fn the_story_is_attributed_queryable_isolated_and_rebuilds_the_same() {
     );
     let (_, page) = get(&client, &server, "/api/calls", Some(OTHER_TOKEN)).await;
     assert_eq!(page["items"].as_array().unwrap().len(), 0);
+    // The interface's own template, with every parameter left empty, is a plain list.
+    for token in [SALON_TOKEN, ADMIN_TOKEN] {
+        let (status, page) = get(
+            &client,
+            &server,
+            "/api/calls?tenant_id=&limit=&after=",
+            Some(token),
+        )
+        .await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["items"][0]["call_id"], "call-1", "{page}");
+    }
+    // A query string that does not parse is refused in the error shape, not as plain text.
+    let (status, refused) = get(
+        &client,
+        &server,
+        "/api/calls?limit=1&limit=2",
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (400, Some("invalid_query")),
+        "{refused}"
+    );
     assert_eq!(
         get(&client, &server, "/api/calls/call-1", None).await.0,
         401

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::authenticate;
-use super::params;
+use super::params::{self, Params};
 use crate::{AppState, Error};
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -21,7 +21,9 @@ pub fn router() -> Router<Arc<AppState>> {
 
 #[derive(Debug, Deserialize)]
 struct LimitQuery {
+    #[serde(default, deserialize_with = "params::blank_is_absent")]
     limit: Option<String>,
+    #[serde(default, deserialize_with = "params::blank_is_absent")]
     from_version: Option<String>,
 }
 
@@ -44,7 +46,7 @@ fn parse_number(name: &str, value: Option<&str>, default: u64, max: u64) -> Resu
 async fn quarantine(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Query(query): Query<LimitQuery>,
+    Params(query): Params<LimitQuery>,
 ) -> Result<Json<Value>, Error> {
     authenticate(&state, &headers).await?.require_admin()?;
     let limit = params::limit(query.limit.as_deref(), 100)?;
@@ -55,7 +57,7 @@ async fn stream(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(stream): Path<String>,
-    Query(query): Query<LimitQuery>,
+    Params(query): Params<LimitQuery>,
 ) -> Result<Json<Value>, Error> {
     authenticate(&state, &headers).await?.require_admin()?;
     let limit = params::limit(query.limit.as_deref(), 1000)?.min(10_000);

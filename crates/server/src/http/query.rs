@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -14,7 +14,7 @@ use switchboard_intake::tenant::TenantRegistrationRequest;
 use switchboard_projections::{Page, ProjectionError, ReadModels};
 
 use super::auth::{Access, authenticate};
-use super::params;
+use super::params::{self, Params};
 use crate::{AppState, Error};
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -33,8 +33,11 @@ const DEFAULT_LIMIT: usize = 50;
 
 #[derive(Debug, Deserialize)]
 struct ListQuery {
+    #[serde(default, deserialize_with = "params::blank_is_absent")]
     tenant_id: Option<String>,
+    #[serde(default, deserialize_with = "params::blank_is_absent")]
     limit: Option<String>,
+    #[serde(default, deserialize_with = "params::blank_is_absent")]
     after: Option<String>,
 }
 
@@ -119,7 +122,7 @@ async fn get_call(
 async fn list_calls(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Query(query): Query<ListQuery>,
+    Params(query): Params<ListQuery>,
 ) -> Result<Json<Value>, Error> {
     page(&state, &headers, query, |rm, tenant, limit, after| {
         rm.calls(tenant.as_deref(), limit, after)
@@ -140,7 +143,7 @@ async fn get_appointment(
 async fn list_appointments(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Query(query): Query<ListQuery>,
+    Params(query): Params<ListQuery>,
 ) -> Result<Json<Value>, Error> {
     page(&state, &headers, query, |rm, tenant, limit, after| {
         rm.appointments(tenant.as_deref(), limit, after)
@@ -150,14 +153,16 @@ async fn list_appointments(
 
 #[derive(Debug, Deserialize)]
 struct CustomerQuery {
+    #[serde(default, deserialize_with = "params::blank_is_absent")]
     tenant_id: Option<String>,
+    #[serde(default, deserialize_with = "params::blank_is_absent")]
     phone: Option<String>,
 }
 
 async fn find_customer(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Query(query): Query<CustomerQuery>,
+    Params(query): Params<CustomerQuery>,
 ) -> Result<Json<Value>, Error> {
     let access = authenticate(&state, &headers).await?;
     let tenant = list_scope(&access, query.tenant_id)?.ok_or_else(|| {
@@ -197,7 +202,7 @@ async fn get_customer(
 async fn list_anomalies(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Query(query): Query<ListQuery>,
+    Params(query): Params<ListQuery>,
 ) -> Result<Json<Value>, Error> {
     page(&state, &headers, query, |rm, tenant_id, limit, after| {
         let filter = switchboard_projections::AnomalyFilter {
