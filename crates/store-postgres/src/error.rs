@@ -52,8 +52,13 @@ pub(crate) fn from_pg(target: &Target, error: &tokio_postgres::Error) -> StoreEr
             c if c.starts_with("08") || c.starts_with("53") || c.starts_with("57P") => {
                 StoreError::Unavailable(format!("{target}: {message}"))
             }
+            // A lock held past `lock_timeout`, a statement cancelled by `statement_timeout`
+            // (set for the role or database by whoever runs it): the transaction is rolled
+            // back, so nothing was written.
             _ if *code == SqlState::T_R_SERIALIZATION_FAILURE
-                || *code == SqlState::T_R_DEADLOCK_DETECTED =>
+                || *code == SqlState::T_R_DEADLOCK_DETECTED
+                || *code == SqlState::LOCK_NOT_AVAILABLE
+                || *code == SqlState::QUERY_CANCELED =>
             {
                 StoreError::Unavailable(format!("{target}: {message}"))
             }

@@ -502,6 +502,50 @@ async fn the_store_reconnects_after_its_sessions_are_killed() {
     .unwrap();
 }
 
+/// A lock held past the session's `lock_timeout` (a DBA's setting, say) or a statement
+/// cancelled by `statement_timeout` leaves nothing written: the append is `Unavailable` (503,
+/// retry), not a backend failure (500), and succeeds once the lock is gone.
+#[tokio::test]
+async fn an_append_locked_out_past_the_lock_timeout_is_unavailable_and_then_succeeds() {
+    let Some(url) = database_url("an_append_locked_out_past_the_lock_timeout_is_unavailable")
+    else {
+        return;
+    };
+    let schemas = Schemas::new(&url);
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let impatient = format!("{url}{separator}options=-c%20lock_timeout%3D200");
+    let store = PostgresStore::connect(&impatient, schemas.options())
+        .await
+        .unwrap();
+    store
+        .append("first", ExpectedVersion::NoStream, one("first"))
+        .await
+        .unwrap();
+
+    let mut holder = session_in(&url, store.schema()).await;
+    let held = holder.transaction().await.unwrap();
+    held.batch_execute("LOCK TABLE global_position IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let locked_out = tokio::time::timeout(
+        HANG_GUARD,
+        store.append("second", ExpectedVersion::NoStream, one("second")),
+    )
+    .await
+    .expect("the lock timeout ends the wait");
+    // Released before asserting: a failing test must not leave the lock to the schema's drop.
+    held.rollback().await.unwrap();
+    assert!(
+        matches!(locked_out, Err(StoreError::Unavailable(_))),
+        "{locked_out:?}"
+    );
+
+    store
+        .append("second", ExpectedVersion::NoStream, one("second"))
+        .await
+        .expect("the same append once the lock is gone");
+}
+
 /// An append PostgreSQL itself cannot store (a NUL character, which jsonb refuses) fails the
 /// transaction it is in; the appends committed in the same batch must not pay for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
