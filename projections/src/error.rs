@@ -76,9 +76,6 @@ pub enum ProjectionError {
     #[error("unknown export format `{0}`: expected jsonl or csv")]
     UnknownFormat(String),
 
-    #[error("{0} cannot be exported; exportable: calls, appointments, tenants")]
-    NotExportable(String),
-
     #[error("writing the export: {0}")]
     Export(std::io::Error),
 

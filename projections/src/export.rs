@@ -30,23 +30,24 @@ impl FromStr for ExportFormat {
 /// Columns that hold JSON text in the tables.
 const JSON_COLUMNS: &[&str] = &["history", "opening_hours"];
 
-/// Writes the main table of `projection` (calls, appointments or tenants) to `out`, in the
-/// order the rows were created; returns the number of rows written.
+/// Writes the main table of `projection` to `out`, in the order the rows were created (the
+/// anomalies in the order they were recorded); returns the number of rows written.
 pub fn export(
     read_models: &ReadModels,
     projection: ProjectionName,
     format: ExportFormat,
     mut out: impl Write,
 ) -> Result<u64, ProjectionError> {
-    let table = match projection {
-        ProjectionName::Calls => "calls",
-        ProjectionName::Appointments => "appointments",
-        ProjectionName::Tenants => "tenants",
-        other => return Err(ProjectionError::NotExportable(other.to_string())),
+    let (table, order) = match projection {
+        ProjectionName::Calls => ("calls", "seq"),
+        ProjectionName::Appointments => ("appointments", "seq"),
+        ProjectionName::Customers => ("customers", "seq, customer_id"),
+        ProjectionName::Tenants => ("tenants", "seq"),
+        ProjectionName::Anomalies => ("anomalies", "anomaly_id"),
     };
     // A connection of its own: a long export holds one read snapshot from start to end.
     let conn = open_reader(read_models.at())?;
-    let mut statement = conn.prepare_cached(&format!("SELECT * FROM {table} ORDER BY seq"))?;
+    let mut statement = conn.prepare_cached(&format!("SELECT * FROM {table} ORDER BY {order}"))?;
     let columns = statement.column_names();
     if format == ExportFormat::Csv {
         let header: Vec<String> = columns.iter().map(|c| csv_field(c)).collect();

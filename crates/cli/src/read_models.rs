@@ -27,7 +27,7 @@ pub struct RebuildArgs {
 pub struct ExportArgs {
     #[command(flatten)]
     store: StoreArgs,
-    /// calls, appointments or tenants.
+    /// calls, appointments, customers, tenants or anomalies.
     #[arg(long)]
     projection: ProjectionName,
     /// jsonl or csv.
