@@ -244,6 +244,41 @@ async fn the_story_is_attributed_queryable_isolated_and_rebuilds_the_same() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
+    // Sent again, by Stripe and by Cal.com (under the trigger's other spelling and the other
+    // signature scheme): duplicates, nothing appended.
+    let (status, body) = deliver(
+        &client,
+        &server,
+        "/api/stripe/webhook",
+        Scheme::Stripe,
+        STRIPE_SECRET,
+        &payment,
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (409, Some("duplicate")),
+        "{body}"
+    );
+    let (status, body) = deliver(
+        &client,
+        &server,
+        "/api/calcom/webhook",
+        Scheme::CalcomApp,
+        CALCOM_SECRET,
+        &booking(
+            "booking.created",
+            "bkg-1",
+            "2025-04-14T10:30:00.000Z",
+            "call-1",
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (409, Some("duplicate")),
+        "{body}"
+    );
     // A verified delivery the domain has no rule for is kept and listed as an anomaly.
     let refund = json!({"id": "evt_refund_1", "object": "event", "type": "charge.refunded", "created": 1703244200,
         "data": {"object": {"id": "ch_1", "object": "charge", "customer": "cus_1"}}});
