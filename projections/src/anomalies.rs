@@ -10,9 +10,11 @@
 //! that attributes the subject ([`resolve`]).
 
 use crate::sql::{OptionalExtension, SqlResult, params};
+use switchboard_domain::StreamId;
 use switchboard_domain::event::TransitionRejected;
 
 use crate::apply::{Applied, Cx};
+use crate::attribution;
 
 /// An anomaly about to be recorded at the event in hand.
 struct NewAnomaly<'a> {
@@ -40,12 +42,14 @@ pub(crate) fn at_event(cx: &Cx<'_, '_>, reason: &str, message: String) -> Applie
 }
 
 /// The aggregate a stream belongs to, as (subject kind, id): `call-c1` is call `c1`,
-/// `event-type-42` event type `42`.
+/// `event-type-42` event type `42`; a stream of no aggregate (`delivery-…`) is about itself.
 fn stream_subject(stream: &str) -> (&str, &str) {
-    match stream.split_once('-') {
-        Some(("event", rest)) => ("event-type", rest.strip_prefix("type-").unwrap_or(rest)),
-        Some((kind, id)) => (kind, id),
-        None => ("stream", stream),
+    match StreamId::parse(stream) {
+        Ok(parsed) => {
+            let kind = parsed.kind().prefix();
+            (kind, &stream[kind.len() + 1..])
+        }
+        Err(_) => stream.split_once('-').unwrap_or(("stream", stream)),
     }
 }
 
@@ -61,11 +65,7 @@ fn subject_tenant(cx: &Cx<'_, '_>, kind: &str, id: &str) -> SqlResult<Option<Str
         "booking" => cx.batch.appointments.read(cx.conn, id, |appointment| {
             appointment.and_then(|a| a.tenant_id.clone())
         }),
-        "billing" => cx
-            .conn
-            .prepare_cached("SELECT tenant_id FROM stripe_customers WHERE stripe_customer_id = ?1")?
-            .query_row([id], |r| r.get(0))
-            .optional(),
+        "billing" => attribution::stripe_owner(cx, None, id),
         _ => Ok(None),
     }
 }

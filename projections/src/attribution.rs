@@ -33,10 +33,10 @@ pub(crate) fn settle_call(
         match &owner {
             Some((tenant, branch)) => {
                 tenants::add_call(cx, tenant, branch.as_deref())?;
-                if !call.created {
-                    // A call created by this very event cannot have an anomaly yet.
-                    anomalies::resolve(cx, "call", call_id, tenant)?;
-                }
+                // Even a call created by this very event may have anomalies already: one
+                // recorded on its stream before any event made its row (a delivery no rule
+                // applies to, an event that could not be read).
+                anomalies::resolve(cx, "call", call_id, tenant)?;
                 attributed = true;
             }
             None if report => {

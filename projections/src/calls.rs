@@ -245,7 +245,7 @@ struct Parties {
 impl Parties {
     fn of(cx: &Cx<'_, '_>, parties: &CallParties) -> Parties {
         Parties {
-            tenant_number: cx.phones.normalize(parties.business_number()),
+            tenant_number: cx.phones.normalize_business(parties.business_number()),
             customer_number: cx.phones.normalize(parties.customer_number()),
             started_at: parties.started_at.map(ts),
         }

@@ -28,9 +28,9 @@ const QUERY_INDEXES: &str = include_str!("query_indexes.sql");
 /// `UNIQUE (tenant_id, phone)` the derived id made redundant).
 /// 3: an anomaly names the tenant of the call, booking, tenant or Stripe customer it was
 /// recorded on, and is about that record (2 named a tenant only on resolved `unattributed_*`
-/// anomalies, so a tenant's token listed none of its refused transitions); a number written in
-/// E.164 that libphonenumber does not know is kept as written (2 dropped it from calls and
-/// customers, so the calls to such a registered number were never attributed).
+/// anomalies, so a tenant's token listed none of its refused transitions); a business number
+/// written in E.164 that libphonenumber does not know is kept as written (2 dropped it from
+/// the calls, so the calls to such a registered number were never attributed).
 pub const LAYOUT_VERSION: i64 = 3;
 
 /// The live read models' file name inside the data dir.

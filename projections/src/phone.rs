@@ -15,28 +15,32 @@ const DEFAULT_REGION: country::Id = country::Id::DE;
 const CACHE_LIMIT: usize = 262_144;
 
 /// Normalizes one number; None when it is not a phone number at all.
-///
-/// A number libphonenumber's metadata does not know as valid but that is written in E.164
-/// (`+` and 8 to 15 digits, as a tenant's registry must write its numbers) is kept as written,
-/// without separators: a branch may register such a number, and the calls to it must meet it
-/// under the same key.
 pub fn normalize(raw: &str) -> Option<String> {
     let trimmed = raw.trim();
     if trimmed.is_empty() {
         return None;
     }
-    match phonenumber::parse(Some(DEFAULT_REGION), trimmed) {
-        Ok(number) if phonenumber::is_valid(&number) => {
-            Some(number.format().mode(phonenumber::Mode::E164).to_string())
-        }
-        _ => as_written_e164(trimmed),
+    let number = phonenumber::parse(Some(DEFAULT_REGION), trimmed).ok()?;
+    if !phonenumber::is_valid(&number) {
+        return None;
     }
+    Some(number.format().mode(phonenumber::Mode::E164).to_string())
+}
+
+/// A business's number, the key of number routing and attribution: [`normalize`]d, or, when
+/// libphonenumber's metadata does not know it as valid but it is written in E.164 (`+` and 8
+/// to 15 digits, the rule a tenant's registry checks), kept as written without separators. A
+/// branch may register such a number, and the calls to it must meet it under the same key.
+/// Customers' numbers stay strict ([`normalize`]): a caller's E.164-shaped placeholder (an
+/// anonymous caller's, say) must not become one customer of every such call.
+pub fn normalize_business(raw: &str) -> Option<String> {
+    normalize(raw).or_else(|| as_written_e164(raw))
 }
 
 fn as_written_e164(raw: &str) -> Option<String> {
     let compact: String = raw
         .chars()
-        .filter(|c| !matches!(c, ' ' | '-' | '.' | '/' | '(' | ')'))
+        .filter(|c| !c.is_whitespace() && !matches!(c, '-' | '.' | '/' | '(' | ')'))
         .collect();
     switchboard_domain::tenant::is_e164(&compact).then_some(compact)
 }
@@ -71,6 +75,12 @@ impl PhoneBook {
         }
         cache.insert(raw.to_owned(), normalized.clone());
         normalized
+    }
+
+    /// [`normalize_business`], through the memo.
+    pub(crate) fn normalize_business(&self, raw: Option<&str>) -> Option<String> {
+        self.normalize(raw)
+            .or_else(|| raw.and_then(as_written_e164))
     }
 
     /// Takes in numbers another memo normalized already (the rebuild's reader thread parses
@@ -112,22 +122,36 @@ mod tests {
         assert_eq!(normalize(""), None);
         assert_eq!(normalize("anonymous"), None);
         assert_eq!(normalize("12"), None);
-        assert_eq!(normalize("+12"), None);
-        assert_eq!(normalize("0000 1234567"), None);
     }
 
     /// A registry may hold numbers libphonenumber does not know (`is_e164` is its rule): an
-    /// unassigned country code here, or a range its metadata lacks.
+    /// unassigned country code here, or a range its metadata lacks. As a business's number it
+    /// is kept as written; as a customer's it is none.
     #[test]
-    fn an_e164_number_libphonenumber_does_not_know_is_kept_as_written() {
+    fn an_e164_business_number_libphonenumber_does_not_know_is_kept_as_written() {
         assert!(
             phonenumber::parse(Some(DEFAULT_REGION), "+999123456789")
                 .map_or(true, |n| !phonenumber::is_valid(&n)),
             "the example is one libphonenumber refuses"
         );
-        assert_eq!(normalize("+999123456789").as_deref(), Some("+999123456789"));
+        assert_eq!(normalize("+999123456789"), None);
         assert_eq!(
-            normalize(" +999 (123) 456-789 ").as_deref(),
+            normalize_business("+999123456789").as_deref(),
+            Some("+999123456789")
+        );
+        assert_eq!(
+            normalize_business(" +999 (123) 456-789 ").as_deref(),
+            Some("+999123456789")
+        );
+        assert_eq!(
+            normalize_business("030 83793369").as_deref(),
+            Some("+493083793369")
+        );
+        assert_eq!(normalize_business("0000 1234567"), None);
+        let book = PhoneBook::default();
+        assert_eq!(book.normalize(Some("+999123456789")), None);
+        assert_eq!(
+            book.normalize_business(Some("+999123456789")).as_deref(),
             Some("+999123456789")
         );
     }

@@ -623,7 +623,7 @@ impl ReadModels {
             .phones
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .normalize(Some(phone));
+            .normalize_business(Some(phone));
         let Some(e164) = e164 else {
             return Ok(None);
         };

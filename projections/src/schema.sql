@@ -201,8 +201,10 @@ CREATE TABLE IF NOT EXISTS anomalies (
     event_type          TEXT NOT NULL,
     reason              TEXT NOT NULL,
     message             TEXT NOT NULL,
-    -- What the anomaly is about, so attribution can resolve it: `call`, `booking`, `payment`,
-    -- `subscription`, or NULL.
+    -- What the anomaly is about, so attribution can resolve it or name its tenant: for
+    -- `unattributed_*` the record waiting (`call`, `booking`, `payment`, `subscription`), else
+    -- the aggregate of the stream it was recorded on (`call`, `booking`, `tenant`, `billing`,
+    -- `event-type`), or the stream's own prefix (`delivery`, `stream`).
     subject_kind        TEXT,
     subject_id          TEXT,
     tenant_id           TEXT,

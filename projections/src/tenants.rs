@@ -87,7 +87,7 @@ pub(crate) fn branch_removed(cx: &Cx<'_, '_>, event: &BranchRemoved) -> Applied 
 pub(crate) fn phone_number_assigned(cx: &Cx<'_, '_>, event: &PhoneNumberAssigned) -> Applied {
     let number = cx
         .phones
-        .normalize(Some(&event.phone_number))
+        .normalize_business(Some(&event.phone_number))
         .unwrap_or_else(|| event.phone_number.clone());
     ensure(cx, &event.tenant_id)?;
     ensure_branch(cx, &event.tenant_id, &event.branch_id)?;
@@ -124,7 +124,7 @@ pub(crate) fn phone_number_assigned(cx: &Cx<'_, '_>, event: &PhoneNumberAssigned
 pub(crate) fn phone_number_unassigned(cx: &Cx<'_, '_>, event: &PhoneNumberUnassigned) -> Applied {
     let number = cx
         .phones
-        .normalize(Some(&event.phone_number))
+        .normalize_business(Some(&event.phone_number))
         .unwrap_or_else(|| event.phone_number.clone());
     // Calls already attributed stay with the tenant they rang at.
     cx.conn

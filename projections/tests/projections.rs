@@ -691,6 +691,44 @@ async fn an_anomaly_names_the_tenant_of_what_it_is_about_once_that_is_known() {
     );
 }
 
+/// An anomaly recorded on a call's stream before any event made the call's row (a Retell
+/// event no rule applies to, delivered before `call_started`) names the tenant once the call
+/// is attributed, even by the event that creates the row.
+#[tokio::test]
+async fn an_anomaly_before_the_calls_first_event_names_the_tenant_that_event_attributes() {
+    let h = Harness::new();
+    open_tenant(&h, "t1", 0).await;
+    h.append_raw(
+        "call-c9",
+        "DeliveryReceived",
+        json!({"provider": "retell", "body": "{}",
+               "unhandled": {"event_type": "transcript_updated", "reason": "no rule"}}),
+    )
+    .await;
+    let read = h.project().await;
+    let unknown = anomalies_with(&read, "unknown_event_type");
+    assert_eq!(
+        (
+            unknown[0].subject_id.as_deref(),
+            unknown[0].tenant_id.as_deref()
+        ),
+        (Some("c9"), None)
+    );
+    h.append(
+        "call-c9",
+        vec![call_ended("c9", "+4915123456789", SALON, 1)],
+    )
+    .await;
+    let read = h.project().await;
+    assert_eq!(
+        read.call("c9").unwrap().unwrap().tenant_id.as_deref(),
+        Some("t1")
+    );
+    let unknown = anomalies_with(&read, "unknown_event_type");
+    assert_eq!(unknown[0].tenant_id.as_deref(), Some("t1"));
+    assert!(unknown[0].resolved_at.is_none(), "named, not resolved");
+}
+
 #[tokio::test]
 async fn a_delivery_the_domain_has_no_rule_for_is_listed_as_an_unknown_event_type() {
     let h = Harness::new();

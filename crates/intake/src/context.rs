@@ -15,7 +15,8 @@ pub struct BranchRef {
     pub time_zone: Option<Tz>,
 }
 
-/// Finds the branch a dialled number (`to_number`, E.164) rings at.
+/// Finds the branch a call's business number (E.164: `to_number` of an inbound call,
+/// `from_number` of an outbound one) belongs to.
 pub trait BranchDirectory {
     fn branch_for_number(&self, phone_number: &str) -> Option<BranchRef>;
 }

@@ -20,10 +20,13 @@ const HTTP1_MAX_HEAD: usize = 8192 + 4096 * 100;
 const RAW_DELIVERY_HEAD_ROOM: usize = 1024 * 1024;
 const _: () = assert!(RAW_DELIVERY_HEAD_ROOM >= 2 * HTTP1_MAX_HEAD + 64 * 1024);
 
-/// The largest event the store must take so that every delivery within `max_body` can be
-/// recorded: the raw delivery keeps the body as a JSON string, where escaping at most doubles
-/// it (a valid JSON body's `"`, `\` and raw whitespace each become two bytes, nothing more),
-/// beside the headers it keeps. Never below the stores' default.
+/// The largest event the store must take so that a body within `max_body` is never refused
+/// for the escaping it needs: the raw delivery keeps the body as a JSON string, where escaping
+/// at most doubles it (a valid JSON body's `"`, `\` and raw whitespace each become two bytes,
+/// nothing more), beside the headers it keeps. The raw delivery also repeats a few short fields
+/// of the body (the event's name; the call id, in the metadata): a body whose own event name or
+/// ids run to hundreds of KiB can still be over the limit, and is refused 413. Never below the
+/// stores' default.
 pub fn max_event_bytes(max_body: usize) -> usize {
     max_body
         .saturating_mul(2)

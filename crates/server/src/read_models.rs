@@ -87,10 +87,11 @@ impl ReadModelHandle {
         self.query(move |rm| rm.tenant_by_token_hash(&hash)).await
     }
 
-    /// The branch a dialled number rings at, for the time zone of the caller's appointment.
+    /// The branch a call's business number belongs to, for the time zone of the caller's
+    /// appointment.
     pub async fn branch_for_number(&self, number: &str) -> Result<Option<BranchRef>, Error> {
         let number = number.to_owned();
-        // On every delivery that names a dialled number.
+        // On every call delivery that names a business number.
         let owner = self.lookup(move |rm| rm.number_owner(&number)).await?;
         Ok(owner.and_then(|owner| {
             Some(BranchRef {

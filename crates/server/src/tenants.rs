@@ -17,7 +17,7 @@ pub async fn register(
     // never depends on how a number was typed here.
     for branch in &mut request.branches {
         for number in &mut branch.phone_numbers {
-            if let Some(e164) = switchboard_projections::normalize_phone(number) {
+            if let Some(e164) = switchboard_projections::normalize_business_phone(number) {
                 *number = e164;
             }
         }

@@ -52,13 +52,13 @@ pub(crate) fn from_pg(target: &Target, error: &tokio_postgres::Error) -> StoreEr
             c if c.starts_with("08") || c.starts_with("53") || c.starts_with("57P") => {
                 StoreError::Unavailable(format!("{target}: {message}"))
             }
-            // A lock held past `lock_timeout`, a statement cancelled by `statement_timeout`
-            // (set for the role or database by whoever runs it): the transaction is rolled
-            // back, so nothing was written.
+            // A lock held past `lock_timeout` (set for the role or database by whoever runs
+            // it): the transaction is rolled back, nothing was written, and the lock will go.
+            // A statement cancelled by `statement_timeout` is not: the same statement would
+            // be cancelled again, and its batch's other appends are retried one by one.
             _ if *code == SqlState::T_R_SERIALIZATION_FAILURE
                 || *code == SqlState::T_R_DEADLOCK_DETECTED
-                || *code == SqlState::LOCK_NOT_AVAILABLE
-                || *code == SqlState::QUERY_CANCELED =>
+                || *code == SqlState::LOCK_NOT_AVAILABLE =>
             {
                 StoreError::Unavailable(format!("{target}: {message}"))
             }

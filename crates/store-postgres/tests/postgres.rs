@@ -502,9 +502,9 @@ async fn the_store_reconnects_after_its_sessions_are_killed() {
     .unwrap();
 }
 
-/// A lock held past the session's `lock_timeout` (a DBA's setting, say) or a statement
-/// cancelled by `statement_timeout` leaves nothing written: the append is `Unavailable` (503,
-/// retry), not a backend failure (500), and succeeds once the lock is gone.
+/// A lock held past the session's `lock_timeout` (a DBA's setting, say) leaves nothing
+/// written: the append is `Unavailable` (503, retry), not a backend failure (500), and succeeds
+/// once the lock is gone.
 #[tokio::test]
 async fn an_append_locked_out_past_the_lock_timeout_is_unavailable_and_then_succeeds() {
     let Some(url) = database_url("an_append_locked_out_past_the_lock_timeout_is_unavailable")
