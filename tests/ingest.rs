@@ -507,6 +507,48 @@ async fn the_custom_function_endpoint_answers_with_the_result_and_records_it() {
     );
 }
 
+/// Store trouble against the real server: while another process holds the event store's
+/// write lock past its bound (5 s), a delivery answers 503 `store_unavailable` with
+/// `Retry-After` and nothing is recorded; once the lock is gone the service takes the same
+/// delivery (200, not 409: it was never half-recorded), without a restart.
+#[tokio::test]
+async fn a_store_locked_past_its_bound_answers_503_and_recovers_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(ServerOptions::new(dir.path()));
+    let client = client();
+    let (status, body) = retell(&client, &server, &call_event("call_started", "call-before")).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Another process's write transaction on the store's file: SQLite's write lock.
+    let locker = rusqlite::Connection::open(server.data_dir.join("events.sqlite")).unwrap();
+    locker.busy_timeout(Duration::from_secs(10)).unwrap();
+    locker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let locked = call_event("call_started", "call-locked");
+    let response = retell_post(
+        &client,
+        &server.url("/api/retell/webhook"),
+        &locked.to_string(),
+    )
+    .send()
+    .await
+    .unwrap();
+    let status = response.status().as_u16();
+    let retry_after = response.headers().get("retry-after").cloned();
+    let body: Value = response.json().await.unwrap();
+    locker.execute_batch("ROLLBACK").unwrap();
+    drop(locker);
+    assert_eq!((status, code(&body)), (503, "store_unavailable"), "{body}");
+    assert!(retry_after.is_some(), "503 says when to come back");
+
+    let (status, body) = retell(&client, &server, &locked).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("accepted")),
+        "the same delivery once the lock is gone: {body}"
+    );
+    assert_eq!(stream(&client, &server, "call-call-locked").await.len(), 2);
+}
+
 #[tokio::test]
 async fn rate_limited_deliveries_get_429_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
