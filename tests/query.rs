@@ -561,6 +561,89 @@ fn export(server: &TestServer, projection: &str) -> String {
     )
 }
 
+/// `check_availability` naming a service but no duration checks a slot as long as that
+/// service's appointments at the tenant usually are (here 45 minutes, not the default 30).
+#[tokio::test]
+async fn check_availability_takes_a_services_usual_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(ServerOptions::new(dir.path()));
+    let client = client();
+    let (status, body) = put_tenant(&client, &server, "salon", &json!({
+        "name": "Salon Berlin",
+        "branches": [{"branch_id": "mitte", "name": "Mitte", "phone_numbers": ["+493083793369"]}],
+        "calcom_organizer_ids": [12345]
+    }))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let mut booked = booking(
+        "BOOKING_CREATED",
+        "bkg-45",
+        "2025-04-14T10:30:00.000Z",
+        "call-x",
+    );
+    booked["payload"]["endTime"] = json!("2025-04-15T13:15:00.000Z");
+    booked["payload"]["eventType"] = json!({"title": "Damenhaarschnitt"});
+    let (status, body) = deliver(
+        &client,
+        &server,
+        "/api/calcom/webhook",
+        Scheme::CalcomDocumented,
+        CALCOM_SECRET,
+        &booked,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    settle(&client, &server).await;
+
+    let date = (chrono::Utc::now() + chrono::Duration::days(28)).date_naive();
+    let monday = date
+        - chrono::Duration::days(i64::from(
+            chrono::Datelike::weekday(&date).num_days_from_monday(),
+        ));
+    let ask = |args: &Value| {
+        json!({
+            "name": "check_availability",
+            "args": args,
+            "call": {"call_id": "call-svc", "from_number": "+4915123456789",
+                     "to_number": "+493083793369", "direction": "inbound"}
+        })
+    };
+    let minutes = |answer: &Value| {
+        let slot = &answer["slots"][0];
+        let start = chrono::DateTime::parse_from_rfc3339(slot["start"].as_str().unwrap());
+        let end = chrono::DateTime::parse_from_rfc3339(slot["end"].as_str().unwrap());
+        (end.unwrap() - start.unwrap()).num_minutes()
+    };
+    let day = monday.to_string();
+    for (args, expected) in [
+        (
+            json!({"date": day, "time": "10:00", "service": "Damenhaarschnitt"}),
+            45,
+        ),
+        (
+            json!({"date": day, "time": "11:00", "service": "Färben"}),
+            30,
+        ),
+        (
+            json!({"date": day, "time": "12:00", "service": "Damenhaarschnitt", "duration": 20}),
+            20,
+        ),
+    ] {
+        let (status, answer) = deliver(
+            &client,
+            &server,
+            "/api/retell/functions/check_availability",
+            Scheme::RetellDocumented,
+            RETELL_SECRET,
+            &ask(&args),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["available"], true, "{args}: {answer}");
+        assert_eq!(minutes(&answer), expected, "{args}: {answer}");
+    }
+}
+
 /// Read models the server cannot fold into pause its projections. /readyz stays ready (the
 /// deliveries are still taken and stored) and says why, rather than only a lag that grows.
 #[cfg(unix)]

@@ -298,6 +298,25 @@ pub struct Availability {
     pub busy: Vec<BusySlot>,
 }
 
+/// How many of a service's latest appointments say how long it usually takes.
+pub const SERVICE_SAMPLE: i64 = 50;
+
+/// The most common whole-minute length (1 minute to a day) of the `(start, end)` pairs, the
+/// first of them on a tie.
+fn most_common_minutes(times: &[(String, String)]) -> Option<i64> {
+    let lengths: Vec<i64> = times
+        .iter()
+        .filter_map(|(start, end)| {
+            let start = DateTime::parse_from_rfc3339(start).ok()?;
+            let end = DateTime::parse_from_rfc3339(end).ok()?;
+            Some((end - start).num_minutes()).filter(|m| (1..=24 * 60).contains(m))
+        })
+        .collect();
+    let count = |m: i64| lengths.iter().filter(|l| **l == m).count();
+    // Ties go to the first (the most recent): max_by_key keeps the last maximum, so reverse.
+    lengths.iter().rev().copied().max_by_key(|m| count(*m))
+}
+
 /// Opening hours for a branch that has none registered: Mon–Fri 09:00–18:00, Sat 09:00–14:00.
 pub fn default_opening_hours() -> Vec<OpeningHours> {
     let at = |h| NaiveTime::from_hms_opt(h, 0, 0).unwrap_or_default();
@@ -645,6 +664,31 @@ impl ReadModels {
         })
     }
 
+    /// The usual length of `service` at this tenant, in minutes, for a `check_availability`
+    /// that names a service but no duration: the most common length among the tenant's latest
+    /// appointments of that service (up to [`SERVICE_SAMPLE`]; on a tie, the most recent), None
+    /// when none has a start and an end.
+    pub fn service_minutes(
+        &self,
+        tenant_id: &str,
+        service: &str,
+    ) -> Result<Option<i64>, ProjectionError> {
+        self.with(|conn| {
+            let times: Vec<(String, String)> = conn
+                .prepare_cached(
+                    "SELECT start_at, end_at FROM appointments
+                     WHERE tenant_id = ?1 AND service = ?2
+                       AND start_at IS NOT NULL AND end_at IS NOT NULL
+                     ORDER BY seq DESC LIMIT ?3",
+                )?
+                .query_map(params![tenant_id, service, SERVICE_SAMPLE], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(most_common_minutes(&times))
+        })
+    }
+
     /// For `check_availability`: the branch's opening hours (the default when it has none) and
     /// the booked appointments of the tenant that overlap `[from, to)`, narrowed to a branch
     /// and a staff member when given. Cancelled appointments and bookings moved to a new uid
@@ -905,6 +949,33 @@ fn tenant_view(conn: &Conn, tenant_id: &str) -> Result<Option<TenantView>, Proje
 
 #[cfg(test)]
 mod tests {
+    fn pair(start: &str, end: &str) -> (String, String) {
+        (start.to_owned(), end.to_owned())
+    }
+
+    #[test]
+    fn a_services_usual_length_is_its_most_common_the_most_recent_on_a_tie() {
+        let times = [
+            pair("2026-01-02T10:00:00.000Z", "2026-01-02T10:45:00.000Z"),
+            pair("2026-01-01T10:00:00.000Z", "2026-01-01T10:30:00.000Z"),
+            pair("2025-12-31T10:00:00.000Z", "2025-12-31T10:30:00.000Z"),
+            pair("2025-12-30T10:00:00.000Z", "2025-12-30T10:45:00.000Z"),
+            pair("not a time", "2025-12-30T10:45:00.000Z"),
+            pair("2025-12-29T10:00:00.000Z", "2025-12-29T09:00:00.000Z"),
+        ];
+        assert_eq!(
+            most_common_minutes(&times),
+            Some(45),
+            "two each: the latest wins"
+        );
+        assert_eq!(most_common_minutes(&times[1..]), Some(30));
+        assert_eq!(
+            most_common_minutes(&times[4..]),
+            None,
+            "unreadable or negative"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -936,6 +936,17 @@ async fn tokens_availability_and_exports_read_from_the_tables() {
             .busy
             .is_empty()
     );
+    // Both bookings are 30-minute "Herrenhaarschnitt"s; nothing says how long another
+    // service takes, nor this one at another tenant.
+    assert_eq!(
+        read.service_minutes("t1", "Herrenhaarschnitt").unwrap(),
+        Some(30)
+    );
+    assert_eq!(read.service_minutes("t1", "Färben").unwrap(), None);
+    assert_eq!(
+        read.service_minutes("t2", "Herrenhaarschnitt").unwrap(),
+        None
+    );
 
     let mut jsonl = Vec::new();
     assert_eq!(

@@ -66,14 +66,26 @@ pub async fn answer_for(
     if function != CHECK_AVAILABILITY {
         return Ok(None);
     }
-    let request = availability_request(arguments, arguments_path, now)?;
+    let Asked {
+        mut request,
+        length_of,
+    } = availability_request(arguments, arguments_path, now)?;
     let window_start = crate::availability::day_start_utc(request.date);
     let window_end = window_start + Duration::days(8);
-    let (busy, hours) = state
+    let inputs = state
         .read_models
-        .availability_inputs(call_id, business_number, window_start, window_end)
+        .availability_inputs(
+            call_id,
+            business_number,
+            length_of.as_deref(),
+            window_start,
+            window_end,
+        )
         .await?;
-    let answer = availability::check(&request, &busy, &hours, now);
+    if let Some(length) = inputs.service_length {
+        request.duration = length;
+    }
+    let answer = availability::check(&request, &inputs.busy, &inputs.hours, now);
     Ok(Some(FunctionAnswer { request_id, answer }))
 }
 
@@ -81,12 +93,13 @@ pub async fn answer_for(
 /// chrono's limits whatever year a caller says.
 const BOOKING_HORIZON_DAYS: i64 = 2 * 366;
 
-/// `{"date": "2025-04-15" | "15.04.2025", "time": "14:30", "duration": 30, "staff": "Marie"}`.
+/// `{"date": "2025-04-15" | "15.04.2025", "time": "14:30", "duration": 30, "staff": "Marie",
+/// "service": "Herrenhaarschnitt"}`.
 fn availability_request(
     arguments: &Map<String, Value>,
     path: &str,
     now: DateTime<Utc>,
-) -> Result<Request, Error> {
+) -> Result<Asked, Error> {
     let invalid = |name: &str, reason: String| {
         Error::Intake(IntakeError::InvalidField {
             path: format!("{path}.{name}"),
@@ -126,14 +139,32 @@ fn availability_request(
     let minutes = arguments
         .get("duration")
         .and_then(|v| v.as_i64().or_else(|| v.as_str()?.trim().parse().ok()))
-        .filter(|m| (1..=24 * 60).contains(m))
-        .unwrap_or(30);
-    Ok(Request {
-        date,
-        time,
-        duration: Duration::minutes(minutes),
-        staff: text("staff").filter(|s| !s.is_empty()).map(str::to_owned),
+        .filter(|m| (1..=24 * 60).contains(m));
+    Ok(Asked {
+        request: Request {
+            date,
+            time,
+            duration: Duration::minutes(minutes.unwrap_or(DEFAULT_MINUTES)),
+            staff: text("staff").filter(|s| !s.is_empty()).map(str::to_owned),
+        },
+        length_of: text("service")
+            .filter(|s| !s.is_empty() && minutes.is_none())
+            .map(str::to_owned),
     })
+}
+
+/// An appointment's length when the call says neither a duration nor a service the tenant
+/// has appointments of.
+const DEFAULT_MINUTES: i64 = 30;
+
+/// What a `check_availability` call asks.
+#[derive(Debug)]
+struct Asked {
+    /// With the duration given, or [`DEFAULT_MINUTES`].
+    request: Request,
+    /// The service whose usual length is the duration, when the call names a service and no
+    /// duration.
+    length_of: Option<String>,
 }
 
 #[cfg(test)]
@@ -165,7 +196,22 @@ mod tests {
             now,
         )
         .unwrap();
-        assert_eq!(ok.date, NaiveDate::from_ymd_opt(2026, 11, 24).unwrap());
+        assert_eq!(
+            ok.request.date,
+            NaiveDate::from_ymd_opt(2026, 11, 24).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_service_without_a_duration_asks_for_the_services_length() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap();
+        let asked = |value| availability_request(&args(value), "$.args", now).unwrap();
+        let named = asked(json!({"date": "2026-11-24", "service": "Färben"}));
+        assert_eq!(named.length_of.as_deref(), Some("Färben"));
+        assert_eq!(named.request.duration, Duration::minutes(DEFAULT_MINUTES));
+        let given = asked(json!({"date": "2026-11-24", "service": "Färben", "duration": 45}));
+        assert_eq!(given.length_of, None, "a duration given wins");
+        assert_eq!(given.request.duration, Duration::minutes(45));
     }
 
     #[test]

@@ -103,17 +103,20 @@ impl ReadModelHandle {
     }
 
     /// What `check_availability` needs: the booked slots and opening hours of the branch the
-    /// call rang at (the owner of its business number, else the call's recorded branch). A
-    /// call no tenant owns yet gets the default week and no bookings.
+    /// call rang at (the owner of its business number, else the call's recorded branch), and
+    /// how long `service` usually takes there when one is named. A call no tenant owns yet
+    /// gets the default week, no bookings and no service length.
     pub async fn availability_inputs(
         &self,
         call_id: &str,
         business_number: Option<&str>,
+        service: Option<&str>,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> Result<(Vec<Busy>, OpeningHours), Error> {
+    ) -> Result<AvailabilityInputs, Error> {
         let call_id = call_id.to_owned();
         let business_number = business_number.map(str::to_owned);
+        let service = service.map(str::to_owned);
         let availability = self
             .query(move |rm| {
                 let owner = match business_number.as_deref() {
@@ -128,19 +131,26 @@ impl ReadModelHandle {
                         .call(&call_id)?
                         .and_then(|call| Some((call.tenant_id?, call.branch_id))),
                 };
-                match owner {
-                    Some((tenant_id, branch_id)) => rm
-                        // Staff is matched by name in `availability::check`, which knows that
-                        // "Marie" and "Marie Schmidt" are one person.
-                        .availability(&tenant_id, branch_id.as_deref(), None, from, to)
-                        .map(Some),
-                    None => Ok(None),
-                }
+                let Some((tenant_id, branch_id)) = owner else {
+                    return Ok(None);
+                };
+                // Staff is matched by name in `availability::check`, which knows that "Marie"
+                // and "Marie Schmidt" are one person.
+                let availability =
+                    rm.availability(&tenant_id, branch_id.as_deref(), None, from, to)?;
+                let service_minutes = match &service {
+                    Some(service) => rm.service_minutes(&tenant_id, service)?,
+                    None => None,
+                };
+                Ok(Some((availability, service_minutes)))
             })
             .await?;
-        let Some(availability) = availability else {
-            let hours = OpeningHours::weekly(default_zone(), &default_opening_hours());
-            return Ok((Vec::new(), hours));
+        let Some((availability, service_minutes)) = availability else {
+            return Ok(AvailabilityInputs {
+                busy: Vec::new(),
+                hours: OpeningHours::weekly(default_zone(), &default_opening_hours()),
+                service_length: None,
+            });
         };
         // The read models give the default week for a branch that registered none.
         let zone = availability
@@ -159,8 +169,21 @@ impl ReadModelHandle {
                 })
             })
             .collect();
-        Ok((busy, hours))
+        Ok(AvailabilityInputs {
+            busy,
+            hours,
+            service_length: service_minutes.map(chrono::Duration::minutes),
+        })
     }
+}
+
+/// What [`ReadModelHandle::availability_inputs`] gathers.
+pub struct AvailabilityInputs {
+    pub busy: Vec<Busy>,
+    pub hours: OpeningHours,
+    /// How long the named service usually takes at the tenant (see
+    /// `ReadModels::service_minutes`); None when no service was named or none was recorded.
+    pub service_length: Option<chrono::Duration>,
 }
 
 fn default_zone() -> Tz {
