@@ -16,39 +16,18 @@ use switchboard_domain::event::TransitionRejected;
 use crate::apply::{Applied, Cx};
 use crate::attribution;
 
-/// An anomaly about to be recorded at the event in hand.
-struct NewAnomaly<'a> {
-    reason: &'a str,
-    message: String,
-    subject_kind: &'a str,
-    subject_id: &'a str,
-    tenant_id: Option<String>,
-}
-
 /// Records an anomaly about the aggregate of the event in hand: `reason` is its code.
 pub(crate) fn at_event(cx: &Cx<'_, '_>, reason: &str, message: String) -> Applied {
     let (kind, id) = stream_subject(cx.stream);
     let tenant_id = subject_tenant(cx, kind, id)?;
-    record(
-        cx,
-        NewAnomaly {
-            reason,
-            message,
-            subject_kind: kind,
-            subject_id: id,
-            tenant_id,
-        },
-    )
+    record(cx, (kind, id), reason, message, tenant_id)
 }
 
 /// The aggregate a stream belongs to, as (subject kind, id): `call-c1` is call `c1`,
 /// `event-type-42` event type `42`; a stream of no aggregate (`delivery-…`) is about itself.
 fn stream_subject(stream: &str) -> (&str, &str) {
-    match StreamId::parse(stream) {
-        Ok(parsed) => {
-            let kind = parsed.kind().prefix();
-            (kind, &stream[kind.len() + 1..])
-        }
+    match StreamId::split(stream) {
+        Ok((kind, id)) => (kind.prefix(), id),
         Err(_) => stream.split_once('-').unwrap_or(("stream", stream)),
     }
 }
@@ -70,7 +49,14 @@ fn subject_tenant(cx: &Cx<'_, '_>, kind: &str, id: &str) -> SqlResult<Option<Str
     }
 }
 
-fn record(cx: &Cx<'_, '_>, anomaly: NewAnomaly<'_>) -> Applied {
+/// Records an anomaly at the event in hand about `(subject_kind, subject_id)`.
+fn record(
+    cx: &Cx<'_, '_>,
+    (subject_kind, subject_id): (&str, &str),
+    reason: &str,
+    message: String,
+    tenant_id: Option<String>,
+) -> Applied {
     // The id is the next one explicitly, not a sequence's: rolled-back attempts must leave no
     // gaps, so live processing and a rebuild number anomalies alike. Read, then inserted: an
     // `INSERT … SELECT` from the table it inserts into went through a temporary table.
@@ -89,11 +75,11 @@ fn record(cx: &Cx<'_, '_>, anomaly: NewAnomaly<'_>) -> Applied {
             cx.seq(),
             cx.stream,
             cx.event_type,
-            anomaly.reason,
-            anomaly.message,
-            anomaly.subject_kind,
-            anomaly.subject_id,
-            anomaly.tenant_id,
+            reason,
+            message,
+            subject_kind,
+            subject_id,
+            tenant_id,
             cx.at,
         ])?;
     Ok(())
@@ -119,16 +105,7 @@ pub(crate) fn unattributed(
     if open.is_some() {
         return Ok(());
     }
-    record(
-        cx,
-        NewAnomaly {
-            reason,
-            message,
-            subject_kind: kind,
-            subject_id: id,
-            tenant_id: None,
-        },
-    )
+    record(cx, (kind, id), reason, message, None)
 }
 
 /// `kind` `id` now belongs to `tenant_id` (by the event in hand): its open `unattributed_*`

@@ -40,10 +40,7 @@ pub use db::{
 };
 pub use error::ProjectionError;
 pub use export::{ExportFormat, export};
-pub use phone::{
-    normalize as normalize_phone, normalize_business as normalize_business_phone,
-    warm_up as warm_up_phone_numbers,
-};
+pub use phone::{normalize_business as normalize_business_phone, warm_up as warm_up_phone_numbers};
 pub use query::*;
 pub use rebuild::{RebuildReport, Until, rebuild, rebuild_at};
 pub use runner::{DEFAULT_MAX_BATCH, LEADER_RETRY, ProjectionLag, Projector};

@@ -299,7 +299,7 @@ pub struct Availability {
 }
 
 /// How many of a service's latest appointments say how long it usually takes.
-pub const SERVICE_SAMPLE: i64 = 50;
+const SERVICE_SAMPLE: i64 = 50;
 
 /// The most common whole-minute length (1 minute to a day) of the `(start, end)` pairs, the
 /// first of them on a tie.
@@ -666,7 +666,7 @@ impl ReadModels {
 
     /// The usual length of `service` at this tenant, in minutes, for a `check_availability`
     /// that names a service but no duration: the most common length among the tenant's latest
-    /// appointments of that service (up to [`SERVICE_SAMPLE`]; on a tie, the most recent), None
+    /// appointments of that service (up to 50; on a tie, the most recent), None
     /// when none has a start and an end.
     pub fn service_minutes(
         &self,
@@ -949,6 +949,8 @@ fn tenant_view(conn: &Conn, tenant_id: &str) -> Result<Option<TenantView>, Proje
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     fn pair(start: &str, end: &str) -> (String, String) {
         (start.to_owned(), end.to_owned())
     }
@@ -975,8 +977,6 @@ mod tests {
             "unreadable or negative"
         );
     }
-
-    use super::*;
 
     #[test]
     fn cursors_round_trip_and_foreign_ones_are_refused() {

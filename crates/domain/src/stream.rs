@@ -122,6 +122,12 @@ impl StreamId {
 
     /// Parses `{prefix}-{id}`. The id may itself contain `-` (UUIDs do).
     pub fn parse(name: &str) -> Result<Self, StreamIdError> {
+        let (kind, id) = StreamId::split(name)?;
+        Ok(StreamId::new(kind, id))
+    }
+
+    /// [`StreamId::parse`] without copying: the aggregate kind and the id inside `name`.
+    pub fn split(name: &str) -> Result<(AggregateKind, &str), StreamIdError> {
         // `event-type` is the only prefix with a dash; no prefix is a prefix of another once
         // the separator is included, so the first match is the only match.
         let (kind, id) = AggregateKind::ALL
@@ -138,7 +144,7 @@ impl StreamId {
         if id.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(StreamIdError::InvalidCharacters(name.to_owned()));
         }
-        Ok(StreamId::new(kind, id))
+        Ok((kind, id))
     }
 }
 
