@@ -189,11 +189,7 @@ async fn accept(
     )?;
     let delivery = match &incoming.endpoint {
         Endpoint::RetellFunction { name } => {
-            let delivery = switchboard_webhooks::parse_retell_function(body)?;
-            if let Delivery::RetellFunction(request) = &delivery {
-                request.check_called_as(name)?;
-            }
-            delivery
+            switchboard_webhooks::parse_retell_function_called(body, name)?
         }
         _ => switchboard_webhooks::parse(provider, body)?,
     };

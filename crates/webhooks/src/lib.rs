@@ -31,7 +31,7 @@ mod signature;
 pub use diagnosis::{Diagnosis, Finding, diagnose};
 pub use error::{HeaderPart, ParseError, Skew, VerifyError};
 pub use headers::HeaderLookup;
-pub use payload::{Delivery, parse, parse_retell_function};
+pub use payload::{Delivery, parse, parse_retell_function, parse_retell_function_called};
 pub use provider::{Provider, Scheme, UnknownProvider, UnknownScheme};
 pub use secret::{Keyring, Secret};
 pub use signature::{Verified, detect_provider, sign, verify};

@@ -110,6 +110,14 @@ pub fn parse_retell_function(body: &[u8]) -> Result<Delivery, ParseError> {
     from_json::<RetellFunctionRequest>(utf8(body)?, "$").map(Delivery::RetellFunction)
 }
 
+/// [`parse_retell_function`] for a request posted to `/api/retell/functions/{called}`: its
+/// signed body must name that function (see [`RetellFunctionRequest::check_called_as`]).
+pub fn parse_retell_function_called(body: &[u8], called: &str) -> Result<Delivery, ParseError> {
+    let request = from_json::<RetellFunctionRequest>(utf8(body)?, "$")?;
+    request.check_called_as(called)?;
+    Ok(Delivery::RetellFunction(request))
+}
+
 fn parse_retell(text: &str) -> Result<RetellEvent, ParseError> {
     #[derive(Deserialize)]
     struct Head<'a> {
