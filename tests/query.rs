@@ -434,6 +434,23 @@ async fn the_story_is_attributed_queryable_isolated_and_rebuilds_the_same() {
             .0,
         403
     );
+    // Who is asking is settled before what is asked: a bad query string without a token is
+    // 401, and with a tenant's token on an admin resource 403, never a 400 that reveals how
+    // the query would have been read.
+    let (status, refused) = get(&client, &server, "/api/calls?limit=1&limit=2", None).await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (401, Some("missing_token")),
+        "{refused}"
+    );
+    let (status, refused) = get(
+        &client,
+        &server,
+        "/api/streams/call-call-1?limit=1&limit=2",
+        Some(SALON_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 403, "{refused}");
 
     // Bad input: unknown ids, cursors and limits.
     assert_eq!(

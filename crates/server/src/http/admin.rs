@@ -3,13 +3,12 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::auth::authenticate;
+use super::auth::Admin;
 use super::params::{self, Params};
 use crate::{AppState, Error};
 
@@ -45,21 +44,19 @@ fn parse_number(name: &str, value: Option<&str>, default: u64, max: u64) -> Resu
 
 async fn quarantine(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    _: Admin,
     Params(query): Params<LimitQuery>,
 ) -> Result<Json<Value>, Error> {
-    authenticate(&state, &headers).await?.require_admin()?;
     let limit = params::limit(query.limit.as_deref(), 100)?;
     Ok(Json(json!({ "items": state.quarantine.list(limit) })))
 }
 
 async fn stream(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    _: Admin,
     Path(stream): Path<String>,
     Params(query): Params<LimitQuery>,
 ) -> Result<Json<Value>, Error> {
-    authenticate(&state, &headers).await?.require_admin()?;
     let limit = params::limit(query.limit.as_deref(), 1000)?.min(10_000);
     let from = parse_number("from_version", query.from_version.as_deref(), 0, u64::MAX)?;
     let events = state.store.read_stream(&stream, from, limit).await?;

@@ -1,5 +1,9 @@
 //! Bearer tokens: the admin token sees everything; a tenant token sees its own tenant.
 
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -33,7 +37,31 @@ impl Access {
     }
 }
 
-pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Access, Error> {
+/// The caller, from its bearer token. As an extractor it runs before the query string's and
+/// the body's, so a request without a valid token answers 401 whatever else is wrong with it.
+impl FromRequestParts<Arc<AppState>> for Access {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Error> {
+        authenticate(state, &parts.headers).await
+    }
+}
+
+/// A caller holding the admin token; a tenant token answers 403 before anything else is read.
+pub struct Admin;
+
+impl FromRequestParts<Arc<AppState>> for Admin {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Error> {
+        Access::from_request_parts(parts, state)
+            .await?
+            .require_admin()?;
+        Ok(Admin)
+    }
+}
+
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Access, Error> {
     let value = headers
         .get(header::AUTHORIZATION)
         .ok_or_else(|| Error::Unauthorized {

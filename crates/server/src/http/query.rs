@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use switchboard_intake::tenant::TenantRegistrationRequest;
 use switchboard_projections::{Page, ProjectionError, ReadModels};
 
-use super::auth::{Access, authenticate};
+use super::auth::{Access, Admin};
 use super::params::{self, Params};
 use crate::{AppState, Error};
 
@@ -68,20 +68,19 @@ fn visible<T>(
 /// One record by id, answered 404 when it does not exist or another tenant owns it.
 async fn one<T: Serialize + Send + 'static>(
     state: &AppState,
-    headers: &HeaderMap,
+    access: &Access,
     what: String,
     find: impl FnOnce(&ReadModels) -> Result<Option<T>, ProjectionError> + Send + 'static,
     owner: impl Fn(&T) -> Option<&str>,
 ) -> Result<Json<Value>, Error> {
-    let access = authenticate(state, headers).await?;
     let record = state.read_models.query(find).await?;
-    Ok(Json(json!(visible(&access, record, owner, what)?)))
+    Ok(Json(json!(visible(access, record, owner, what)?)))
 }
 
 /// A page of a list, scoped to the caller's tenant.
 async fn page<T: Serialize + Send + 'static>(
     state: &AppState,
-    headers: &HeaderMap,
+    access: &Access,
     query: ListQuery,
     list: impl FnOnce(
         &ReadModels,
@@ -92,8 +91,7 @@ async fn page<T: Serialize + Send + 'static>(
     + Send
     + 'static,
 ) -> Result<Json<Value>, Error> {
-    let access = authenticate(state, headers).await?;
-    let tenant = list_scope(&access, query.tenant_id)?;
+    let tenant = list_scope(access, query.tenant_id)?;
     let limit = params::limit(query.limit.as_deref(), DEFAULT_LIMIT)?;
     let after = query.after;
     let page = state
@@ -105,13 +103,13 @@ async fn page<T: Serialize + Send + 'static>(
 
 async fn get_call(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    access: Access,
     Path(call_id): Path<String>,
 ) -> Result<Json<Value>, Error> {
     let what = format!("call {call_id}");
     one(
         &state,
-        &headers,
+        &access,
         what,
         move |rm| rm.call(&call_id),
         |c| c.tenant_id.as_deref(),
@@ -121,10 +119,10 @@ async fn get_call(
 
 async fn list_calls(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    access: Access,
     Params(query): Params<ListQuery>,
 ) -> Result<Json<Value>, Error> {
-    page(&state, &headers, query, |rm, tenant, limit, after| {
+    page(&state, &access, query, |rm, tenant, limit, after| {
         rm.calls(tenant.as_deref(), limit, after)
     })
     .await
@@ -132,20 +130,20 @@ async fn list_calls(
 
 async fn get_appointment(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    access: Access,
     Path(booking_uid): Path<String>,
 ) -> Result<Json<Value>, Error> {
     let what = format!("appointment {booking_uid}");
     let find = move |rm: &ReadModels| rm.appointment(&booking_uid);
-    one(&state, &headers, what, find, |a| a.tenant_id.as_deref()).await
+    one(&state, &access, what, find, |a| a.tenant_id.as_deref()).await
 }
 
 async fn list_appointments(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    access: Access,
     Params(query): Params<ListQuery>,
 ) -> Result<Json<Value>, Error> {
-    page(&state, &headers, query, |rm, tenant, limit, after| {
+    page(&state, &access, query, |rm, tenant, limit, after| {
         rm.appointments(tenant.as_deref(), limit, after)
     })
     .await
@@ -161,10 +159,9 @@ struct CustomerQuery {
 
 async fn find_customer(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    access: Access,
     Params(query): Params<CustomerQuery>,
 ) -> Result<Json<Value>, Error> {
-    let access = authenticate(&state, &headers).await?;
     let tenant = list_scope(&access, query.tenant_id)?.ok_or_else(|| {
         Error::bad_request(
             "invalid_query",
@@ -191,20 +188,20 @@ async fn find_customer(
 
 async fn get_customer(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    access: Access,
     Path(customer_id): Path<String>,
 ) -> Result<Json<Value>, Error> {
     let what = format!("customer {customer_id}");
     let find = move |rm: &ReadModels| rm.customer(&customer_id);
-    one(&state, &headers, what, find, |c| Some(c.tenant_id.as_str())).await
+    one(&state, &access, what, find, |c| Some(c.tenant_id.as_str())).await
 }
 
 async fn list_anomalies(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    access: Access,
     Params(query): Params<ListQuery>,
 ) -> Result<Json<Value>, Error> {
-    page(&state, &headers, query, |rm, tenant_id, limit, after| {
+    page(&state, &access, query, |rm, tenant_id, limit, after| {
         let filter = switchboard_projections::AnomalyFilter {
             tenant_id,
             open_only: false,
@@ -216,10 +213,9 @@ async fn list_anomalies(
 
 async fn get_tenant(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    access: Access,
     Path(tenant_id): Path<String>,
 ) -> Result<Json<Value>, Error> {
-    let access = authenticate(&state, &headers).await?;
     if !access.sees(Some(&tenant_id)) {
         return Err(Error::not_found(format!("tenant {tenant_id}")));
     }
@@ -236,11 +232,10 @@ async fn get_tenant(
 /// registry could claim another tenant's phone number or organizer and read its calls.
 async fn put_tenant(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    _: Admin,
     Path(tenant_id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, Error> {
-    authenticate(&state, &headers).await?.require_admin()?;
     let request: TenantRegistrationRequest = serde_json::from_slice(&body).map_err(|e| {
         Error::bad_request("malformed_payload", format!("tenant registration: {e}"))
     })?;
