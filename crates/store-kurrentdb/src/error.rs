@@ -3,8 +3,8 @@
 //! The split matters to callers: `Unavailable` means "nothing was acknowledged, retry later"
 //! (the server answers 503 and the provider redelivers); what a human must fix (refused
 //! credentials, a deleted stream, an unsupported server) is `Backend` with a message naming
-//! the problem; an append KurrentDB refuses for its content (over its maximum append size) is
-//! `InvalidAppend`. Wrong expected versions never get here: `append.rs` reads the stream
+//! the problem — a server whose `MaxAppendSize` is below what the service lets in included; an
+//! append KurrentDB refuses for its content otherwise is `InvalidAppend`. Wrong expected versions never get here: `append.rs` reads the stream
 //! again and reports the version it finds. Messages name the server without its password.
 
 use kurrentdb::Error;
@@ -47,6 +47,17 @@ pub fn from_client(target: &str, error: &Error) -> StoreError {
         }
         Error::Grpc { code, message } if transient(*code) => {
             StoreError::Unavailable(format!("KurrentDB {target}: {message} ({code:?})"))
+        }
+        // The server's own limit, below what `--max-body` lets through: the delivery is
+        // fine and the server is misconfigured. A 500 keeps the provider retrying until the
+        // operator raises the limit; a 4xx would have it give the delivery up.
+        Error::Grpc { code, message }
+            if *code == Code::InvalidArgument && message.contains("Maximum Append Size") =>
+        {
+            StoreError::Backend(format!(
+                "KurrentDB {target} refused an append over its MaxAppendSize ({message}): raise \
+                 the server's MaxAppendSize to at least twice --max-body plus 1 MiB"
+            ))
         }
         Error::Grpc { code, message } if *code == Code::InvalidArgument => {
             StoreError::InvalidAppend(format!("KurrentDB {target} refused the append: {message}"))
@@ -141,7 +152,7 @@ mod tests {
     }
 
     #[test]
-    fn an_append_over_the_servers_limit_is_refused_not_retried() {
+    fn an_append_over_the_servers_limit_is_the_operators_to_fix_not_the_providers() {
         let mapped = from_client(
             "kurrentdb://db:2113",
             &Error::Grpc {
@@ -150,7 +161,23 @@ mod tests {
             },
         );
         assert!(
-            matches!(&mapped, StoreError::InvalidAppend(m) if m.contains("Maximum Append Size")),
+            matches!(&mapped, StoreError::Backend(m)
+                if m.contains("Maximum Append Size") && m.contains("raise the server's MaxAppendSize")),
+            "{mapped:?}"
+        );
+    }
+
+    #[test]
+    fn another_argument_the_server_refuses_is_an_invalid_append() {
+        let mapped = from_client(
+            "kurrentdb://db:2113",
+            &Error::Grpc {
+                code: Code::InvalidArgument,
+                message: "Invalid stream name".into(),
+            },
+        );
+        assert!(
+            matches!(&mapped, StoreError::InvalidAppend(m) if m.contains("Invalid stream name")),
             "{mapped:?}"
         );
     }
