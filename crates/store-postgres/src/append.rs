@@ -33,6 +33,32 @@ const UPSERT_STREAMS: &str = include_str!("sql/upsert_streams.sql");
 const ADVANCE_POSITIONS: &str = include_str!("sql/advance_positions.sql");
 const NOTIFY: &str = include_str!("sql/notify.sql");
 
+/// The most JSON one batch's statement carries. PostgreSQL refuses a message over 1 GB, and
+/// with a large `--max-body` a full batch (512 appends of events up to twice that) could pass
+/// it; a batch that would is committed in parts, each part as one transaction.
+const MAX_BATCH_BYTES: usize = 64 << 20;
+
+/// Where each part of a batch ends: consecutive appends up to `max_bytes` together, and an
+/// append larger than that on its own.
+fn chunk_ends(sizes: impl Iterator<Item = usize>, max_bytes: usize) -> Vec<usize> {
+    let mut ends = Vec::new();
+    let mut bytes = 0;
+    let mut count = 0;
+    for (index, size) in sizes.enumerate() {
+        if count > 0 && bytes + size > max_bytes {
+            ends.push(index);
+            bytes = 0;
+            count = 0;
+        }
+        bytes += size;
+        count += 1;
+    }
+    if count > 0 {
+        ends.push(ends.last().copied().unwrap_or(0) + count);
+    }
+    ends
+}
+
 /// One append, validated, serialized and laid out as columns on the caller's task, so the
 /// writer only decides and talks to the database.
 pub(crate) struct AppendRequest {
@@ -100,6 +126,15 @@ impl AppendRequest {
         Ok((request, answer))
     }
 
+    /// The JSON this append sends, which is nearly all of its share of a batch's message.
+    fn bytes(&self) -> usize {
+        self.data
+            .iter()
+            .chain(&self.metadata)
+            .map(String::len)
+            .sum()
+    }
+
     /// Answers the caller; a caller that stopped waiting is no reason to fail the others.
     fn answer(&mut self, result: Answer) {
         if let Some(reply) = self.reply.take() {
@@ -133,42 +168,52 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let answers = match self.commit(&batch).await {
-                Ok(answers) => answers,
-                Err(Failure::Unavailable(error)) => {
-                    tracing::warn!(%error, appends = batch.len(), "event store batch failed");
-                    batch.iter().map(|_| Err(error.clone())).collect()
-                }
-                // PostgreSQL refused something in the batch (say, a NUL character in JSON)
-                // and rolled it all back. Each append goes again on its own, so only the
-                // one at fault is refused.
-                Err(Failure::Statement(_)) => {
-                    let mut answers = Vec::with_capacity(batch.len());
-                    for request in &batch {
-                        answers.push(match self.commit(std::slice::from_ref(request)).await {
-                            Ok(mut one) => one.remove(0),
-                            Err(Failure::Unavailable(error)) => Err(error),
-                            Err(Failure::Statement(error)) => {
-                                Err(self.refusal(&request.stream, &error))
-                            }
-                        });
-                    }
-                    answers
-                }
-            };
-            // The head moves before anyone is told, so a caller that reads right after its
-            // append returns, or a subscriber woken by the head, sees the commit.
-            let new_head = answers
-                .iter()
-                .filter_map(|answer| answer.as_ref().ok())
-                .flat_map(|outcome| outcome.events.iter().map(|e| e.position))
-                .max();
-            if let Some(new_head) = new_head {
-                advance_head(&self.head, new_head);
+            let mut start = 0;
+            for end in chunk_ends(batch.iter().map(AppendRequest::bytes), MAX_BATCH_BYTES) {
+                self.serve(&mut batch[start..end]).await;
+                start = end;
             }
-            for (mut request, answer) in batch.drain(..).zip(answers) {
-                request.answer(answer);
+            batch.clear();
+        }
+    }
+
+    /// Commits `batch` and answers each of its callers.
+    async fn serve(&mut self, batch: &mut [AppendRequest]) {
+        let answers = match self.commit(batch).await {
+            Ok(answers) => answers,
+            Err(Failure::Unavailable(error)) => {
+                tracing::warn!(%error, appends = batch.len(), "event store batch failed");
+                batch.iter().map(|_| Err(error.clone())).collect()
             }
+            // PostgreSQL refused something in the batch (say, a stream name too long to
+            // index) and rolled it all back. Each append goes again on its own, so only the
+            // one at fault is refused.
+            Err(Failure::Statement(_)) => {
+                let mut answers = Vec::with_capacity(batch.len());
+                for request in batch.iter() {
+                    answers.push(match self.commit(std::slice::from_ref(request)).await {
+                        Ok(mut one) => one.remove(0),
+                        Err(Failure::Unavailable(error)) => Err(error),
+                        Err(Failure::Statement(error)) => {
+                            Err(self.refusal(&request.stream, &error))
+                        }
+                    });
+                }
+                answers
+            }
+        };
+        // The head moves before anyone is told, so a caller that reads right after its
+        // append returns, or a subscriber woken by the head, sees the commit.
+        let new_head = answers
+            .iter()
+            .filter_map(|answer| answer.as_ref().ok())
+            .flat_map(|outcome| outcome.events.iter().map(|e| e.position))
+            .max();
+        if let Some(new_head) = new_head {
+            advance_head(&self.head, new_head);
+        }
+        for (request, answer) in batch.iter_mut().zip(answers) {
+            request.answer(answer);
         }
     }
 
@@ -303,4 +348,26 @@ pub(crate) fn advance_head(head: &watch::Sender<u64>, position: u64) {
         }
         moved
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunk_ends;
+
+    #[test]
+    fn a_batch_within_the_bound_is_one_part() {
+        assert_eq!(chunk_ends([10, 20, 30].into_iter(), 100), [3]);
+        assert_eq!(chunk_ends([].into_iter(), 100), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn a_batch_over_the_bound_is_split_where_the_next_append_would_pass_it() {
+        assert_eq!(chunk_ends([60, 40, 1, 99, 100].into_iter(), 100), [2, 4, 5]);
+    }
+
+    #[test]
+    fn an_append_over_the_bound_goes_on_its_own() {
+        assert_eq!(chunk_ends([10, 500, 10].into_iter(), 100), [1, 2, 3]);
+        assert_eq!(chunk_ends([500].into_iter(), 100), [1]);
+    }
 }
