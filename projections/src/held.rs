@@ -23,9 +23,9 @@
 //! On SQLite, then, a row written at the end of a batch skips the states it went through
 //! within the batch. That gives the same rows wherever batches end only because SQLite cannot
 //! refuse a held row for its values: keys come from the events, every NOT NULL column is
-//! always set, and SQLite takes any text. PostgreSQL refuses some (NUL in text, over-long index
-//! entries), which is why it writes after every event: an event that cannot be written fails on
-//! its own, as when every statement went to the table. A table given a constraint a fold could
+//! always set, and SQLite takes any text. PostgreSQL refuses some (over-long index entries),
+//! which is why it writes after every event: an event that cannot be written fails on its own,
+//! as when every statement went to the table. A table given a constraint a fold could
 //! break must not be held.
 
 use foldhash::HashMap;

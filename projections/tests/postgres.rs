@@ -414,14 +414,13 @@ async fn read_models_reconnect_by_themselves_when_postgresql_drops_their_session
     );
 }
 
-/// PostgreSQL refuses NUL in text, which SQLite stores: the event that carries one fails on
-/// its own (`apply_failed`) even when a later event in the same batch replaces the value, so
-/// where batches end (live or rebuild) changes nothing.
+/// PostgreSQL's text cannot hold NUL, which a provider's transcript may carry: the read model
+/// shows it as U+FFFD (as SQLite's does) instead of refusing the event's rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_value_postgresql_refuses_fails_its_own_event_wherever_the_batch_ends() {
-    let Some(url) =
-        postgres_test_url("a_value_postgresql_refuses_fails_its_own_event_wherever_the_batch_ends")
-    else {
+async fn nul_in_text_reaches_postgresql_read_models_as_the_replacement_character() {
+    let Some(url) = postgres_test_url(
+        "nul_in_text_reaches_postgresql_read_models_as_the_replacement_character",
+    ) else {
         return;
     };
     let schemas = Schemas::new(url, "nul");
@@ -431,17 +430,64 @@ async fn a_value_postgresql_refuses_fails_its_own_event_wherever_the_batch_ends(
         occurred_at: at(1),
         parties: parties("+4915123456789", "+493083793369"),
         outcome: switchboard_domain::event::CallOutcome {
-            transcript: Some("Agent: \u{0}".into()),
+            transcript: Some("Agent: a\u{0}b".into()),
             ..Default::default()
         },
     }
     .into();
+    h.append("call-c1", vec![with_nul]).await;
+    let live = schemas.live();
+    let mut projector = open_projector(&h, &live).await;
+    assert_eq!(projector.catch_up().await.unwrap(), h.head());
+    drop(projector);
+    let read = open_read_models(&live).await;
+    let (call, anomalies) = blocking(move || {
+        let call = read.call("c1").unwrap().unwrap();
+        let anomalies = read
+            .anomalies(&AnomalyFilter::default(), 50, None)
+            .unwrap()
+            .items;
+        (call, anomalies)
+    })
+    .await;
+    assert_eq!(call.transcript.as_deref(), Some("Agent: a\u{FFFD}b"));
+    assert!(
+        anomalies.iter().all(|a| a.reason != "apply_failed"),
+        "{anomalies:?}"
+    );
+}
+
+/// A value PostgreSQL refuses and SQLite stores (here a service name too long for its index
+/// entry): the event that carries it fails on its own (`apply_failed`), and the events after it
+/// in the same batch still apply, so where batches end (live or rebuild) changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_postgresql_refuses_fails_its_own_event_wherever_the_batch_ends() {
+    let Some(url) =
+        postgres_test_url("a_value_postgresql_refuses_fails_its_own_event_wherever_the_batch_ends")
+    else {
+        return;
+    };
+    let schemas = Schemas::new(url, "refused");
+    let h = Harness::new();
+    let mut details = booking_details(1, 7, None);
+    // Random hex, so PostgreSQL cannot compress the entry under its ~2.7 KB limit.
+    details.service = Some(
+        (0..300)
+            .map(|_| uuid::Uuid::new_v4().simple().to_string())
+            .collect(),
+    );
+    let too_long: switchboard_domain::event::Event = switchboard_domain::event::BookingCreated {
+        booking_uid: "b1".into(),
+        occurred_at: at(1),
+        details,
+        call_id: None,
+        rescheduled_from: None,
+    }
+    .into();
+    h.append("booking-b1", vec![too_long]).await;
     h.append(
         "call-c1",
-        vec![
-            with_nul,
-            call_ended("c1", "+4915123456789", "+493083793369", 2),
-        ],
+        vec![call_ended("c1", "+4915123456789", "+493083793369", 2)],
     )
     .await;
     let live = schemas.live();
@@ -449,8 +495,9 @@ async fn a_value_postgresql_refuses_fails_its_own_event_wherever_the_batch_ends(
     assert_eq!(projector.catch_up().await.unwrap(), h.head());
     drop(projector);
     let read = open_read_models(&live).await;
-    let (call, failed) = blocking(move || {
-        let call = read.call("c1").unwrap().unwrap();
+    let (call, booking, failed) = blocking(move || {
+        let call = read.call("c1").unwrap();
+        let booking = read.appointment("b1").unwrap();
         let failed: Vec<_> = read
             .anomalies(&AnomalyFilter::default(), 50, None)
             .unwrap()
@@ -458,10 +505,11 @@ async fn a_value_postgresql_refuses_fails_its_own_event_wherever_the_batch_ends(
             .into_iter()
             .filter(|a| a.reason == "apply_failed")
             .collect();
-        (call, failed)
+        (call, booking, failed)
     })
     .await;
-    assert_eq!(call.transcript.as_deref(), Some("Agent: Guten Tag"));
+    assert!(call.is_some(), "the event after the refused one applies");
+    assert!(booking.is_none(), "{booking:?}");
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(failed[0].position, 1);
 }

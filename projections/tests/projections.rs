@@ -10,6 +10,7 @@ use switchboard_domain::event::*;
 use switchboard_projections::{
     AnomalyFilter, ExportFormat, ProjectionError, ProjectionName, Projector, ReadModels, export,
 };
+use switchboard_store::EventStore;
 
 const SALON: &str = "+493083793369";
 
@@ -540,6 +541,32 @@ async fn what_cannot_be_applied_becomes_an_anomaly_and_the_fold_goes_on() {
         "events after the bad ones are applied"
     );
     assert_eq!(read.checkpoint().unwrap(), h.head());
+}
+
+/// A NUL in a provider's text reads as U+FFFD in the read models, as it must in PostgreSQL's
+/// (whose text cannot hold one), so both databases hold the same rows; the event keeps it.
+#[tokio::test]
+async fn a_nul_in_a_providers_text_reads_as_the_replacement_character() {
+    let h = Harness::new();
+    let ended = CallEnded {
+        call_id: "c1".into(),
+        occurred_at: at(1),
+        parties: parties("+4915123456789", SALON),
+        outcome: CallOutcome {
+            transcript: Some("Agent: a\u{0}b".into()),
+            ..Default::default()
+        },
+    };
+    h.append("call-c1", vec![ended.into()]).await;
+    let read = h.project().await;
+    let call = read.call("c1").unwrap().unwrap();
+    assert_eq!(call.transcript.as_deref(), Some("Agent: a\u{FFFD}b"));
+    let stored = h.store.read_stream("call-c1", 0, 1).await.unwrap();
+    assert!(
+        stored[0].data.as_str().contains("a\\u0000b"),
+        "the event keeps the NUL: {}",
+        stored[0].data.as_str()
+    );
 }
 
 fn rejection(minute: i64, command: &str, reason: Rejection) -> Event {

@@ -16,11 +16,14 @@ use crate::error::{Target, from_pg};
 use crate::pool::quote_identifier;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Each version's script, index = version - 1. A later version appends its migration here;
 /// existing entries never change, since databases in the field were built from them.
-const MIGRATIONS: &[&str] = &[include_str!("sql/schema_v1.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("sql/schema_v1.sql"),
+    include_str!("sql/schema_v2.sql"),
+];
 
 const VERSION_TABLE: &str = "CREATE TABLE switchboard_schema_version (
     version    integer     PRIMARY KEY,

@@ -101,10 +101,11 @@ fn recorded(pool: &Pool, row: &Row) -> Result<RecordedEvent, StoreError> {
     })
 }
 
-/// jsonb keeps a value, not the text it was given: PostgreSQL prints it back with its own
-/// spacing and key order. Re-serializing the value gives the compact, key-sorted text the
+/// Rows written by schema version 1 were jsonb, which keeps a value rather than the text it
+/// was given (PostgreSQL prints it back with its own spacing and key order), and the migration
+/// to json kept that text. Re-serializing the value gives the compact, key-sorted text the
 /// other backends hand out, so an envelope written out is the same byte for byte whichever
-/// store it came from.
+/// store, and whichever schema version, it came from.
 fn raw_json(row: &Row, column: &str) -> Result<RawJson, tokio_postgres::Error> {
     let value: serde_json::Value = row.try_get(column)?;
     Ok(RawJson::from_value(&value))

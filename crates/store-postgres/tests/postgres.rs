@@ -332,7 +332,7 @@ async fn a_schema_from_a_newer_build_is_refused_and_left_unaltered() {
         .collect();
     assert_eq!(
         versions,
-        [1, newer],
+        (1..=SCHEMA_VERSION).chain([newer]).collect::<Vec<_>>(),
         "the version record must be left as it was"
     );
     assert_eq!(table_count(&client, &schema).await, tables_before);
@@ -342,6 +342,83 @@ async fn a_schema_from_a_newer_build_is_refused_and_left_unaltered() {
         .unwrap()
         .get(0);
     assert_eq!(events, 1, "the events must be left as they were");
+}
+
+/// A store written by schema version 1 (data and metadata as jsonb) is migrated in place: its
+/// events read back as before, as the compact, key-sorted JSON every backend hands out, and
+/// it then takes what version 1 refused — a NUL character in an event's text.
+#[tokio::test]
+async fn a_version_1_store_is_migrated_and_then_keeps_nul_characters() {
+    let Some(url) = database_url("a_version_1_store_is_migrated_and_then_keeps_nul_characters")
+    else {
+        return;
+    };
+    let schemas = Schemas::new(&url);
+    let options = schemas.options();
+    let schema = options.schema.clone();
+    let client = raw_client(&url).await;
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA {schema}; SET search_path TO {schema};
+             CREATE TABLE switchboard_schema_version (
+                 version    integer     PRIMARY KEY,
+                 applied_at timestamptz NOT NULL DEFAULT now());
+             {v1}
+             INSERT INTO switchboard_schema_version (version) VALUES (1);
+             INSERT INTO events VALUES (1, 'call-old', 0, '{id}', 'CallEnded', 1, now(), 0, now(),
+                 '{{\"z\": {{\"b\": 2, \"a\": 1}}, \"call_id\": \"old\"}}'::jsonb, '{{}}'::jsonb);
+             INSERT INTO streams VALUES ('call-old', 0);
+             UPDATE global_position SET last_position = 1;",
+            v1 = include_str!("../src/sql/schema_v1.sql"),
+            id = Uuid::new_v4(),
+        ))
+        .await
+        .unwrap();
+
+    let store = PostgresStore::connect(&url, options).await.unwrap();
+    let old = store.read_all(0, 10).await.unwrap();
+    assert_eq!(old.len(), 1);
+    assert_eq!(
+        old[0].data.as_str(),
+        r#"{"call_id":"old","z":{"a":1,"b":2}}"#,
+        "an event of version 1 reads back compact and key-sorted"
+    );
+
+    let text = json!({"transcript": "a\u{0}b"});
+    store
+        .append(
+            "call-new",
+            ExpectedVersion::NoStream,
+            vec![new_event(Uuid::new_v4(), "CallEnded", text.clone())],
+        )
+        .await
+        .expect("a NUL in an event's text is stored");
+    let new = store.read_stream("call-new", 0, 10).await.unwrap();
+    assert_eq!(new[0].data.to_value().unwrap(), text);
+    assert_eq!(new[0].data.as_str(), r#"{"transcript":"a\u0000b"}"#);
+
+    let session = session_in(&url, &schema).await;
+    let versions: Vec<i32> = session
+        .query(
+            "SELECT version FROM switchboard_schema_version ORDER BY version",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+    // Analysts' operators work on the json columns as they did on jsonb.
+    let call_id: String = session
+        .query_one(
+            "SELECT data->>'call_id' FROM events WHERE position = 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(call_id, "old");
 }
 
 #[tokio::test]
@@ -546,8 +623,9 @@ async fn an_append_locked_out_past_the_lock_timeout_is_unavailable_and_then_succ
         .expect("the same append once the lock is gone");
 }
 
-/// An append PostgreSQL itself cannot store (a NUL character, which jsonb refuses) fails the
-/// transaction it is in; the appends committed in the same batch must not pay for it.
+/// An append PostgreSQL itself cannot store (a stream name too long for its index, a program
+/// limit no other check catches) fails the transaction it is in; the appends committed in the
+/// same batch must not pay for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_append_postgres_refuses_does_not_fail_its_batch_neighbours() {
     let Some(url) = database_url("an_append_postgres_refuses_does_not_fail_its_batch_neighbours")
@@ -577,10 +655,19 @@ async fn an_append_postgres_refuses_does_not_fail_its_batch_neighbours() {
     })
     .await;
 
-    let nul = vec![new_event(Uuid::new_v4(), "Nul", json!({"text": "a\u{0}b"}))];
+    // Random hex, so PostgreSQL cannot compress the index entry under its ~2.7 KB limit.
+    let too_long: &'static str = Box::leak(
+        format!(
+            "too-long-{}",
+            (0..300)
+                .map(|_| Uuid::new_v4().simple().to_string())
+                .collect::<String>()
+        )
+        .into_boxed_str(),
+    );
     let batch = [
         spawn_append("good-1", one("good")),
-        spawn_append("nul", nul),
+        spawn_append(too_long, one("refused")),
         spawn_append("good-2", one("good")),
     ];
     wait_until("the three appends are queued", || async {
@@ -590,10 +677,10 @@ async fn an_append_postgres_refuses_does_not_fail_its_batch_neighbours() {
     lock.rollback().await.unwrap();
 
     stalled.await.unwrap().unwrap();
-    let [good_1, nul, good_2] = batch;
-    let err = nul.await.unwrap().unwrap_err();
+    let [good_1, refused, good_2] = batch;
+    let err = refused.await.unwrap().unwrap_err();
     assert!(
-        matches!(&err, StoreError::InvalidAppend(m) if m.contains("stream nul")),
+        matches!(&err, StoreError::InvalidAppend(m) if m.contains("stream too-long-")),
         "{err:?}"
     );
     good_1

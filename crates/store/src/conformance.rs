@@ -421,6 +421,21 @@ pub async fn invalid_appends(store: Arc<dyn EventStore>) {
         "invalid appends: twice: {err:?}"
     );
 
+    for (stream, event_type) in [("invalid-\u{0}-1", "Tested"), ("invalid-1", "Tested\u{0}")] {
+        let err = store
+            .append(
+                stream,
+                ExpectedVersion::Any,
+                vec![new_event(Uuid::new_v4(), event_type, json!({}))],
+            )
+            .await
+            .expect_err("invalid appends: a NUL in a stream name or event type must be refused");
+        assert!(
+            matches!(err, StoreError::InvalidAppend(_)),
+            "invalid appends: NUL in {stream:?} / {event_type:?}: {err:?}"
+        );
+    }
+
     let id = Uuid::new_v4();
     let oversize = new_event(id, "Huge", json!("x".repeat(DEFAULT_MAX_EVENT_BYTES + 1)));
     let err = store
@@ -849,8 +864,9 @@ pub async fn large_events(store: Arc<dyn EventStore>) {
     );
 }
 
-/// Unicode in stream names, event types, data and metadata round-trips, and names that
-/// differ only by normalisation or case are different streams.
+/// Unicode in stream names, event types, data and metadata round-trips, NUL and other control
+/// characters included in data and metadata (a provider's text may carry them), and names
+/// that differ only by normalisation or case are different streams.
 pub async fn unicode(store: Arc<dyn EventStore>) {
     let store = store.as_ref();
     let streams = [
@@ -864,11 +880,11 @@ pub async fn unicode(store: Arc<dyn EventStore>) {
     for stream in streams {
         let event = NewEvent {
             event_type: "Buchung bestätigt ✓ 予約".to_owned(),
-            metadata: json!({"tenant": "Bäckerei Müller", "emoji": "👩‍👩‍👧"}),
+            metadata: json!({"tenant": "Bäckerei Müller", "emoji": "👩‍👩‍👧", "nul": "\u{0}"}),
             ..new_event(
                 Uuid::new_v4(),
                 "",
-                json!({"name": "Zoë Ångström", "text": "𝄞 \"quoted\" \\ back\nslash\t", "stream": stream}),
+                json!({"name": "Zoë Ångström", "text": "𝄞 \"quoted\" \\ back\nslash\t a\u{0}b \u{1}\u{7f}", "stream": stream}),
             )
         };
         let outcome = append(

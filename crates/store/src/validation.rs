@@ -8,8 +8,10 @@ use uuid::Uuid;
 
 use crate::{NewEvent, StoreError};
 
-/// Refuses an append that no store could record: no events, no stream name, or the same
-/// event id twice (which would make the append half a retry of itself).
+/// Refuses an append that no store could record: no events, no stream name, a NUL character
+/// in the stream name or an event type (PostgreSQL's text cannot hold one, and SQLite's
+/// functions stop at it), or the same event id twice (which would make the append half a
+/// retry of itself). NUL inside an event's JSON is fine: it travels escaped.
 pub fn check_append(stream: &str, events: &[NewEvent]) -> Result<(), StoreError> {
     if stream.is_empty() {
         return Err(StoreError::InvalidAppend(
@@ -21,8 +23,20 @@ pub fn check_append(stream: &str, events: &[NewEvent]) -> Result<(), StoreError>
             "stream {stream}: an append needs at least one event"
         )));
     }
+    if stream.contains('\0') {
+        return Err(StoreError::InvalidAppend(format!(
+            "stream {:?}: a stream name cannot hold a NUL character",
+            stream
+        )));
+    }
     let mut ids = HashSet::with_capacity(events.len());
     for event in events {
+        if event.event_type.contains('\0') {
+            return Err(StoreError::InvalidAppend(format!(
+                "stream {stream}: event type {:?} holds a NUL character",
+                event.event_type
+            )));
+        }
         if !ids.insert(event.event_id) {
             return Err(StoreError::InvalidAppend(format!(
                 "stream {stream}: event id {} appears twice in one append",
@@ -98,6 +112,25 @@ mod tests {
             Err(StoreError::InvalidAppend(_))
         ));
         assert_eq!(check_append("s", &[event(1), event(2)]), Ok(()));
+    }
+
+    #[test]
+    fn refuses_a_nul_in_names_but_not_in_json() {
+        let err = check_append("call-a\0b", &[event(1)]).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::InvalidAppend(m) if m.contains("NUL")),
+            "{err:?}"
+        );
+        let mut typed = event(1);
+        typed.event_type = "Call\0Ended".to_owned();
+        let err = check_append("s", &[typed]).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::InvalidAppend(m) if m.contains("NUL")),
+            "{err:?}"
+        );
+        let mut text = event(1);
+        text.data = serde_json::json!({"transcript": "a\u{0}b"});
+        assert_eq!(check_append("s", &[text]), Ok(()));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 INSERT INTO events (position, stream, version, event_id, event_type, schema_version,
                     occurred_at, occurred_nanos, recorded_at, data, metadata)
 SELECT position, stream, version, event_id, event_type, schema_version,
-       occurred_at, occurred_nanos, now(), data::jsonb, metadata::jsonb
+       occurred_at, occurred_nanos, now(), data::json, metadata::json
 FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::bigint[],
             $7::timestamptz[], $8::integer[], $9::text[], $10::text[])
      AS given (position, stream, version, event_id, event_type, schema_version,
