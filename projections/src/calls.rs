@@ -252,7 +252,14 @@ impl Parties {
     }
 }
 
+/// The owner the intake routed the delivery to, which saves looking the number up. Not taken
+/// for an outbound call: deliveries stored before 2026-12-07 routed those by the number called
+/// (the customer's, which another tenant may own), and outbound calls are few enough to look
+/// up by the number they came from.
 fn hint(parties: &CallParties) -> Option<(&str, Option<&str>)> {
+    if parties.outbound() {
+        return None;
+    }
     parties
         .tenant_id
         .as_deref()

@@ -118,6 +118,44 @@ async fn a_registered_number_libphonenumber_does_not_know_still_attributes_its_c
     );
 }
 
+/// An outbound call belongs to the tenant whose number it came from, whatever the delivery's
+/// routing said: events stored before outbound calls were routed by that number carry the
+/// tenant of the number called, and a rebuild must not keep it.
+#[tokio::test]
+async fn an_outbound_call_belongs_to_the_number_it_came_from_whatever_its_old_routing_said() {
+    const OTHER: &str = "+493012345678";
+    let h = Harness::new();
+    open_tenant(&h, "salon", 0).await;
+    h.append(
+        "tenant-other",
+        vec![
+            registered("other", 0),
+            phone_assigned("other", "o1", OTHER, 0),
+        ],
+    )
+    .await;
+    let routed_by_the_callee: Event = CallEnded {
+        call_id: "out1".into(),
+        occurred_at: at(1),
+        parties: CallParties {
+            direction: Some("outbound".into()),
+            tenant_id: Some("other".into()),
+            branch_id: Some("o1".into()),
+            ..parties(SALON, OTHER)
+        },
+        outcome: CallOutcome::default(),
+    }
+    .into();
+    h.append("call-out1", vec![routed_by_the_callee]).await;
+    let read = h.project().await;
+    let call = read.call("out1").unwrap().unwrap();
+    assert_eq!(
+        (call.tenant_id.as_deref(), call.branch_id.as_deref()),
+        (Some("salon"), Some("b1"))
+    );
+    assert_eq!(read.tenant("other").unwrap().unwrap().counts.calls, 0);
+}
+
 /// The calls waiting for a number are found by number, in the table: the calls of the same
 /// batch, still held in memory, must be found too.
 #[tokio::test]

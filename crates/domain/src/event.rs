@@ -46,7 +46,8 @@ pub struct CallParties {
 }
 
 impl CallParties {
-    fn outbound(&self) -> bool {
+    /// Whether the business placed the call (`direction` `outbound`).
+    pub fn outbound(&self) -> bool {
         self.direction.as_deref() == Some("outbound")
     }
 
