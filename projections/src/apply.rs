@@ -1,12 +1,13 @@
 //! One event into every read model: decode the envelope, dispatch to the projection that owns
 //! the event type, and turn what cannot be applied into an anomaly instead of a stall.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use foldhash::HashMap;
 use switchboard_domain::event::{Event, EventDecodeError};
-use switchboard_store::RecordedEvent;
+use switchboard_store::{NUL_REPLACEMENT, RecordedEvent, may_hold_nul, replace_nul};
 
 use crate::anomalies;
 use crate::appointment_rows::Appointment;
@@ -164,7 +165,11 @@ pub(crate) fn decode(recorded: RecordedEvent) -> Option<Decoded> {
         data,
         ..
     } = recorded;
-    let event = Event::from_parts(&event_type, schema_version, data.as_str());
+    let event = Event::from_parts(
+        &event_type,
+        schema_version,
+        without_nul(data.as_str()).as_ref(),
+    );
     Some(Decoded {
         position,
         stream,
@@ -172,6 +177,27 @@ pub(crate) fn decode(recorded: RecordedEvent) -> Option<Decoded> {
         at: ts(occurred_at),
         event,
     })
+}
+
+/// Read-model text never holds NUL: PostgreSQL's text cannot, and the read models are to be
+/// the same in both databases. The event keeps it; the read models show U+FFFD in its place.
+/// Only the rare event whose JSON holds the escape `\u0000` is parsed twice, and on the
+/// decoding thread, not the fold's.
+fn without_nul(json: &str) -> Cow<'_, str> {
+    if !may_hold_nul(json) {
+        return Cow::Borrowed(json);
+    }
+    match serde_json::from_str::<serde_json::Value>(json) {
+        Ok(mut value) => {
+            if replace_nul(&mut value) {
+                Cow::Owned(value.to_string())
+            } else {
+                Cow::Borrowed(json)
+            }
+        }
+        // Not JSON: decoding reports what is wrong with it.
+        Err(_) => Cow::Borrowed(json),
+    }
 }
 
 /// What the anomalies need of a raw delivery; its body (most of it) is skipped unparsed.
@@ -193,7 +219,12 @@ fn unhandled_delivery(recorded: RecordedEvent) -> Option<Decoded> {
     let delivery = recorded.data.parse::<UnhandledDelivery>().ok()?;
     let unhandled = delivery.unhandled?;
     let provider = delivery.provider.as_deref().unwrap_or("unknown");
-    let event_type = unhandled.event_type.as_deref().unwrap_or("?");
+    // The provider's own name for the event, which may hold anything (see `without_nul`).
+    let event_type = unhandled
+        .event_type
+        .as_deref()
+        .unwrap_or("?")
+        .replace('\0', NUL_REPLACEMENT);
     let reason = unhandled.reason.as_deref().unwrap_or("no rule");
     Some(Decoded {
         position: recorded.position,
@@ -336,5 +367,33 @@ fn dispatch(cx: &Cx<'_, '_>, event: &Event) -> Applied {
             tenants::payment(cx, &e.stripe_event_id, &e.invoice, Some(&e.failure))
         }
         Event::TransitionRejected(e) => anomalies::rejected(cx, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_nul;
+
+    #[test]
+    fn text_without_a_nul_is_passed_through_unparsed() {
+        let json = r#"{"b": "x",  "a": 1}"#;
+        assert!(matches!(without_nul(json), std::borrow::Cow::Borrowed(j) if j == json));
+    }
+
+    #[test]
+    fn a_nul_in_any_string_becomes_the_replacement_character() {
+        let json = r#"{"transcript":"a\u0000b","attendees":[{"name":"\u0000"}],"n":0}"#;
+        assert_eq!(
+            without_nul(json),
+            r#"{"attendees":[{"name":"�"}],"n":0,"transcript":"a�b"}"#
+        );
+    }
+
+    #[test]
+    fn an_escaped_backslash_before_u0000_is_no_nul() {
+        let json = r#"{"text":"C:\\u0000"}"#;
+        let cleaned = without_nul(json);
+        let value: serde_json::Value = serde_json::from_str(&cleaned).unwrap();
+        assert_eq!(value["text"], "C:\\u0000");
     }
 }

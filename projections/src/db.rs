@@ -31,7 +31,11 @@ const QUERY_INDEXES: &str = include_str!("query_indexes.sql");
 /// anomalies, so a tenant's token listed none of its refused transitions); a business number
 /// written in E.164 that libphonenumber does not know is kept as written (2 dropped it from
 /// the calls, so the calls to such a registered number were never attributed).
-pub const LAYOUT_VERSION: i64 = 3;
+/// 4: an outbound call belongs to the tenant of the number it came from, whatever routing its
+/// delivery had (3 kept the tenant of the number called that deliveries stored before
+/// 2026-12-07 named); text that held NUL shows U+FFFD (3 kept it in SQLite and refused the
+/// event in PostgreSQL).
+pub const LAYOUT_VERSION: i64 = 4;
 
 /// The live read models' file name inside the data dir.
 pub const READ_MODELS_FILE: &str = "read_models.sqlite";

@@ -7,7 +7,6 @@
 //! Transactions are plain SQL (`BEGIN` … `COMMIT`), as are savepoints, so one connection type
 //! serves the live runner, a rebuild and the query pool alike.
 
-use std::borrow::Cow;
 use std::cell::{OnceCell, RefCell, RefMut};
 use std::collections::HashMap;
 use std::error::Error as StdError;
@@ -229,27 +228,13 @@ macro_rules! params {
 }
 pub(crate) use params;
 
-/// Read-model text never holds NUL: PostgreSQL's text cannot, and the read models are to be
-/// the same in both databases. A provider's text (a transcript, a name) may carry one, escaped
-/// in its JSON; the events keep it, the read models show U+FFFD in its place.
-fn without_nul(text: &str) -> Cow<'_, str> {
-    if text.contains('\0') {
-        Cow::Owned(text.replace('\0', "\u{FFFD}"))
-    } else {
-        Cow::Borrowed(text)
-    }
-}
-
 impl rusqlite::ToSql for Arg<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         Ok(ToSqlOutput::Borrowed(match *self {
             Arg::Null => ValueRef::Null,
             Arg::Int(value) => ValueRef::Integer(value),
             Arg::Real(value) => ValueRef::Real(value),
-            Arg::Text(text) => match without_nul(text) {
-                Cow::Borrowed(text) => ValueRef::Text(text.as_bytes()),
-                Cow::Owned(text) => return Ok(ToSqlOutput::Owned(text.into())),
-            },
+            Arg::Text(text) => ValueRef::Text(text.as_bytes()),
         }))
     }
 }
@@ -288,8 +273,17 @@ impl ToSql for Arg<'_> {
                 _ => Err(mismatch()),
             },
             Arg::Text(text) => match *ty {
+                // Events reach the folds without NUL (see `apply::without_nul`), but a lookup
+                // may carry one from elsewhere (`/api/calls/a%00b`), which PostgreSQL's text
+                // cannot hold: it looks for U+FFFD in its place rather than fail the query.
+                Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN
+                    if text.contains('\0') =>
+                {
+                    let text = text.replace('\0', switchboard_store::NUL_REPLACEMENT);
+                    text.as_str().to_sql(&Type::TEXT, out)
+                }
                 Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
-                    without_nul(text).as_ref().to_sql(&Type::TEXT, out)
+                    text.to_sql(&Type::TEXT, out)
                 }
                 _ => Err(mismatch()),
             },

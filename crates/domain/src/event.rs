@@ -40,7 +40,9 @@ pub struct CallParties {
     pub started_at: Option<DateTime<Utc>>,
     /// The tenant and branch that own the business number (`to_number` of an inbound call,
     /// `from_number` of an outbound one) when the delivery was routed; None when the number
-    /// was not registered then (the calls read model may still attribute it later).
+    /// was not registered then (the calls read model may still attribute it later). The
+    /// calls read model takes it for inbound calls only; an outbound call is looked up by its
+    /// `from_number`, as routing before 2026-12-07 named the tenant of the number called.
     pub tenant_id: Option<String>,
     pub branch_id: Option<String>,
 }

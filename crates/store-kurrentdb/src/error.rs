@@ -2,10 +2,11 @@
 //!
 //! The split matters to callers: `Unavailable` means "nothing was acknowledged, retry later"
 //! (the server answers 503 and the provider redelivers); what a human must fix (refused
-//! credentials, a deleted stream, an unsupported server) is `Backend` with a message naming
-//! the problem — a server whose `MaxAppendSize` is below what the service lets in included; an
-//! append KurrentDB refuses for its content otherwise is `InvalidAppend`. Wrong expected versions never get here: `append.rs` reads the stream
-//! again and reports the version it finds. Messages name the server without its password.
+//! credentials, a deleted stream, an unsupported server, a `MaxAppendSize` below what the
+//! service lets in) is `Backend` with a message naming the problem; an append KurrentDB
+//! refuses for its content otherwise is `InvalidAppend`. Wrong expected versions never get
+//! here: `append.rs` reads the stream again and reports the version it finds. Messages name
+//! the server without its password.
 
 use kurrentdb::Error;
 // The client reports unmapped gRPC failures with tonic's status code.
@@ -52,7 +53,7 @@ pub fn from_client(target: &str, error: &Error) -> StoreError {
         // fine and the server is misconfigured. A 500 keeps the provider retrying until the
         // operator raises the limit; a 4xx would have it give the delivery up.
         Error::Grpc { code, message }
-            if *code == Code::InvalidArgument && message.contains("Maximum Append Size") =>
+            if *code == Code::InvalidArgument && over_max_append_size(message) =>
         {
             StoreError::Backend(format!(
                 "KurrentDB {target} refused an append over its MaxAppendSize ({message}): raise \
@@ -75,6 +76,13 @@ pub fn from_client(target: &str, error: &Error) -> StoreError {
         )),
         other => StoreError::Backend(format!("KurrentDB {target}: {other}")),
     }
+}
+
+/// The server's "Maximum Append Size of N Exceeded." The client drops the exception's type, so
+/// the text is all there is; matched loosely in case a version rewords it.
+fn over_max_append_size(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    message.contains("append size") || message.contains("maxappendsize")
 }
 
 /// gRPC codes after which nothing was written and the same request may succeed later.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use chrono::{DateTime, SubsecRound, Timelike, Utc};
 use switchboard_store::{
     AppendOutcome, AppendedEvent, ExpectedVersion, NewEvent, StoreError, check_append,
-    check_event_size,
+    check_event_size, may_hold_nul, replace_nul,
 };
 
 use crate::batch::{Known, decide};
@@ -59,6 +59,24 @@ fn chunk_ends(sizes: impl Iterator<Item = usize>, max_bytes: usize) -> Vec<usize
     ends
 }
 
+/// A value as its jsonb column takes it, and its exact JSON when jsonb cannot hold that: a
+/// string or key with a NUL character, stored with U+FFFD in the jsonb column.
+fn for_jsonb(value: &serde_json::Value) -> Result<(String, Option<String>), StoreError> {
+    // A `Value` always serializes; the error path exists only because the API has one.
+    let serialize = |value: &serde_json::Value| {
+        serde_json::to_string(value).map_err(|e| StoreError::InvalidAppend(e.to_string()))
+    };
+    let exact = serialize(value)?;
+    if !may_hold_nul(&exact) {
+        return Ok((exact, None));
+    }
+    let mut storable = value.clone();
+    if !replace_nul(&mut storable) {
+        return Ok((exact, None));
+    }
+    Ok((serialize(&storable)?, Some(exact)))
+}
+
 /// One append, validated, serialized and laid out as columns on the caller's task, so the
 /// writer only decides and talks to the database.
 pub(crate) struct AppendRequest {
@@ -69,8 +87,12 @@ pub(crate) struct AppendRequest {
     pub schema_versions: Vec<i64>,
     pub occurred_at: Vec<DateTime<Utc>>,
     pub occurred_nanos: Vec<i32>,
+    /// What the jsonb columns get: the JSON, with U+FFFD for NUL where it held one.
     pub data: Vec<String>,
     pub metadata: Vec<String>,
+    /// The exact JSON of an event whose text held NUL, which jsonb cannot (`sql/schema_v2.sql`).
+    pub data_exact: Vec<Option<String>>,
+    pub metadata_exact: Vec<Option<String>>,
     reply: Option<oneshot::Sender<Answer>>,
 }
 
@@ -98,16 +120,21 @@ impl AppendRequest {
             occurred_nanos: Vec::with_capacity(events.len()),
             data: Vec::with_capacity(events.len()),
             metadata: Vec::with_capacity(events.len()),
+            data_exact: Vec::with_capacity(events.len()),
+            metadata_exact: Vec::with_capacity(events.len()),
             reply: Some(reply),
         };
         for event in events {
-            // A `Value` always serializes; the error path exists only because the API has one.
-            let serialize = |value: &serde_json::Value| {
-                serde_json::to_string(value).map_err(|e| StoreError::InvalidAppend(e.to_string()))
+            let (data, data_exact) = for_jsonb(&event.data)?;
+            let (metadata, metadata_exact) = for_jsonb(&event.metadata)?;
+            let exact_size = |stored: &String, exact: &Option<String>| {
+                exact.as_ref().map_or(stored.len(), String::len)
             };
-            let data = serialize(&event.data)?;
-            let metadata = serialize(&event.metadata)?;
-            check_event_size(event.event_id, data.len() + metadata.len(), max_event_bytes)?;
+            check_event_size(
+                event.event_id,
+                exact_size(&data, &data_exact) + exact_size(&metadata, &metadata_exact),
+                max_event_bytes,
+            )?;
             request.event_ids.push(event.event_id);
             request.event_types.push(event.event_type);
             request
@@ -122,15 +149,19 @@ impl AppendRequest {
                 .push(event.occurred_at.nanosecond() as i32);
             request.data.push(data);
             request.metadata.push(metadata);
+            request.data_exact.push(data_exact);
+            request.metadata_exact.push(metadata_exact);
         }
         Ok((request, answer))
     }
 
     /// The JSON this append sends, which is nearly all of its share of a batch's message.
     fn bytes(&self) -> usize {
+        let exact = self.data_exact.iter().chain(&self.metadata_exact).flatten();
         self.data
             .iter()
             .chain(&self.metadata)
+            .chain(exact)
             .map(String::len)
             .sum()
     }
@@ -286,7 +317,7 @@ impl Writer {
         }
         let rows = &decided.rows;
         let last_position = decided.last_position as i64;
-        let insert_params: [&(dyn ToSql + Sync); 10] = [
+        let insert_params: [&(dyn ToSql + Sync); 12] = [
             &rows.positions,
             &rows.streams,
             &rows.versions,
@@ -297,6 +328,8 @@ impl Writer {
             &rows.occurred_nanos,
             &rows.data,
             &rows.metadata,
+            &rows.data_exact,
+            &rows.metadata_exact,
         ];
         let upsert_params: [&(dyn ToSql + Sync); 2] =
             [&decided.stream_names, &decided.stream_versions];

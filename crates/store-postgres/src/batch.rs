@@ -38,6 +38,8 @@ pub(crate) struct NewRows<'a> {
     pub occurred_nanos: Vec<i32>,
     pub data: Vec<&'a str>,
     pub metadata: Vec<&'a str>,
+    pub data_exact: Vec<Option<&'a str>>,
+    pub metadata_exact: Vec<Option<&'a str>>,
 }
 
 /// A decided batch: an answer per request (in order), the events to insert, each touched
@@ -127,6 +129,9 @@ pub(crate) fn decide(batch: &[AppendRequest], known: Known) -> Decided<'_> {
             rows.occurred_nanos.push(request.occurred_nanos[i]);
             rows.data.push(&request.data[i]);
             rows.metadata.push(&request.metadata[i]);
+            rows.data_exact.push(request.data_exact[i].as_deref());
+            rows.metadata_exact
+                .push(request.metadata_exact[i].as_deref());
             recorded.insert((request.stream.clone(), event_id), placed);
             events.push(placed);
         }

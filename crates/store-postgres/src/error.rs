@@ -83,7 +83,7 @@ pub(crate) fn from_pg(target: &Target, error: &tokio_postgres::Error) -> StoreEr
 }
 
 /// True for PostgreSQL's "the data you sent is not acceptable" errors (class 22, data
-/// exception: say a NUL character in text; class 54, program limit: say a stream name
+/// exception: say a value out of a column's range; class 54, program limit: say a stream name
 /// too long to index), which refuse one append rather than signal trouble with the store.
 pub(crate) fn refuses_the_data(error: &tokio_postgres::Error) -> bool {
     error

@@ -96,17 +96,26 @@ fn recorded(pool: &Pool, row: &Row) -> Result<RecordedEvent, StoreError> {
             .with_nanosecond(occurred_nanos as u32)
             .unwrap_or(occurred_at),
         recorded_at: row.try_get("recorded_at").map_err(decode)?,
-        data: raw_json(row, "data").map_err(decode)?,
-        metadata: raw_json(row, "metadata").map_err(decode)?,
+        data: raw_json(pool, row, "data", "data_exact")?,
+        metadata: raw_json(pool, row, "metadata", "metadata_exact")?,
     })
 }
 
-/// Rows written by schema version 1 were jsonb, which keeps a value rather than the text it
-/// was given (PostgreSQL prints it back with its own spacing and key order), and the migration
-/// to json kept that text. Re-serializing the value gives the compact, key-sorted text the
-/// other backends hand out, so an envelope written out is the same byte for byte whichever
-/// store, and whichever schema version, it came from.
-fn raw_json(row: &Row, column: &str) -> Result<RawJson, tokio_postgres::Error> {
-    let value: serde_json::Value = row.try_get(column)?;
-    Ok(RawJson::from_value(&value))
+/// An event's exact JSON where jsonb could not hold it (`sql/schema_v2.sql`), else the jsonb
+/// value. jsonb keeps a value, not the text it was given (PostgreSQL prints it back with its
+/// own spacing and key order); re-serializing it gives the compact, key-sorted text the other
+/// backends hand out, as the exact text already is, so an envelope written out is the same
+/// byte for byte whichever store it came from.
+fn raw_json(pool: &Pool, row: &Row, column: &str, exact: &str) -> Result<RawJson, StoreError> {
+    let decode = |e: tokio_postgres::Error| from_pg(pool.target(), &e);
+    match row.try_get::<_, Option<String>>(exact).map_err(decode)? {
+        Some(text) => RawJson::from_text(text).map_err(|e| StoreError::Corrupt {
+            path: pool.target().to_string().into(),
+            reason: format!("{exact} of an event is not JSON: {e}"),
+        }),
+        None => {
+            let value: serde_json::Value = row.try_get(column).map_err(decode)?;
+            Ok(RawJson::from_value(&value))
+        }
+    }
 }

@@ -344,9 +344,10 @@ async fn a_schema_from_a_newer_build_is_refused_and_left_unaltered() {
     assert_eq!(events, 1, "the events must be left as they were");
 }
 
-/// A store written by schema version 1 (data and metadata as jsonb) is migrated in place: its
-/// events read back as before, as the compact, key-sorted JSON every backend hands out, and
-/// it then takes what version 1 refused — a NUL character in an event's text.
+/// A store written by schema version 1 is migrated in place: its events read back as before,
+/// as the compact, key-sorted JSON every backend hands out, and it then takes what version 1
+/// refused — a NUL character in an event's text — handing it back exactly, while analysts'
+/// jsonb queries still work on every row, the new one showing U+FFFD for the NUL.
 #[tokio::test]
 async fn a_version_1_store_is_migrated_and_then_keeps_nul_characters() {
     let Some(url) = database_url("a_version_1_store_is_migrated_and_then_keeps_nul_characters")
@@ -384,7 +385,7 @@ async fn a_version_1_store_is_migrated_and_then_keeps_nul_characters() {
         "an event of version 1 reads back compact and key-sorted"
     );
 
-    let text = json!({"transcript": "a\u{0}b"});
+    let text = json!({"call_id": "new", "transcript": "a\u{0}b"});
     store
         .append(
             "call-new",
@@ -395,7 +396,10 @@ async fn a_version_1_store_is_migrated_and_then_keeps_nul_characters() {
         .expect("a NUL in an event's text is stored");
     let new = store.read_stream("call-new", 0, 10).await.unwrap();
     assert_eq!(new[0].data.to_value().unwrap(), text);
-    assert_eq!(new[0].data.as_str(), r#"{"transcript":"a\u0000b"}"#);
+    assert_eq!(
+        new[0].data.as_str(),
+        r#"{"call_id":"new","transcript":"a\u0000b"}"#
+    );
 
     let session = session_in(&url, &schema).await;
     let versions: Vec<i32> = session
@@ -409,16 +413,25 @@ async fn a_version_1_store_is_migrated_and_then_keeps_nul_characters() {
         .map(|row| row.get(0))
         .collect();
     assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
-    // Analysts' operators work on the json columns as they did on jsonb.
-    let call_id: String = session
-        .query_one(
-            "SELECT data->>'call_id' FROM events WHERE position = 1",
+    // Analysts' jsonb queries run over every row, the one with a NUL included.
+    let rows: Vec<(String, Option<String>, bool)> = session
+        .query(
+            "SELECT data->>'call_id', data->>'transcript', data_exact IS NOT NULL
+             FROM events WHERE data @> '{}'::jsonb ORDER BY position",
             &[],
         )
         .await
         .unwrap()
-        .get(0);
-    assert_eq!(call_id, "old");
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("old".to_owned(), None, false),
+            ("new".to_owned(), Some("a\u{FFFD}b".to_owned()), true)
+        ]
+    );
 }
 
 #[tokio::test]

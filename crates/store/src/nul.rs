@@ -1,0 +1,68 @@
+//! NUL characters in events' text. A provider's text (a transcript, a name) may carry one,
+//! escaped in its JSON as `\u0000`; every store keeps it, but PostgreSQL's `text` and `jsonb`
+//! cannot hold it, so what lives there (the PostgreSQL store's queryable copy, the read models)
+//! shows U+FFFD in its place.
+
+use serde_json::Value;
+
+/// The character shown where text held a NUL.
+pub const NUL_REPLACEMENT: &str = "\u{FFFD}";
+
+/// Whether serialized JSON may hold a NUL in a string or key: it can only be the escape
+/// `\u0000` (an escaped backslash before `u0000` also matches, and holds none).
+pub fn may_hold_nul(json: &str) -> bool {
+    json.contains("\\u0000")
+}
+
+/// Replaces every NUL in the value's strings and keys with U+FFFD; true if there was one.
+pub fn replace_nul(value: &mut Value) -> bool {
+    match value {
+        Value::String(text) if text.contains('\0') => {
+            *text = text.replace('\0', NUL_REPLACEMENT);
+            true
+        }
+        Value::Array(items) => items.iter_mut().fold(false, |any, v| replace_nul(v) | any),
+        Value::Object(fields) => {
+            let mut any = fields
+                .values_mut()
+                .fold(false, |any, v| replace_nul(v) | any);
+            if fields.keys().any(|key| key.contains('\0')) {
+                *fields = std::mem::take(fields)
+                    .into_iter()
+                    .map(|(key, v)| (key.replace('\0', NUL_REPLACEMENT), v))
+                    .collect();
+                any = true;
+            }
+            any
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn nul_in_strings_and_keys_becomes_the_replacement_character() {
+        let mut value = json!({"t": "a\u{0}b", "list": [{"k\u{0}": "\u{0}"}], "n": 0});
+        assert!(replace_nul(&mut value));
+        assert_eq!(
+            value,
+            json!({"t": "a\u{FFFD}b", "list": [{"k\u{FFFD}": "\u{FFFD}"}], "n": 0})
+        );
+    }
+
+    #[test]
+    fn a_value_without_nul_is_left_alone() {
+        let mut value = json!({"t": "C:\\u0000", "n": [1, "x"]});
+        let before = value.clone();
+        assert!(
+            may_hold_nul(&value.to_string()),
+            "the escaped backslash matches"
+        );
+        assert!(!replace_nul(&mut value));
+        assert_eq!(value, before);
+    }
+}
