@@ -33,11 +33,6 @@ const UPSERT_STREAMS: &str = include_str!("sql/upsert_streams.sql");
 const ADVANCE_POSITIONS: &str = include_str!("sql/advance_positions.sql");
 const NOTIFY: &str = include_str!("sql/notify.sql");
 
-/// The most JSON one batch's statement carries. PostgreSQL refuses a message over 1 GB, and
-/// with a large `--max-body` a full batch (512 appends of events up to twice that) could pass
-/// it; a batch that would is committed in parts, each part as one transaction.
-const MAX_BATCH_BYTES: usize = 64 << 20;
-
 /// Where each part of a batch ends: consecutive appends up to `max_bytes` together, and an
 /// append larger than that on its own.
 fn chunk_ends(sizes: impl Iterator<Item = usize>, max_bytes: usize) -> Vec<usize> {
@@ -179,6 +174,8 @@ pub(crate) struct Writer {
     pub requests: mpsc::Receiver<AppendRequest>,
     pub head: Arc<watch::Sender<u64>>,
     pub max_batch: usize,
+    /// See `PostgresOptions::max_batch_bytes`.
+    pub max_batch_bytes: usize,
 }
 
 impl Writer {
@@ -200,7 +197,7 @@ impl Writer {
                 }
             }
             let mut start = 0;
-            for end in chunk_ends(batch.iter().map(AppendRequest::bytes), MAX_BATCH_BYTES) {
+            for end in chunk_ends(batch.iter().map(AppendRequest::bytes), self.max_batch_bytes) {
                 self.serve(&mut batch[start..end]).await;
                 start = end;
             }

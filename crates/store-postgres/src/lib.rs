@@ -54,6 +54,10 @@ pub struct PostgresOptions {
     pub max_event_bytes: usize,
     /// The most appends committed in one transaction.
     pub max_batch: usize,
+    /// The most JSON (data plus metadata, in bytes) committed in one transaction; a batch
+    /// with more is committed in parts. PostgreSQL refuses a message over 1 GB, which a full
+    /// batch of large events could otherwise pass.
+    pub max_batch_bytes: usize,
     /// Appends that may wait for the writer before `append` itself waits (back-pressure).
     pub queue_capacity: usize,
 }
@@ -67,6 +71,7 @@ impl Default for PostgresOptions {
             application_name: "switchboard".to_owned(),
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             max_batch: 512,
+            max_batch_bytes: 64 << 20,
             queue_capacity: 4096,
         }
     }
@@ -123,6 +128,7 @@ impl PostgresStore {
                 requests: requests_rx,
                 head: head_tx,
                 max_batch: options.max_batch.max(1),
+                max_batch_bytes: options.max_batch_bytes,
             }
             .run(),
         );

@@ -715,3 +715,66 @@ async fn an_append_postgres_refuses_does_not_fail_its_batch_neighbours() {
     streams[1..].sort();
     assert_eq!(streams, ["stalled", "good-1", "good-2"]);
 }
+
+/// Appends queued behind the position lock are committed together once it goes, in one
+/// transaction (one `recorded_at`), unless their JSON passes `max_batch_bytes`: then in parts,
+/// each its own transaction, every append still answered and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_over_its_byte_bound_is_committed_in_parts() {
+    let Some(url) = database_url("a_batch_over_its_byte_bound_is_committed_in_parts") else {
+        return;
+    };
+    let schemas = Schemas::new(&url);
+    let sample = &one("queued-1")[0];
+    let size = sample.data.to_string().len() + sample.metadata.to_string().len();
+    for (max_batch_bytes, commits) in [(usize::MAX, 1), (2 * size, 2), (1, 4)] {
+        let options = PostgresOptions {
+            max_batch_bytes,
+            ..schemas.options()
+        };
+        let application_name = options.application_name.clone();
+        let store = Arc::new(PostgresStore::connect(&url, options).await.unwrap());
+        let mut locker = session_in(&url, store.schema()).await;
+        let lock = locker.transaction().await.unwrap();
+        lock.execute("SELECT 1 FROM global_position FOR UPDATE", &[])
+            .await
+            .unwrap();
+        let spawn_append = |stream: String| {
+            let store = Arc::clone(&store);
+            let events = one(&stream);
+            tokio::spawn(async move { store.append(&stream, ExpectedVersion::Any, events).await })
+        };
+        let stalled = spawn_append("stalled".to_owned());
+        let observer = raw_client(&url).await;
+        wait_until("the writer waits on the position lock", || {
+            waiting_on_a_lock(&observer, &application_name)
+        })
+        .await;
+        let queued: Vec<_> = (1..=4)
+            .map(|n| spawn_append(format!("queued-{n}")))
+            .collect();
+        wait_until("the four appends are queued", || async {
+            store.pending_appends() == 4
+        })
+        .await;
+        lock.rollback().await.unwrap();
+        stalled.await.unwrap().unwrap();
+        for append in queued {
+            append
+                .await
+                .unwrap()
+                .expect("every queued append is committed");
+        }
+
+        let events = store.read_all(0, 10).await.unwrap();
+        let queued: Vec<_> = events.iter().filter(|e| e.stream != "stalled").collect();
+        assert_eq!(queued.len(), 4);
+        let mut times: Vec<_> = queued.iter().map(|e| e.recorded_at).collect();
+        times.dedup();
+        assert_eq!(
+            times.len(),
+            commits,
+            "max_batch_bytes {max_batch_bytes}: {queued:?}"
+        );
+    }
+}
