@@ -272,6 +272,20 @@ async fn a_malformed_url_or_schema_name_is_refused_at_connect() {
     );
 }
 
+/// The schema versions the store's migrations recorded, in order.
+async fn recorded_versions(session: &Client) -> Vec<i32> {
+    session
+        .query(
+            "SELECT version FROM switchboard_schema_version ORDER BY version",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
 async fn table_count(client: &Client, schema: &str) -> i64 {
     client
         .query_one(
@@ -320,18 +334,8 @@ async fn a_schema_from_a_newer_build_is_refused_and_left_unaltered() {
         message.contains(&format!("version {newer}")) && message.contains(&schema),
         "the message must name the schema and its version: {message}"
     );
-    let versions: Vec<i32> = client
-        .query(
-            "SELECT version FROM switchboard_schema_version ORDER BY version",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
     assert_eq!(
-        versions,
+        recorded_versions(&client).await,
         (1..=SCHEMA_VERSION).chain([newer]).collect::<Vec<_>>(),
         "the version record must be left as it was"
     );
@@ -402,17 +406,10 @@ async fn a_version_1_store_is_migrated_and_then_keeps_nul_characters() {
     );
 
     let session = session_in(&url, &schema).await;
-    let versions: Vec<i32> = session
-        .query(
-            "SELECT version FROM switchboard_schema_version ORDER BY version",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+    assert_eq!(
+        recorded_versions(&session).await,
+        (1..=SCHEMA_VERSION).collect::<Vec<_>>()
+    );
     // Analysts' jsonb queries run over every row, the one with a NUL included.
     let rows: Vec<(String, Option<String>, bool)> = session
         .query(
