@@ -172,7 +172,12 @@ pub(crate) fn decode(recorded: RecordedEvent) -> Option<Decoded> {
     );
     Some(Decoded {
         position,
-        stream,
+        // Stores written before names were checked for NUL may hold such a stream.
+        stream: if stream.contains('\0') {
+            stream.replace('\0', NUL_REPLACEMENT)
+        } else {
+            stream
+        },
         event_type,
         at: ts(occurred_at),
         event,
@@ -181,8 +186,8 @@ pub(crate) fn decode(recorded: RecordedEvent) -> Option<Decoded> {
 
 /// Read-model text never holds NUL: PostgreSQL's text cannot, and the read models are to be
 /// the same in both databases. The event keeps it; the read models show U+FFFD in its place.
-/// Only the rare event whose JSON holds the escape `\u0000` is parsed twice, and on the
-/// decoding thread, not the fold's.
+/// Only the rare event whose JSON holds the escape `\u0000` is parsed twice; the check itself
+/// runs where events are decoded, which in a rebuild is the reader's thread, not the fold's.
 fn without_nul(json: &str) -> Cow<'_, str> {
     if !may_hold_nul(json) {
         return Cow::Borrowed(json);

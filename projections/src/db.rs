@@ -34,7 +34,7 @@ const QUERY_INDEXES: &str = include_str!("query_indexes.sql");
 /// 4: an outbound call belongs to the tenant of the number it came from, whatever routing its
 /// delivery had (3 kept the tenant of the number called that deliveries stored before
 /// 2026-12-07 named); text that held NUL shows U+FFFD (3 kept it in SQLite and refused the
-/// event in PostgreSQL).
+/// event's rows in PostgreSQL, an `apply_failed` anomaly).
 pub const LAYOUT_VERSION: i64 = 4;
 
 /// The live read models' file name inside the data dir.

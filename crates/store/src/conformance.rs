@@ -911,6 +911,16 @@ pub async fn unicode(store: Arc<dyn EventStore>) {
             placed.version,
             placed.position,
         );
+        // Every backend hands out the same text: compact, keys sorted, escapes as serde_json
+        // writes them (NUL as `\u0000`).
+        assert_eq!(
+            (read[0].data.as_str(), read[0].metadata.as_str()),
+            (
+                event.data.to_string().as_str(),
+                event.metadata.to_string().as_str()
+            ),
+            "unicode: {stream}: the exact text"
+        );
         assert_eq!(
             store.stream_version(stream).await.unwrap(),
             Some(0),
