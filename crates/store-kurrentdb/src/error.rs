@@ -57,7 +57,8 @@ pub fn from_client(target: &str, error: &Error) -> StoreError {
         {
             StoreError::Backend(format!(
                 "KurrentDB {target} refused an append over its MaxAppendSize ({message}): raise \
-                 the server's MaxAppendSize to at least twice --max-body plus 1 MiB"
+                 the server's MaxAppendSize above one whole append (the raw delivery, up to \
+                 twice --max-body plus 1 MiB, with its events; 16 MiB is ample by default)"
             ))
         }
         Error::Grpc { code, message } if *code == Code::InvalidArgument => {
