@@ -65,18 +65,31 @@ pub(crate) async fn migrate(
             .map_err(pg)?;
     }
 
-    let current = current_version(&tx, schema, target).await?;
-    if current > SCHEMA_VERSION {
-        return Err(refuse(
-            target,
-            format!(
-                "the event store schema is at version {current}, newer than this build \
-                 understands ({SCHEMA_VERSION}); upgrade Switchboard. The schema was not altered."
-            ),
-        ));
-    }
-    if current == SCHEMA_VERSION {
-        return Ok(());
+    let current = match current_version(&tx, schema, target).await {
+        Ok(current) => current,
+        Err(refused) => {
+            // As below: the connection clean before the caller hears of it.
+            let _ = tx.rollback().await;
+            return Err(refused);
+        }
+    };
+    if current >= SCHEMA_VERSION {
+        let checked = if current > SCHEMA_VERSION {
+            Err(refuse(
+                target,
+                format!(
+                    "the event store schema is at version {current}, newer than this build \
+                     understands ({SCHEMA_VERSION}); upgrade Switchboard. The schema was not \
+                     altered."
+                ),
+            ))
+        } else {
+            check_columns(&tx, schema, target).await
+        };
+        // Nothing to write. Ended here rather than by dropping it, so the connection is
+        // clean (and the advisory lock released) before the caller hears the answer.
+        tx.rollback().await.map_err(pg)?;
+        return checked;
     }
     if current == 0 {
         tx.batch_execute(VERSION_TABLE).await.map_err(pg)?;
@@ -93,6 +106,71 @@ pub(crate) async fn migrate(
         tracing::info!(%target, version, "event store schema migrated");
     }
     tx.commit().await.map_err(pg)
+}
+
+/// The columns of `events` this build reads and writes. A schema that records the current
+/// version but lacks one (altered by hand, or migrated by a development build whose version 2
+/// made the columns `json`) is refused here, with the columns named, rather than failing
+/// every append and read with "column does not exist".
+const EVENT_COLUMNS: &[&str] = &[
+    "position",
+    "stream",
+    "version",
+    "event_id",
+    "event_type",
+    "schema_version",
+    "occurred_at",
+    "occurred_nanos",
+    "recorded_at",
+    "data",
+    "metadata",
+    "data_exact",
+    "metadata_exact",
+];
+
+async fn check_columns(
+    tx: &tokio_postgres::Transaction<'_>,
+    schema: &str,
+    target: &Target,
+) -> Result<(), StoreError> {
+    let found: Vec<(String, String)> = tx
+        .query(
+            "SELECT column_name::text, data_type::text FROM information_schema.columns
+             WHERE table_schema = $1 AND table_name = 'events'",
+            &[&schema],
+        )
+        .await
+        .map_err(|e| from_pg(target, &e))?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let has = |name: &str, of_type: Option<&str>| {
+        found
+            .iter()
+            .any(|(column, data_type)| column == name && of_type.is_none_or(|t| t == data_type))
+    };
+    let mut wrong: Vec<String> = EVENT_COLUMNS
+        .iter()
+        .filter(|name| !has(name, None))
+        .map(|name| format!("{name} (missing)"))
+        .collect();
+    for jsonb in ["data", "metadata"] {
+        if has(jsonb, None) && !has(jsonb, Some("jsonb")) {
+            wrong.push(format!("{jsonb} (not jsonb)"));
+        }
+    }
+    if wrong.is_empty() {
+        return Ok(());
+    }
+    Err(refuse(
+        target,
+        format!(
+            "the event store schema records version {SCHEMA_VERSION} but its events table does \
+             not match it: {}. It was altered outside Switchboard or by a development build; \
+             the schema was not altered.",
+            wrong.join(", ")
+        ),
+    ))
 }
 
 /// The highest version recorded in the schema; 0 for a schema with none of the store's tables.

@@ -782,3 +782,37 @@ async fn a_batch_over_its_byte_bound_is_committed_in_parts() {
         );
     }
 }
+
+/// A schema that records the current version but whose events table lacks what this build
+/// uses is refused at connect, naming what is wrong, instead of failing every append.
+#[tokio::test]
+async fn a_schema_whose_events_table_does_not_match_its_version_is_refused() {
+    let Some(url) =
+        database_url("a_schema_whose_events_table_does_not_match_its_version_is_refused")
+    else {
+        return;
+    };
+    let schemas = Schemas::new(&url);
+    let options = schemas.options();
+    let schema = options.schema.clone();
+    drop(PostgresStore::connect(&url, options.clone()).await.unwrap());
+    let session = session_in(&url, &schema).await;
+    session
+        .batch_execute(
+            "ALTER TABLE events DROP COLUMN data_exact;
+             ALTER TABLE events ALTER COLUMN metadata TYPE json USING metadata::json",
+        )
+        .await
+        .unwrap();
+
+    let err = PostgresStore::connect(&url, options)
+        .await
+        .err()
+        .expect("a mismatched events table must be refused");
+    let message = err.to_string();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    assert!(
+        message.contains("data_exact (missing)") && message.contains("metadata (not jsonb)"),
+        "{message}"
+    );
+}
