@@ -37,6 +37,11 @@ use self::boundaries::Boundaries;
 use self::mapping::{Names, switchboard_position};
 
 /// How the KurrentDB store behaves; `Default` is what `serve` uses.
+/// The largest event this store will append: the client reads one event per gRPC message and
+/// refuses a message over 17 MiB (`kurrentdb`'s `MAX_RECEIVE_MESSAGE_SIZE`), so an event
+/// larger than this, less the envelope's room, could be written and never read back.
+pub const MAX_READABLE_EVENT_BYTES: usize = 16 * 1024 * 1024;
+
 #[derive(Debug, Clone)]
 pub struct KurrentOptions {
     /// Put before every stream name in KurrentDB, so several deployments or test runs share
@@ -129,6 +134,14 @@ impl KurrentStore {
                 );
             StoreError::Backend(format!("invalid KurrentDB URL {target}: {why}"))
         })?;
+        if options.max_event_bytes > MAX_READABLE_EVENT_BYTES {
+            return Err(StoreError::Backend(format!(
+                "KurrentDB {target}: events of up to {} bytes (twice --max-body plus 1 MiB) \
+                 could be stored but not read back: the client reads at most 17 MiB per event. \
+                 With a KurrentDB store, --max-body may be at most 7 MiB",
+                options.max_event_bytes
+            )));
+        }
         let names = Names::new(&options.namespace, &options.categories)?;
         let client = Client::new(settings)
             .map_err(|e| StoreError::Backend(format!("KurrentDB {target}: {e}")))?;
@@ -249,6 +262,22 @@ mod tests {
                 "{url}: {err:?}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn events_larger_than_the_client_can_read_back_are_refused_before_connecting() {
+        let too_large = KurrentOptions {
+            max_event_bytes: MAX_READABLE_EVENT_BYTES + 1,
+            ..KurrentOptions::default()
+        };
+        let err = KurrentStore::connect("kurrentdb://127.0.0.1:1?tls=false", too_large)
+            .await
+            .err()
+            .expect("a limit past what the client reads must be refused");
+        assert!(
+            matches!(&err, StoreError::Backend(m) if m.contains("--max-body may be at most")),
+            "{err:?}"
+        );
     }
 
     #[tokio::test]
