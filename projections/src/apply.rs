@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use chrono::{DateTime, SecondsFormat, Utc};
 use foldhash::HashMap;
 use switchboard_domain::event::{Event, EventDecodeError};
-use switchboard_store::{NUL_REPLACEMENT, RecordedEvent, may_hold_nul, replace_nul};
+use switchboard_store::{NUL_REPLACEMENT, RecordedEvent, json_without_nul};
 
 use crate::anomalies;
 use crate::appointment_rows::Appointment;
@@ -189,20 +189,8 @@ pub(crate) fn decode(recorded: RecordedEvent) -> Option<Decoded> {
 /// Only the rare event whose JSON holds the escape `\u0000` is parsed twice; the check itself
 /// runs where events are decoded, which in a rebuild is the reader's thread, not the fold's.
 fn without_nul(json: &str) -> Cow<'_, str> {
-    if !may_hold_nul(json) {
-        return Cow::Borrowed(json);
-    }
-    match serde_json::from_str::<serde_json::Value>(json) {
-        Ok(mut value) => {
-            if replace_nul(&mut value) {
-                Cow::Owned(value.to_string())
-            } else {
-                Cow::Borrowed(json)
-            }
-        }
-        // Not JSON: decoding reports what is wrong with it.
-        Err(_) => Cow::Borrowed(json),
-    }
+    // Text that is not JSON stays as it is: decoding reports what is wrong with it.
+    json_without_nul(json).map_or(Cow::Borrowed(json), Cow::Owned)
 }
 
 /// What the anomalies need of a raw delivery; its body (most of it) is skipped unparsed.

@@ -50,8 +50,8 @@ pub async fn open_store(
         #[cfg(feature = "kurrentdb")]
         StoreLocation::KurrentDb(url) => {
             use switchboard_store_kurrentdb::{KurrentOptions, KurrentStore};
-            // KurrentDB's own `MaxAppendSize` (1 MiB unless its configuration raises it) may
-            // refuse less: its configuration must allow `max_event_bytes`.
+            // KurrentDB's own `MaxAppendSize` (1 MiB unless its configuration raises it) applies
+            // to a whole append: the raw delivery of up to `max_event_bytes` with its events.
             let options = KurrentOptions {
                 max_event_bytes,
                 ..KurrentOptions::default()

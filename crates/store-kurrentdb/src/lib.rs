@@ -36,12 +36,12 @@ pub use mapping::SWITCHBOARD_CATEGORIES;
 use self::boundaries::Boundaries;
 use self::mapping::{Names, switchboard_position};
 
-/// How the KurrentDB store behaves; `Default` is what `serve` uses.
 /// The largest event this store will append: the client reads one event per gRPC message and
 /// refuses a message over 17 MiB (`kurrentdb`'s `MAX_RECEIVE_MESSAGE_SIZE`), so an event
 /// larger than this, less the envelope's room, could be written and never read back.
 pub const MAX_READABLE_EVENT_BYTES: usize = 16 * 1024 * 1024;
 
+/// How the KurrentDB store behaves; `Default` is what `serve` uses.
 #[derive(Debug, Clone)]
 pub struct KurrentOptions {
     /// Put before every stream name in KurrentDB, so several deployments or test runs share

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use chrono::{DateTime, SubsecRound, Timelike, Utc};
 use switchboard_store::{
     AppendOutcome, AppendedEvent, ExpectedVersion, NewEvent, StoreError, check_append,
-    check_event_size, may_hold_nul, replace_nul,
+    check_event_size, json_without_nul,
 };
 
 use crate::batch::{Known, decide};
@@ -58,18 +58,12 @@ fn chunk_ends(sizes: impl Iterator<Item = usize>, max_bytes: usize) -> Vec<usize
 /// string or key with a NUL character, stored with U+FFFD in the jsonb column.
 fn for_jsonb(value: &serde_json::Value) -> Result<(String, Option<String>), StoreError> {
     // A `Value` always serializes; the error path exists only because the API has one.
-    let serialize = |value: &serde_json::Value| {
-        serde_json::to_string(value).map_err(|e| StoreError::InvalidAppend(e.to_string()))
-    };
-    let exact = serialize(value)?;
-    if !may_hold_nul(&exact) {
-        return Ok((exact, None));
-    }
-    let mut storable = value.clone();
-    if !replace_nul(&mut storable) {
-        return Ok((exact, None));
-    }
-    Ok((serialize(&storable)?, Some(exact)))
+    let exact =
+        serde_json::to_string(value).map_err(|e| StoreError::InvalidAppend(e.to_string()))?;
+    Ok(match json_without_nul(&exact) {
+        Some(storable) => (storable, Some(exact)),
+        None => (exact, None),
+    })
 }
 
 /// One append, validated, serialized and laid out as columns on the caller's task, so the

@@ -8,14 +8,25 @@ use serde_json::Value;
 /// The character shown where text held a NUL.
 pub const NUL_REPLACEMENT: &str = "\u{FFFD}";
 
+/// Serialized JSON with U+FFFD for every NUL in its strings and keys, compact and key-sorted;
+/// None when it holds no NUL (or is not JSON), which is nearly always and costs one scan: in
+/// JSON a NUL can only be the escape `\u0000`, so only text holding that is parsed.
+pub fn json_without_nul(json: &str) -> Option<String> {
+    if !may_hold_nul(json) {
+        return None;
+    }
+    let mut value: Value = serde_json::from_str(json).ok()?;
+    replace_nul(&mut value).then(|| value.to_string())
+}
+
 /// Whether serialized JSON may hold a NUL in a string or key: it can only be the escape
 /// `\u0000` (an escaped backslash before `u0000` also matches, and holds none).
-pub fn may_hold_nul(json: &str) -> bool {
+fn may_hold_nul(json: &str) -> bool {
     json.contains("\\u0000")
 }
 
 /// Replaces every NUL in the value's strings and keys with U+FFFD; true if there was one.
-pub fn replace_nul(value: &mut Value) -> bool {
+fn replace_nul(value: &mut Value) -> bool {
     match value {
         Value::String(text) if text.contains('\0') => {
             *text = text.replace('\0', NUL_REPLACEMENT);

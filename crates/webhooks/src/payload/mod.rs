@@ -107,13 +107,17 @@ pub fn parse(provider: Provider, body: &[u8]) -> Result<Delivery, ParseError> {
 /// Parses the body of a Retell custom-function request (`POST /api/retell/functions/{name}`),
 /// which is signed like a webhook but has no `event` field.
 pub fn parse_retell_function(body: &[u8]) -> Result<Delivery, ParseError> {
-    from_json::<RetellFunctionRequest>(utf8(body)?, "$").map(Delivery::RetellFunction)
+    retell_function_request(body).map(Delivery::RetellFunction)
+}
+
+fn retell_function_request(body: &[u8]) -> Result<RetellFunctionRequest, ParseError> {
+    from_json(utf8(body)?, "$")
 }
 
 /// [`parse_retell_function`] for a request posted to `/api/retell/functions/{called}`: its
 /// signed body must name that function (see [`RetellFunctionRequest::check_called_as`]).
 pub fn parse_retell_function_called(body: &[u8], called: &str) -> Result<Delivery, ParseError> {
-    let request = from_json::<RetellFunctionRequest>(utf8(body)?, "$")?;
+    let request = retell_function_request(body)?;
     request.check_called_as(called)?;
     Ok(Delivery::RetellFunction(request))
 }

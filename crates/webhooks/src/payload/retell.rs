@@ -303,7 +303,7 @@ impl RetellFunctionRequest {
     /// The function a request posted to `/api/retell/functions/{called}` runs: the one its
     /// signed body names, which must be the one its (unsigned) path names, so a signed body
     /// replayed to another function's path is refused rather than run as that function.
-    pub fn check_called_as(&self, called: &str) -> Result<(), ParseError> {
+    pub(crate) fn check_called_as(&self, called: &str) -> Result<(), ParseError> {
         if self.name == called {
             return Ok(());
         }
