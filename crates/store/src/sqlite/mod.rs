@@ -17,6 +17,7 @@ mod schema;
 mod syncer;
 mod writer;
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -164,6 +165,10 @@ impl SqliteStore {
         let checkpointer = Checkpointer {
             restart: Arc::clone(&restart),
             conn: schema::open_checkpointer(path)?,
+            database: File::open(path).map_err(|e| {
+                StoreError::Unavailable(format!("{}: cannot open: {e}", path.display()))
+            })?,
+            sync: syncer::fdatasync(),
             path: path.to_path_buf(),
             head: head_rx.clone(),
             stop,

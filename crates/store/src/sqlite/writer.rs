@@ -155,7 +155,8 @@ impl Writer {
     /// Copies the few frames the checkpointer's last pass left, so the next transaction finds
     /// the WAL fully copied and starts it over. Runs between groups, after the last one went
     /// to the syncer: its callers wait for their sync, not for this; the next group waits for
-    /// it (it syncs the WAL and the file, and the restarting commit syncs the WAL's header).
+    /// it (it syncs the WAL and the file, which holds only the pages it copied: the
+    /// checkpointer syncs its own passes; and the restarting commit syncs the WAL's header).
     /// A reader still in the WAL keeps it from starting over; the checkpointer asks again.
     fn checkpoint_for_restart(&mut self) {
         self.counters
