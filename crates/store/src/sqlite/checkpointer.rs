@@ -60,7 +60,7 @@ const SHORTEST_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Passes run after the one that found the WAL [`RESTART_FRAMES`] long, before the writer is
 /// asked to checkpoint the rest. At 5,000 deliveries/s (2026-12-07, docs/benchmarks.md) the
-/// writer's restart checkpoint took 6.0–6.3 ms (median) after one such pass, 3.6–4.4 ms
+/// writer's restart checkpoint took 5.6–6.3 ms (median) after one such pass, 3.6–4.4 ms
 /// after two or three.
 const FOLLOW_UP_PASSES: usize = 2;
 
