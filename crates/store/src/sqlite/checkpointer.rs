@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use tokio::sync::watch;
 
-use super::syncer::SyncFn;
+use super::syncer::{Poison, SyncFn};
 
 /// How often the thread looks for new commits. Rarer passes copy a page rewritten by many
 /// commits (an index leaf of a busy stream) fewer times; each pass costs two fsyncs (the WAL,
@@ -74,6 +74,8 @@ pub(crate) struct Checkpointer {
     /// end (`fdatasync`; something that counts in tests).
     pub database: File,
     pub sync: SyncFn,
+    /// Set when that sync fails: the store stops, as after a failed sync of the WAL.
+    pub poison: Arc<Poison>,
     /// The writer's head: a pass runs only when it moved, so an idle store costs nothing.
     pub head: watch::Receiver<u64>,
     /// Dropping the sender stops the thread.
@@ -142,9 +144,10 @@ impl Checkpointer {
         true
     }
 
-    /// One passive checkpoint; the WAL's length in frames, when it ran. A failed pass loses
-    /// nothing (the frames stay in the WAL, and the writer's own checkpoint copies them); it
-    /// is worth a line in the log, not more.
+    /// One passive checkpoint and a sync of what it copied; the WAL's length in frames, when
+    /// both ran. A failed checkpoint loses nothing (the frames stay in the WAL, and the
+    /// writer's own checkpoint copies them): it is worth a line in the log, not more. A failed
+    /// sync stops the store.
     fn pass(&mut self) -> Option<i64> {
         // Its one row: busy, frames in the WAL, frames copied into the file so far (-1 and -1
         // when another checkpoint was running: a short WAL, as far as this thread cares).
@@ -164,10 +167,19 @@ impl Checkpointer {
         if copied > 0
             && let Err(error) = (self.sync)(&self.database)
         {
-            // Nothing is lost: the frames stay in the WAL, which cannot start over before a
-            // checkpoint that reaches its end has synced the file, and that sync reports the
-            // same failure (the kernel reports a failed writeback to every open file).
-            tracing::warn!(path = %self.path.display(), %error, "syncing the database file after a checkpoint failed");
+            // The pages this pass copied may not be on disk, and Linux may have marked them
+            // clean, so a later sync would not write them again; the WAL still holds them
+            // until it starts over, which a stopped store never lets it do. A restart copies
+            // them anew (recovery rebuilds the WAL's index from the WAL itself).
+            let reason = format!(
+                "{}: stopped after a failed sync of the database file after a checkpoint \
+                 ({error}); nothing more is acknowledged until the store is reopened: check \
+                 the disk, then restart",
+                self.path.display()
+            );
+            tracing::error!(%reason, "event store sync failed");
+            self.poison.set(reason);
+            return None;
         }
         Some(frames)
     }
@@ -182,8 +194,12 @@ mod tests {
     use super::*;
     use crate::sqlite::schema;
 
-    /// A checkpointer of the file at `path` that counts its syncs of the database file.
-    fn counting_syncs(path: &Path) -> (Checkpointer, Arc<AtomicUsize>, mpsc::Sender<()>) {
+    /// A checkpointer of the file at `path` that counts its syncs of the database file, which
+    /// fail when `fail` is set.
+    fn counting_syncs(
+        path: &Path,
+        fail: bool,
+    ) -> (Checkpointer, Arc<AtomicUsize>, mpsc::Sender<()>) {
         let syncs = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&syncs);
         let (_, head) = watch::channel(0);
@@ -194,8 +210,12 @@ mod tests {
             database: File::open(path).unwrap(),
             sync: Box::new(move |file: &File| {
                 counted.fetch_add(1, Ordering::SeqCst);
+                if fail {
+                    return Err(std::io::Error::other("injected sync failure"));
+                }
                 file.sync_data()
             }),
+            poison: Arc::default(),
             head,
             stop,
             restart: Arc::default(),
@@ -235,7 +255,7 @@ mod tests {
             .query_row("SELECT count(*) FROM t", [], |_| Ok(()))
             .unwrap();
         commit_rows(&writer, 50);
-        let (mut checkpointer, syncs, _stop) = counting_syncs(&path);
+        let (mut checkpointer, syncs, _stop) = counting_syncs(&path, false);
 
         assert!(checkpointer.pass().is_some());
         assert_eq!(
@@ -264,9 +284,28 @@ mod tests {
         writer
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .unwrap();
-        let (mut checkpointer, syncs, _stop) = counting_syncs(&path);
+        let (mut checkpointer, syncs, _stop) = counting_syncs(&path, false);
 
         assert_eq!(checkpointer.pass(), Some(0));
         assert_eq!(syncs.load(Ordering::SeqCst), 0);
+    }
+
+    /// The pages a pass copied may not be on disk, and the WAL must keep them: the store
+    /// stops, the WAL is not asked to start over, and appends are refused until a restart.
+    #[test]
+    fn a_failed_sync_of_the_database_file_stops_the_store() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("events.db");
+        let writer = wal_file(&path);
+        commit_rows(&writer, 10);
+        let (mut checkpointer, syncs, _stop) = counting_syncs(&path, true);
+
+        assert!(!checkpointer.follow_up(0), "no restart after a failed sync");
+        assert_eq!(syncs.load(Ordering::SeqCst), 1);
+        let refusal = checkpointer.poison.check().unwrap_err().to_string();
+        assert!(
+            refusal.contains("failed sync of the database file"),
+            "{refusal}"
+        );
     }
 }

@@ -162,6 +162,7 @@ impl SqliteStore {
         let (head_tx, head_rx) = watch::channel(head_position);
         let (stop_checkpointer, stop) = std::sync::mpsc::channel();
         let restart = Arc::new(AtomicBool::new(false));
+        let poison = Arc::new(Poison::default());
         let checkpointer = Checkpointer {
             restart: Arc::clone(&restart),
             conn: schema::open_checkpointer(path)?,
@@ -169,6 +170,7 @@ impl SqliteStore {
                 StoreError::Unavailable(format!("{}: cannot open: {e}", path.display()))
             })?,
             sync: syncer::fdatasync(),
+            poison: Arc::clone(&poison),
             path: path.to_path_buf(),
             head: head_rx.clone(),
             stop,
@@ -180,7 +182,6 @@ impl SqliteStore {
                 StoreError::Unavailable(format!("cannot start the checkpointer thread: {e}"))
             })?;
         let (committed_tx, committed_rx) = std::sync::mpsc::sync_channel(SYNC_BACKLOG);
-        let poison = Arc::new(Poison::default());
         let recent = Arc::new(RecentEvents::default());
         let syncer = Syncer::new(
             wal,

@@ -95,7 +95,7 @@ impl Poison {
         }
     }
 
-    fn set(&self, reason: String) {
+    pub(crate) fn set(&self, reason: String) {
         let _ = self.0.set(reason);
     }
 }
