@@ -10,10 +10,10 @@
 //! A passive checkpoint that overlaps commits cannot leave the WAL fully copied, and SQLite
 //! restarts the WAL from its beginning only when a write transaction finds it fully copied;
 //! left to itself, the WAL would grow without bound under steady load. So once the WAL is
-//! [`RESTART_FRAMES`] long, this thread runs a second pass right away (it copies only what
-//! was committed during the first) and then asks the writer to checkpoint the little that
-//! is left itself (`Writer::checkpoint_for_restart`): the writer's next transaction finds
-//! the WAL fully copied and starts it over.
+//! [`RESTART_FRAMES`] long, this thread runs follow-up passes right away (each copies what
+//! was committed during the one before) and then asks the writer to checkpoint the little
+//! that is left itself (`Writer::checkpoint_for_restart`): the writer's next transaction
+//! finds the WAL fully copied and starts it over.
 //!
 //! Before, only the writer's automatic checkpoint did that, when the WAL reached its
 //! threshold (`wal_autocheckpoint`, 10,000 frames), copying everything committed since this
@@ -23,11 +23,13 @@
 //! the automatic checkpoint is what slows the writer down.
 //!
 //! Each pass that copied frames ends with a sync of the database file. SQLite syncs it after a
-//! checkpoint only when no commit came while it copied, which under load is never, so the
+//! checkpoint only when the copy reached the WAL's end as it stands afterwards (no commit came
+//! meanwhile, no reader's snapshot held the copy back), which under load is never, so the
 //! pages of every pass waited in the kernel until the writer's restart checkpoint synced them
-//! all while every append waited: 30–40 ms a restart, 41–46 restarts in 10 s at 5,000
+//! all while every append waited: 31–42 ms (median) a restart, 41–46 restarts in 10 s at 5,000
 //! deliveries/s, the `check_availability` p99 (2026-12-07, docs/benchmarks.md). Synced here,
-//! on this thread, the writer's sync is left with the few pages its own checkpoint copies.
+//! on this thread, the writer's sync is left with the few pages its own checkpoint copies. A
+//! failed sync stops the store ([`Poison::stop`]), as a failed sync of the WAL does.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -64,17 +66,21 @@ const SHORTEST_INTERVAL: Duration = Duration::from_millis(20);
 /// after two or three.
 const FOLLOW_UP_PASSES: usize = 2;
 
-/// A follow-up pass that copied fewer frames than this leaves the writer little enough.
+/// A follow-up pass that copied fewer frames than this leaves the writer little enough to stop
+/// at (a judgement, not measured: a few milliseconds of appends at the rates above).
 const FEW_FRAMES: i64 = 64;
 
 pub(crate) struct Checkpointer {
     pub conn: Connection,
     pub path: PathBuf,
-    /// The database file, and how it is synced after a pass that stopped short of the WAL's
-    /// end (`fdatasync`; something that counts in tests).
+    /// The database file, and how it is synced after a pass that copied frames (`fdatasync`;
+    /// something that counts or fails in tests).
     pub database: File,
     pub sync: SyncFn,
-    /// Set when that sync fails: the store stops, as after a failed sync of the WAL.
+    /// The WAL's frames copied into the file when the last pass ended (SQLite's count: it
+    /// only grows until the WAL starts over).
+    pub checkpointed: i64,
+    /// Set when a sync fails; once set, the thread copies nothing more.
     pub poison: Arc<Poison>,
     /// The writer's head: a pass runs only when it moved, so an idle store costs nothing.
     pub head: watch::Receiver<u64>,
@@ -99,8 +105,16 @@ impl Checkpointer {
                 continue;
             }
             self.head.borrow_and_update();
-            let Some(frames) = self.pass() else { continue };
-            if frames >= RESTART_FRAMES && self.follow_up(frames) {
+            if self.poison.check().is_err() {
+                continue;
+            }
+            let Some(mut frames) = self.pass() else {
+                continue;
+            };
+            if frames >= RESTART_FRAMES
+                && let Some(followed) = self.follow_up(frames)
+            {
+                frames = followed;
                 self.restart.store(true, Ordering::Release);
             }
             // The next pass comes about when the WAL will be RESTART_FRAMES long at the rate it
@@ -128,20 +142,23 @@ impl Checkpointer {
     /// Passes right after one that found the WAL `frames` long: each copies what was
     /// committed during the one before, so the writer's own checkpoint, which every append
     /// waits for, has little left to copy and sync. They stop once one copied only a few
-    /// frames. False when one failed.
-    fn follow_up(&mut self, mut frames: i64) -> bool {
+    /// frames. The WAL's length at the last of them, when the writer should be asked; None
+    /// when one failed, or found another checkpoint running or the WAL started over (the
+    /// writer has just checkpointed: asking again would only make appends wait).
+    fn follow_up(&mut self, mut frames: i64) -> Option<i64> {
         for _ in 0..FOLLOW_UP_PASSES {
-            let Some(now) = self.pass() else {
-                return false;
-            };
-            // The WAL grew by what this pass copied (less, had it started over meanwhile).
-            let copied = now - frames;
+            let now = self.pass()?;
+            if now < frames {
+                return None;
+            }
+            // What this pass copied: what was committed since the last one began.
+            let grown = now - frames;
             frames = now;
-            if copied < FEW_FRAMES {
+            if grown < FEW_FRAMES {
                 break;
             }
         }
-        true
+        Some(frames)
     }
 
     /// One passive checkpoint and a sync of what it copied; the WAL's length in frames, when
@@ -151,7 +168,7 @@ impl Checkpointer {
     fn pass(&mut self) -> Option<i64> {
         // Its one row: busy, frames in the WAL, frames copied into the file so far (-1 and -1
         // when another checkpoint was running: a short WAL, as far as this thread cares).
-        let (frames, copied): (i64, i64) = match self.conn.query_row(
+        let (frames, checkpointed): (i64, i64) = match self.conn.query_row(
             "PRAGMA wal_checkpoint(PASSIVE)",
             [],
             |row| Ok((row.get(1)?, row.get(2)?)),
@@ -162,23 +179,13 @@ impl Checkpointer {
                 return None;
             }
         };
-        // SQLite syncs the file itself only when no commit came while it copied, and its
-        // answer does not say which; a second sync of a file with nothing to write is cheap.
-        if copied > 0
-            && let Err(error) = (self.sync)(&self.database)
-        {
-            // The pages this pass copied may not be on disk, and Linux may have marked them
-            // clean, so a later sync would not write them again; the WAL still holds them
-            // until it starts over, which a stopped store never lets it do. A restart copies
-            // them anew (recovery rebuilds the WAL's index from the WAL itself).
-            let reason = format!(
-                "{}: stopped after a failed sync of the database file after a checkpoint \
-                 ({error}); nothing more is acknowledged until the store is reopened: check \
-                 the disk, then restart",
-                self.path.display()
-            );
-            tracing::error!(%reason, "event store sync failed");
-            self.poison.set(reason);
+        // Synced whenever the pass copied something: SQLite may have synced the file itself,
+        // but its answer does not say so. (A smaller count than before: the WAL started over.)
+        let copied = checkpointed > 0 && checkpointed != self.checkpointed;
+        self.checkpointed = checkpointed;
+        if copied && let Err(error) = (self.sync)(&self.database) {
+            self.poison
+                .stop(&self.path, "the database file after a checkpoint", &error);
             return None;
         }
         Some(frames)
@@ -215,6 +222,7 @@ mod tests {
                 }
                 file.sync_data()
             }),
+            checkpointed: 0,
             poison: Arc::default(),
             head,
             stop,
@@ -276,18 +284,22 @@ mod tests {
     }
 
     #[test]
-    fn a_pass_with_nothing_to_copy_syncs_nothing() {
+    fn a_pass_with_nothing_new_to_copy_syncs_nothing() {
         let dir = tempfile::TempDir::new().unwrap();
         let path = dir.path().join("events.db");
         let writer = wal_file(&path);
-        commit_rows(&writer, 10);
-        writer
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-            .unwrap();
         let (mut checkpointer, syncs, _stop) = counting_syncs(&path, false);
+        let created = checkpointer.pass().unwrap();
+        assert!(created > 0, "the table's creation is in the WAL");
+        assert_eq!(syncs.load(Ordering::SeqCst), 1);
 
-        assert_eq!(checkpointer.pass(), Some(0));
-        assert_eq!(syncs.load(Ordering::SeqCst), 0);
+        // Fully copied, and not started over: SQLite still counts the same frames.
+        assert_eq!(checkpointer.pass(), Some(created));
+        assert_eq!(syncs.load(Ordering::SeqCst), 1, "nothing new, no sync");
+
+        commit_rows(&writer, 10);
+        checkpointer.pass().unwrap();
+        assert_eq!(syncs.load(Ordering::SeqCst), 2);
     }
 
     /// The pages a pass copied may not be on disk, and the WAL must keep them: the store
@@ -300,7 +312,11 @@ mod tests {
         commit_rows(&writer, 10);
         let (mut checkpointer, syncs, _stop) = counting_syncs(&path, true);
 
-        assert!(!checkpointer.follow_up(0), "no restart after a failed sync");
+        assert_eq!(
+            checkpointer.follow_up(0),
+            None,
+            "no restart after a failed sync"
+        );
         assert_eq!(syncs.load(Ordering::SeqCst), 1);
         let refusal = checkpointer.poison.check().unwrap_err().to_string();
         assert!(

@@ -170,6 +170,7 @@ impl SqliteStore {
                 StoreError::Unavailable(format!("{}: cannot open: {e}", path.display()))
             })?,
             sync: syncer::fdatasync(),
+            checkpointed: 0,
             poison: Arc::clone(&poison),
             path: path.to_path_buf(),
             head: head_rx.clone(),
@@ -202,6 +203,7 @@ impl SqliteStore {
             counters: Arc::clone(&counters),
             known: Default::default(),
             restart,
+            poison: Arc::clone(&poison),
         };
         let syncer_thread = std::thread::Builder::new()
             .name("event-store-syncer".to_owned())

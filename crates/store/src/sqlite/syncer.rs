@@ -95,7 +95,20 @@ impl Poison {
         }
     }
 
-    pub(crate) fn set(&self, reason: String) {
+    /// Stops the store after a failed sync of `file` (`what` says which file it is), and says
+    /// so in the log. Linux may mark pages whose write failed as clean, so a later sync proves
+    /// nothing; what the failed one covered is still in the WAL, which a stopped store never
+    /// lets start over. Reopened by a process that is alone on the file, SQLite rebuilds the
+    /// WAL's index from the WAL and copies every frame anew; a process still holding the file
+    /// (`events tail`, a rebuild) keeps the old index alive.
+    pub(crate) fn stop(&self, file: &Path, what: &str, error: &io::Error) {
+        let reason = format!(
+            "{}: stopped after a failed sync of {what} ({error}); nothing more is acknowledged \
+             until the store is reopened: check the disk, stop every process using the store, \
+             then restart",
+            file.display()
+        );
+        tracing::error!(%reason, "event store sync failed");
         let _ = self.0.set(reason);
     }
 }
@@ -203,14 +216,8 @@ impl Syncer {
         match (self.sync)(&self.wal) {
             Ok(()) => true,
             Err(error) => {
-                let reason = format!(
-                    "{}: stopped after a failed sync of the write-ahead log ({error}); nothing \
-                     more is acknowledged until the store is reopened: check the disk, then \
-                     restart",
-                    self.wal_path.display()
-                );
-                tracing::error!(%reason, "event store sync failed");
-                self.poison.set(reason);
+                self.poison
+                    .stop(&self.wal_path, "the write-ahead log", &error);
                 false
             }
         }
@@ -382,6 +389,48 @@ mod tests {
         assert_eq!(
             shown(&store, "s").await,
             (2, 2, Some(1), second.events[0].position)
+        );
+    }
+
+    /// An append accepted just before a sync failed, but taken by the writer after it, is
+    /// refused without being committed: a stopped store writes nothing more.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn after_a_failed_sync_the_writer_commits_nothing_more() {
+        let (dir, gate, store) = fresh();
+        append(&store, "s", Uuid::new_v4()).await.unwrap().unwrap();
+        let failing = gate.entered() + 1;
+        gate.update(|g| g.allowed = failing - 1);
+        let doomed = append(&store, "s", Uuid::new_v4());
+        gate.until_entered(failing).await;
+
+        // The writer's next commit waits behind another connection's write lock, and one
+        // more append queues behind it while the store still takes appends.
+        let lock = rusqlite::Connection::open(dir.path().join("events.sqlite")).unwrap();
+        lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let taken = store.writer_stats().appends;
+        let in_commit = append(&store, "s", Uuid::new_v4());
+        until(
+            || store.writer_stats().appends > taken,
+            "the writer to take the append",
+        )
+        .await;
+        let queued = append(&store, "s", Uuid::new_v4());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+
+        gate.update(|g| {
+            g.fail = true;
+            g.allowed = u64::MAX;
+        });
+        assert!(doomed.await.unwrap().is_err());
+        lock.execute_batch("ROLLBACK").unwrap();
+        assert!(in_commit.await.unwrap().is_err(), "committed, never synced");
+        assert!(queued.await.unwrap().is_err());
+        let rows: i64 = lock
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            rows, 3,
+            "the first append, the doomed one and the one in its commit"
         );
     }
 

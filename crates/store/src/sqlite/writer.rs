@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use super::errors::{aborts_batch, from_sqlite};
 use super::known_streams::{KnownStream, KnownStreams};
-use super::syncer::Committed;
+use super::syncer::{Committed, Poison};
 use crate::{AppendedEvent, ExpectedVersion, StoreError};
 
 const INSERT_EVENT: &str = include_str!("sql/insert_event.sql");
@@ -92,6 +92,8 @@ pub(crate) struct Writer {
     pub known: KnownStreams,
     /// Set by the checkpointer when the WAL should start over (see `checkpointer`).
     pub restart: Arc<AtomicBool>,
+    /// Set by a failed sync: the writer then commits nothing more.
+    pub poison: Arc<Poison>,
 }
 
 impl Writer {
@@ -118,6 +120,18 @@ impl Writer {
             self.counters
                 .appends
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            // A stopped store writes nothing more, not even appends accepted before it stopped:
+            // the WAL must keep what a failed sync may have lost, and a commit could let it
+            // start over (see `Poison::stop`).
+            if let Err(error) = self.poison.check() {
+                for AppendRequest { append, reply } in batch.drain(..) {
+                    let _ = reply.send(Answer {
+                        result: Err(error.clone()),
+                        append,
+                    });
+                }
+                continue;
+            }
             let GroupOutcome {
                 results,
                 file_head,
@@ -146,7 +160,7 @@ impl Writer {
                 tracing::error!(path = %self.path.display(), "event store syncer gone; writer stops");
                 break;
             }
-            if self.restart.swap(false, Ordering::Acquire) {
+            if self.restart.swap(false, Ordering::Acquire) && self.poison.check().is_ok() {
                 self.checkpoint_for_restart();
             }
         }
@@ -155,9 +169,10 @@ impl Writer {
     /// Copies the few frames the checkpointer's last pass left, so the next transaction finds
     /// the WAL fully copied and starts it over. Runs between groups, after the last one went
     /// to the syncer: its callers wait for their sync, not for this; the next group waits for
-    /// it (it syncs the WAL and the file, which holds only the pages it copied: the
-    /// checkpointer syncs its own passes; and the restarting commit syncs the WAL's header).
-    /// A reader still in the WAL keeps it from starting over; the checkpointer asks again.
+    /// it. It syncs the WAL and the file (which holds only the pages this checkpoint copied:
+    /// the checkpointer syncs its own passes), and the restarting commit syncs the WAL's
+    /// header. A reader still in the WAL keeps it from starting over; the checkpointer asks
+    /// again.
     fn checkpoint_for_restart(&mut self) {
         self.counters
             .restart_checkpoints
