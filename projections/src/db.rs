@@ -376,7 +376,18 @@ pub(crate) fn open_live_for_install(link: &Path) -> Result<(Conn, Generation), P
 /// catch-up with the live runner) sync the WAL each (`synchronous = FULL`), so whatever the
 /// link names is on disk.
 pub(crate) fn make_installable(conn: &Conn, path: &Path) -> Result<(), ProjectionError> {
-    create_query_indexes(conn)?;
+    let file = std::fs::File::open(path).map_err(|e| ProjectionError::io(path, e))?;
+    // The replay's pages go to disk on another thread while this one builds the indexes (one
+    // core each), so the last sync is left with the indexes' pages.
+    std::thread::scope(|scope| {
+        let replayed = scope.spawn(|| file.sync_data());
+        let indexed = create_query_indexes(conn);
+        let synced = replayed
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the sync's thread panicked")));
+        indexed?;
+        synced.map_err(|e| ProjectionError::io(path, e))
+    })?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", (), |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(ProjectionError::Connect(format!(
@@ -390,9 +401,7 @@ pub(crate) fn make_installable(conn: &Conn, path: &Path) -> Result<(), Projectio
         (),
         |r| r.get::<i64>(0),
     )?;
-    std::fs::File::open(path)
-        .and_then(|file| file.sync_all())
-        .map_err(|e| ProjectionError::io(path, e))
+    file.sync_all().map_err(|e| ProjectionError::io(path, e))
 }
 
 /// What opening live read models of an older layout does to them.
