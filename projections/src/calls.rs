@@ -94,8 +94,8 @@ fn merge_parties(call: &mut Call, parties: &CallParties, p: Parties) {
     newer(&mut call.direction, &parties.direction);
     newer(&mut call.agent_id, &parties.agent_id);
     first(&mut call.started_at, &p.started_at);
-    newer(&mut call.tenant_number, &p.tenant_number);
-    newer(&mut call.customer_number, &p.customer_number);
+    newer(&mut call.tenant_number, p.tenant_number);
+    newer(&mut call.customer_number, p.customer_number);
 }
 
 pub(crate) fn started(cx: &Cx<'_, '_>, event: &CallStarted) -> Applied {
@@ -236,17 +236,17 @@ fn link_latest_booking(cx: &Cx<'_, '_>, call_id: &str) -> Result<(), SqlError> {
 
 /// Who called whom, with the numbers normalized to E.164 for attribution and for the customer
 /// (`from_number` / `to_number` are kept as sent).
-struct Parties {
-    tenant_number: Option<String>,
-    customer_number: Option<String>,
+struct Parties<'a> {
+    tenant_number: &'a Option<String>,
+    customer_number: &'a Option<String>,
     started_at: Option<String>,
 }
 
-impl Parties {
-    fn of(cx: &Cx<'_, '_>, parties: &CallParties) -> Parties {
+impl<'a> Parties<'a> {
+    fn of(cx: &Cx<'a, '_>, parties: &CallParties) -> Parties<'a> {
         Parties {
-            tenant_number: cx.phones.normalize_business(parties.business_number()),
-            customer_number: cx.phones.normalize(parties.customer_number()),
+            tenant_number: &cx.call_numbers.tenant,
+            customer_number: &cx.call_numbers.customer,
             started_at: parties.started_at.map(ts),
         }
     }

@@ -45,7 +45,7 @@ pub(crate) fn fold_batch(
     fold_decoded(
         conn,
         phones,
-        DecodedBatch::decode(events, None),
+        DecodedBatch::decode(events, phones),
         Some(folded_to),
         generation,
     )
@@ -57,33 +57,33 @@ pub(crate) struct DecodedBatch {
     /// Every event's position, including those no read model uses.
     positions: Vec<u64>,
     decoded: Vec<Decoded>,
-    /// The batch's phone numbers, normalized ahead of the fold (empty when the fold
-    /// normalizes them itself).
+    /// The batch's other phone numbers (attendees', requests', numbers being assigned),
+    /// normalized ahead of the fold, for its memo.
     phones: HashMap<String, Option<String>>,
 }
 
 impl DecodedBatch {
-    /// Decodes `events`; with `phones`, also normalizes the numbers they carry, so the fold
-    /// finds them in its memo (the result is the same either way: normalizing is a pure
-    /// function, this only moves the work to the decoding thread).
+    /// Decodes `events`, normalizing the numbers they carry through `phones`: a call's own
+    /// into each event, the others into the batch, for the fold's memo. The result is the
+    /// same whichever memo does it (normalizing is a pure function): a rebuild decodes on the
+    /// reader's thread with a memo of its own, so the work leaves the fold thread; the live
+    /// runner decodes with the fold's memo, which then holds the others already.
     pub(crate) fn decode(
         events: impl IntoIterator<Item = RecordedEvent>,
-        phones: Option<&PhoneBook>,
+        phones: &PhoneBook,
     ) -> DecodedBatch {
         let mut positions = Vec::new();
         let decoded: Vec<Decoded> = events
             .into_iter()
             .filter_map(|event| {
                 positions.push(event.position);
-                decode(event)
+                decode(event, phones)
             })
             .collect();
         let mut normalized = HashMap::default();
-        if let Some(book) = phones {
-            for raw in decoded.iter().flat_map(phone_numbers) {
-                if !normalized.contains_key(raw) {
-                    normalized.insert(raw.to_owned(), book.normalize(Some(raw)));
-                }
+        for raw in decoded.iter().flat_map(phone_numbers) {
+            if !normalized.contains_key(raw) {
+                normalized.insert(raw.to_owned(), phones.normalize(Some(raw)));
             }
         }
         DecodedBatch {
