@@ -129,14 +129,15 @@ pub(crate) struct Decoded {
 }
 
 /// A call's two numbers in E.164: the business's, which attribution looks up, and the
-/// caller's, the customer. Normalized where the event is decoded, which in a rebuild is the
+/// customer's (the caller's inbound, the one called outbound). Normalized where the event is
+/// decoded, which in a rebuild is the
 /// reader's thread: two memo lookups for nearly every call event were 4-5 % of the fold
 /// thread's time (perf, 2026-12-07). Filled for the events that carry a call's parties
 /// (`CallStarted`, `CallEnded`), empty for every other.
 #[derive(Default)]
 pub(crate) struct CallNumbers {
-    pub tenant: Option<String>,
-    pub customer: Option<String>,
+    pub tenant_number: Option<String>,
+    pub customer_number: Option<String>,
 }
 
 impl CallNumbers {
@@ -147,8 +148,8 @@ impl CallNumbers {
             _ => return CallNumbers::default(),
         };
         CallNumbers {
-            tenant: phones.normalize_business(parties.business_number()),
-            customer: phones.normalize(parties.customer_number()),
+            tenant_number: phones.normalize_business(parties.business_number()),
+            customer_number: phones.normalize(parties.customer_number()),
         }
     }
 }

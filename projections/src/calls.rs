@@ -9,7 +9,7 @@ use switchboard_domain::event::{
     AvailabilityChecked, CallAnalyzed, CallEnded, CallLinkedToBooking, CallParties, CallStarted,
 };
 
-use crate::apply::{Applied, Cx, ts};
+use crate::apply::{Applied, CallNumbers, Cx, ts};
 use crate::call_rows::Call;
 use crate::sql::{SqlError, params};
 use crate::{appointments, attribution};
@@ -99,7 +99,7 @@ fn merge_parties(call: &mut Call, parties: &CallParties, p: Parties) {
 }
 
 pub(crate) fn started(cx: &Cx<'_, '_>, event: &CallStarted) -> Applied {
-    let p = Parties::of(cx, &event.parties);
+    let p = Parties::of(cx.call_numbers, &event.parties);
     let row = upsert(cx, &event.call_id, |call| {
         merge_parties(call, &event.parties, p);
     })?;
@@ -107,7 +107,7 @@ pub(crate) fn started(cx: &Cx<'_, '_>, event: &CallStarted) -> Applied {
 }
 
 pub(crate) fn ended(cx: &Cx<'_, '_>, event: &CallEnded) -> Applied {
-    let p = Parties::of(cx, &event.parties);
+    let p = Parties::of(cx.call_numbers, &event.parties);
     let outcome = &event.outcome;
     let ended_at = outcome.ended_at.map(ts).unwrap_or_else(|| cx.at.clone());
     let row = upsert(cx, &event.call_id, |call| {
@@ -243,10 +243,11 @@ struct Parties<'a> {
 }
 
 impl<'a> Parties<'a> {
-    fn of(cx: &Cx<'a, '_>, parties: &CallParties) -> Parties<'a> {
+    /// `numbers`: the event's, normalized where it was decoded.
+    fn of(numbers: &'a CallNumbers, parties: &CallParties) -> Parties<'a> {
         Parties {
-            tenant_number: &cx.call_numbers.tenant,
-            customer_number: &cx.call_numbers.customer,
+            tenant_number: &numbers.tenant_number,
+            customer_number: &numbers.customer_number,
             started_at: parties.started_at.map(ts),
         }
     }

@@ -377,10 +377,13 @@ pub(crate) fn open_live_for_install(link: &Path) -> Result<(Conn, Generation), P
 /// link names is on disk.
 pub(crate) fn make_installable(conn: &Conn, path: &Path) -> Result<(), ProjectionError> {
     let file = std::fs::File::open(path).map_err(|e| ProjectionError::io(path, e))?;
-    // The replay's pages go to disk on another thread while this one builds the indexes (one
-    // core each), so the last sync is left with the indexes' pages.
+    // The disk takes the replay's pages while this thread builds the indexes, so the last sync
+    // is left with the indexes' pages (and the header the switch to WAL rewrites).
     std::thread::scope(|scope| {
-        let replayed = scope.spawn(|| file.sync_data());
+        let replayed = std::thread::Builder::new()
+            .name("read-models-sync".to_owned())
+            .spawn_scoped(scope, || file.sync_data())
+            .map_err(|e| ProjectionError::io(path, e))?;
         let indexed = create_query_indexes(conn);
         let synced = replayed
             .join()

@@ -596,8 +596,8 @@ impl<P: FnMut(u64, u64) + Send + 'static> Replay<P> {
         let (pages_tx, mut pages_rx) = mpsc::channel::<DecodedBatch>(READ_AHEAD);
         let store = Arc::clone(&self.store);
         let reader = tokio::spawn(async move {
-            // The reader's own memo: phone numbers are parsed here, beside the decoding, and
-            // handed to the fold with each page.
+            // The reader's own memo: phone numbers are parsed here, beside the decoding; a
+            // call's travel on its events, the others are handed to the fold with each page.
             let reader_phones = PhoneBook::default();
             let mut next = from;
             loop {
