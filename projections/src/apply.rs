@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use chrono::{DateTime, SecondsFormat, Utc};
 use foldhash::HashMap;
 use switchboard_domain::event::{Event, EventDecodeError};
-use switchboard_store::{NUL_REPLACEMENT, RecordedEvent, json_without_nul};
+use switchboard_store::{RecordedEvent, json_without_nul, text_without_nul};
 
 use crate::anomalies;
 use crate::appointment_rows::Appointment;
@@ -199,10 +199,9 @@ pub(crate) fn decode(recorded: RecordedEvent, phones: &PhoneBook) -> Option<Deco
     Some(Decoded {
         position,
         // Stores written before names were checked for NUL may hold such a stream.
-        stream: if stream.contains('\0') {
-            stream.replace('\0', NUL_REPLACEMENT)
-        } else {
-            stream
+        stream: match text_without_nul(&stream) {
+            Cow::Owned(replaced) => replaced,
+            Cow::Borrowed(_) => stream,
         },
         event_type,
         at: ts(occurred_at),
@@ -240,11 +239,7 @@ fn unhandled_delivery(recorded: RecordedEvent) -> Option<Decoded> {
     let unhandled = delivery.unhandled?;
     let provider = delivery.provider.as_deref().unwrap_or("unknown");
     // The provider's own name for the event, which may hold anything (see `without_nul`).
-    let event_type = unhandled
-        .event_type
-        .as_deref()
-        .unwrap_or("?")
-        .replace('\0', NUL_REPLACEMENT);
+    let event_type = text_without_nul(unhandled.event_type.as_deref().unwrap_or("?"));
     let reason = unhandled.reason.as_deref().unwrap_or("no rule");
     Some(Decoded {
         position: recorded.position,

@@ -58,16 +58,16 @@ pub(crate) struct DecodedBatch {
     positions: Vec<u64>,
     decoded: Vec<Decoded>,
     /// The batch's other phone numbers (attendees', requests', numbers being assigned),
-    /// normalized ahead of the fold, for its memo.
+    /// normalized ahead of the fold by another memo, for the fold's (see
+    /// [`DecodedBatch::with_other_numbers`]); empty when the fold normalizes them itself.
     phones: HashMap<String, Option<String>>,
 }
 
 impl DecodedBatch {
-    /// Decodes `events`, normalizing the numbers they carry through `phones`: a call's own
-    /// into each event, the others into the batch, for the fold's memo. The result is the
-    /// same whichever memo does it (normalizing is a pure function): a rebuild decodes on the
-    /// reader's thread with a memo of its own, so the work leaves the fold thread; the live
-    /// runner decodes with the fold's memo, which then holds the others already.
+    /// Decodes `events`, normalizing a call's numbers into each event through `phones`. The
+    /// result is the same whichever memo does it (normalizing is a pure function): the live
+    /// runner decodes with the fold's own memo; a rebuild decodes on the reader's thread with
+    /// one of its own, so the work leaves the fold thread.
     pub(crate) fn decode(
         events: impl IntoIterator<Item = RecordedEvent>,
         phones: &PhoneBook,
@@ -80,17 +80,23 @@ impl DecodedBatch {
                 decode(event, phones)
             })
             .collect();
-        let mut normalized = HashMap::default();
-        for raw in decoded.iter().flat_map(phone_numbers) {
-            if !normalized.contains_key(raw) {
-                normalized.insert(raw.to_owned(), phones.normalize(Some(raw)));
-            }
-        }
         DecodedBatch {
             positions,
             decoded,
-            phones: normalized,
+            phones: HashMap::default(),
         }
+    }
+
+    /// Normalizes the batch's other numbers through `phones`, a memo other than the fold's,
+    /// and hands them to the fold's with the batch (a rebuild's reader thread).
+    pub(crate) fn with_other_numbers(mut self, phones: &PhoneBook) -> DecodedBatch {
+        for raw in self.decoded.iter().flat_map(phone_numbers) {
+            if !self.phones.contains_key(raw) {
+                self.phones
+                    .insert(raw.to_owned(), phones.normalize(Some(raw)));
+            }
+        }
+        self
     }
 }
 

@@ -614,7 +614,10 @@ impl<P: FnMut(u64, u64) + Send + 'static> Replay<P> {
                 // store's own JSON parsing, and leaves the fold thread to SQLite.
                 if !page.is_empty()
                     && pages_tx
-                        .send(DecodedBatch::decode(page, &reader_phones))
+                        .send(
+                            DecodedBatch::decode(page, &reader_phones)
+                                .with_other_numbers(&reader_phones),
+                        )
                         .await
                         .is_err()
                 {

@@ -280,14 +280,10 @@ impl ToSql for Arg<'_> {
                 // as no stored text holds one; the two differ only for a value that holds
                 // U+FFFD where the lookup has NUL. SQLite's binds are not checked: the fold
                 // binds ~7 texts per event, and the check cost 2.7 % of its instructions.
-                Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN
-                    if text.contains('\0') =>
-                {
-                    let text = text.replace('\0', switchboard_store::NUL_REPLACEMENT);
-                    text.as_str().to_sql(&Type::TEXT, out)
-                }
                 Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
-                    text.to_sql(&Type::TEXT, out)
+                    switchboard_store::text_without_nul(text)
+                        .as_ref()
+                        .to_sql(&Type::TEXT, out)
                 }
                 _ => Err(mismatch()),
             },

@@ -16,7 +16,7 @@ mod validation;
 
 pub use error::StoreError;
 pub use event::{AppendOutcome, AppendedEvent, ExpectedVersion, NewEvent, RecordedEvent};
-pub use nul::{NUL_REPLACEMENT, json_without_nul};
+pub use nul::{json_without_nul, text_without_nul};
 pub use raw_json::RawJson;
 pub use sqlite::{SqliteOptions, SqliteStore};
 pub use store::EventStore;

@@ -3,10 +3,12 @@
 //! cannot hold it, so what lives there (the PostgreSQL store's queryable copy, the read models)
 //! shows U+FFFD in its place.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 /// The character shown where text held a NUL.
-pub const NUL_REPLACEMENT: &str = "\u{FFFD}";
+const NUL_REPLACEMENT: &str = "\u{FFFD}";
 
 /// Serialized JSON with U+FFFD for every NUL in its strings and keys, compact and key-sorted;
 /// None when it holds no NUL (or is not JSON), which is nearly always and costs one scan: in
@@ -19,6 +21,15 @@ pub fn json_without_nul(json: &str) -> Option<String> {
     replace_nul(&mut value).then(|| value.to_string())
 }
 
+/// Text with U+FFFD for every NUL; borrowed, without a copy, when it holds none.
+pub fn text_without_nul(text: &str) -> Cow<'_, str> {
+    if text.contains('\0') {
+        Cow::Owned(text.replace('\0', NUL_REPLACEMENT))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
 /// Whether serialized JSON may hold a NUL in a string or key: it can only be the escape
 /// `\u0000` (an escaped backslash before `u0000` also matches, and holds none).
 fn may_hold_nul(json: &str) -> bool {
@@ -28,10 +39,13 @@ fn may_hold_nul(json: &str) -> bool {
 /// Replaces every NUL in the value's strings and keys with U+FFFD; true if there was one.
 fn replace_nul(value: &mut Value) -> bool {
     match value {
-        Value::String(text) if text.contains('\0') => {
-            *text = text.replace('\0', NUL_REPLACEMENT);
-            true
-        }
+        Value::String(text) => match text_without_nul(text) {
+            Cow::Owned(replaced) => {
+                *text = replaced;
+                true
+            }
+            Cow::Borrowed(_) => false,
+        },
         Value::Array(items) => items.iter_mut().fold(false, |any, v| replace_nul(v) | any),
         Value::Object(fields) => {
             let mut any = fields
@@ -40,7 +54,7 @@ fn replace_nul(value: &mut Value) -> bool {
             if fields.keys().any(|key| key.contains('\0')) {
                 *fields = std::mem::take(fields)
                     .into_iter()
-                    .map(|(key, v)| (key.replace('\0', NUL_REPLACEMENT), v))
+                    .map(|(key, v)| (text_without_nul(&key).into_owned(), v))
                     .collect();
                 any = true;
             }

@@ -231,14 +231,17 @@ mod tests {
         (checkpointer, syncs, stop_tx)
     }
 
-    /// A WAL-mode file that only explicit checkpoints copy, with a table to commit rows to.
-    fn wal_file(path: &Path) -> Connection {
-        let conn = Connection::open(path).unwrap();
+    /// A WAL-mode file in a temp dir that only explicit checkpoints copy, with a table to
+    /// commit rows to: the dir, the file's path and the connection that writes.
+    fn wal_file() -> (tempfile::TempDir, PathBuf, Connection) {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("events.db");
+        let conn = Connection::open(&path).unwrap();
         conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
             .unwrap();
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (x TEXT)")
             .unwrap();
-        conn
+        (dir, path, conn)
     }
 
     fn commit_rows(conn: &Connection, rows: usize) {
@@ -253,9 +256,7 @@ mod tests {
     /// copied unsynced; the pass syncs them, so the writer's restart checkpoint does not.
     #[test]
     fn a_pass_stopped_short_of_the_wal_end_syncs_the_database_file() {
-        let dir = tempfile::TempDir::new().unwrap();
-        let path = dir.path().join("events.db");
-        let writer = wal_file(&path);
+        let (_dir, path, writer) = wal_file();
         commit_rows(&writer, 50);
         let reader = Connection::open(&path).unwrap();
         reader.execute_batch("BEGIN").unwrap();
@@ -285,9 +286,7 @@ mod tests {
 
     #[test]
     fn a_pass_with_nothing_new_to_copy_syncs_nothing() {
-        let dir = tempfile::TempDir::new().unwrap();
-        let path = dir.path().join("events.db");
-        let writer = wal_file(&path);
+        let (_dir, path, writer) = wal_file();
         let (mut checkpointer, syncs, _stop) = counting_syncs(&path, false);
         let created = checkpointer.pass().unwrap();
         assert!(created > 0, "the table's creation is in the WAL");
@@ -306,9 +305,7 @@ mod tests {
     /// stops, the WAL is not asked to start over, and appends are refused until a restart.
     #[test]
     fn a_failed_sync_of_the_database_file_stops_the_store() {
-        let dir = tempfile::TempDir::new().unwrap();
-        let path = dir.path().join("events.db");
-        let writer = wal_file(&path);
+        let (_dir, path, writer) = wal_file();
         commit_rows(&writer, 10);
         let (mut checkpointer, syncs, _stop) = counting_syncs(&path, true);
 
