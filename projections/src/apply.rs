@@ -130,10 +130,9 @@ pub(crate) struct Decoded {
 
 /// A call's two numbers in E.164: the business's, which attribution looks up, and the
 /// customer's (the caller's inbound, the one called outbound). Normalized where the event is
-/// decoded, which in a rebuild is the
-/// reader's thread: two memo lookups for nearly every call event were 4-5 % of the fold
-/// thread's time (perf, 2026-12-07). Filled for the events that carry a call's parties
-/// (`CallStarted`, `CallEnded`), empty for every other.
+/// decoded, which in a rebuild is the reader's thread: the memo's work for nearly every call
+/// event was about 4-5 % of the fold thread's time (perf, 2026-12-07). Filled for the events
+/// that carry a call's parties (`CallStarted`, `CallEnded`), empty for every other.
 #[derive(Default)]
 pub(crate) struct CallNumbers {
     pub tenant_number: Option<String>,
