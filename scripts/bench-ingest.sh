@@ -33,7 +33,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-SWITCHBOARD_RETELL_SECRETS="$SECRET" RUST_LOG=warn \
+ADMIN_TOKEN="bench-admin"
+SWITCHBOARD_RETELL_SECRETS="$SECRET" SWITCHBOARD_ADMIN_TOKEN="$ADMIN_TOKEN" RUST_LOG=warn \
   "${SERVER:-./target/release/switchboard}" serve --listen 127.0.0.1:0 --data-dir "$data_dir/data" >"$log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do
@@ -42,6 +43,19 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 [[ -n "${url:-}" ]] || { cat "$log"; echo "server did not start" >&2; exit 1; }
+
+# The business the load's calls ring (tools/loadgen's TO number), as in production: every call
+# is attributed to its branch, and `check_availability` finds that branch and queries its
+# appointments and opening hours. UNREGISTERED=1 leaves the number unregistered, as every run
+# before 2026-12-07 15:08 UTC did (each call then unattributed, and each function call
+# answered from the default week after two lookups that found nothing).
+if [[ "${UNREGISTERED:-0}" != 1 ]]; then
+  curl -sf -X PUT "$url/api/tenants/bench" -H "Authorization: Bearer $ADMIN_TOKEN" \
+    -H 'Content-Type: application/json' \
+    -d '{"name": "Bench salon", "branches": [{"branch_id": "main", "name": "Main",
+         "phone_numbers": ["+493083793369"]}]}' >/dev/null \
+    || { cat "$log"; echo "could not register the bench tenant" >&2; exit 1; }
+fi
 
 echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'); date: $(date -u +%F)"
 echo "server: $url (embedded SQLite, WAL synced before each answer)"

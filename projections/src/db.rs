@@ -12,11 +12,11 @@ use crate::ProjectionError;
 use crate::generation::Generation;
 use crate::sql::{Conn, Dialect, OptionalExtension, SqlError, quote_identifier};
 
-const SCHEMA: &str = include_str!("schema.sql");
+pub(crate) const SCHEMA: &str = include_str!("schema.sql");
 
 /// The indexes only queries use; a rebuild creates them after its replay (see
 /// [`create_query_indexes`]).
-const QUERY_INDEXES: &str = include_str!("query_indexes.sql");
+pub(crate) const QUERY_INDEXES: &str = include_str!("query_indexes.sql");
 
 /// The layout of the read-model tables, stamped into the file (`PRAGMA user_version`; the
 /// `layout` table in PostgreSQL). Read models of an older layout are derived data from an

@@ -719,14 +719,7 @@ impl ReadModels {
                 None => (None, Vec::new()),
             };
             let default_hours = hours.is_empty();
-            let mut statement = conn.prepare_cached(
-                "SELECT appointment_id, start_at, end_at, staff, service, status FROM appointments
-                 WHERE tenant_id = ?1 AND start_at < ?2 AND end_at > ?3
-                   AND status IN ('booked', 'rescheduled') AND rescheduled_to IS NULL
-                   AND (CAST(?4 AS TEXT) IS NULL OR branch_id = ?4 OR branch_id IS NULL)
-                   AND (CAST(?5 AS TEXT) IS NULL OR staff = ?5)
-                 ORDER BY start_at, appointment_id",
-            )?;
+            let mut statement = conn.prepare_cached(CALENDAR)?;
             let busy = statement
                 .query_map(
                     params![tenant_id, ts(to), ts(from), branch_id, staff],
@@ -947,9 +940,50 @@ fn tenant_view(conn: &Conn, tenant_id: &str) -> Result<Option<TenantView>, Proje
     Ok(Some(tenant))
 }
 
+/// The slots held in a window (?2 its end, ?3 its start) at a tenant, of one branch (?4) and
+/// staff member (?5) when given. Its status terms are those of the `appointments_holding_slots`
+/// index, so SQLite reads that index from the window's start on.
+const CALENDAR: &str =
+    "SELECT appointment_id, start_at, end_at, staff, service, status FROM appointments
+     WHERE tenant_id = ?1 AND end_at > ?3 AND start_at < ?2
+       AND status IN ('booked', 'rescheduled') AND rescheduled_to IS NULL
+       AND (CAST(?4 AS TEXT) IS NULL OR branch_id = ?4 OR branch_id IS NULL)
+       AND (CAST(?5 AS TEXT) IS NULL OR staff = ?5)
+     ORDER BY start_at, appointment_id";
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_calendar_reads_only_held_slots_that_end_after_the_window_starts() {
+        // Not the tenant's whole past: a business's history grows, its booking horizon
+        // does not.
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(crate::db::SCHEMA).unwrap();
+        conn.execute_batch(crate::db::QUERY_INDEXES).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {CALENDAR}"))
+            .unwrap()
+            .query_map(
+                rusqlite::params![
+                    "t1",
+                    "2026-01-09",
+                    "2026-01-01",
+                    None::<String>,
+                    None::<String>
+                ],
+                |r| r.get(3),
+            )
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter().any(|step| step
+                == "SEARCH appointments USING INDEX appointments_holding_slots (tenant_id=? AND end_at>?)"),
+            "{plan:?}"
+        );
+    }
 
     fn pair(start: &str, end: &str) -> (String, String) {
         (start.to_owned(), end.to_owned())

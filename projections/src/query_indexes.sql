@@ -5,6 +5,12 @@ CREATE INDEX IF NOT EXISTS calls_by_tenant ON calls (tenant_id, seq);
 CREATE INDEX IF NOT EXISTS calls_by_customer ON calls (customer_id);
 CREATE INDEX IF NOT EXISTS appointments_by_tenant ON appointments (tenant_id, seq);
 CREATE INDEX IF NOT EXISTS appointments_by_customer ON appointments (customer_id);
-CREATE INDEX IF NOT EXISTS appointments_by_staff ON appointments (tenant_id, start_at);
+-- The calendar `check_availability` reads: the slots still held, by when they end. A query for a
+-- window reads the held slots that end after it starts, a number the booking horizon bounds.
+-- Its predecessor, `appointments_by_staff` (tenant_id, start_at), read every appointment the
+-- tenant ever had that started before the window's end, a number that only grows.
+DROP INDEX IF EXISTS appointments_by_staff;
+CREATE INDEX IF NOT EXISTS appointments_holding_slots ON appointments (tenant_id, end_at)
+    WHERE status IN ('booked', 'rescheduled') AND rescheduled_to IS NULL;
 CREATE INDEX IF NOT EXISTS appointments_by_service ON appointments (tenant_id, service, seq);
 CREATE INDEX IF NOT EXISTS payments_by_tenant ON payments (tenant_id, seq);
