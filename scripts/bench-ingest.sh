@@ -34,7 +34,8 @@ cleanup() {
 trap cleanup EXIT
 
 ADMIN_TOKEN="bench-admin"
-SWITCHBOARD_RETELL_SECRETS="$SECRET" SWITCHBOARD_ADMIN_TOKEN="$ADMIN_TOKEN" RUST_LOG=warn \
+SWITCHBOARD_RETELL_SECRETS="$SECRET" SWITCHBOARD_CALCOM_SECRETS="$SECRET" \
+  SWITCHBOARD_ADMIN_TOKEN="$ADMIN_TOKEN" RUST_LOG=warn \
   "${SERVER:-./target/release/switchboard}" serve --listen 127.0.0.1:0 --data-dir "$data_dir/data" >"$log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do
@@ -46,15 +47,36 @@ done
 
 # The business the load's calls ring (tools/loadgen's TO number), as in production: every call
 # is attributed to its branch, and `check_availability` finds that branch and queries its
-# appointments and opening hours. UNREGISTERED=1 leaves the number unregistered, as every run
-# before 2026-12-07 15:08 UTC did (each call then unattributed, and each function call
-# answered from the default week after two lookups that found nothing).
+# calendar: Marie's bookings (Cal.com, organizer 12345), five a day over the week the function
+# calls ask about (from 14 days ahead). UNREGISTERED=1 leaves the number unregistered and the
+# calendar empty, as every run before 2026-12-07 15:08 UTC did (each call then unattributed,
+# and each function call answered from the default week after two lookups that found nothing).
 if [[ "${UNREGISTERED:-0}" != 1 ]]; then
   curl -sf -X PUT "$url/api/tenants/bench" -H "Authorization: Bearer $ADMIN_TOKEN" \
     -H 'Content-Type: application/json' \
     -d '{"name": "Bench salon", "branches": [{"branch_id": "main", "name": "Main",
-         "phone_numbers": ["+493083793369"]}]}' >/dev/null \
+         "phone_numbers": ["+493083793369"]}], "calcom_organizer_ids": [12345]}' >/dev/null \
     || { cat "$log"; echo "could not register the bench tenant" >&2; exit 1; }
+  bookings=()
+  for day in $(seq 14 21); do
+    for hour in 09 10 12 14 16; do
+      start="$(date -u -d "+$day days" +%F)T$hour:00:00.000Z"
+      end="$(date -u -d "+$day days" +%F)T$hour:30:00.000Z"
+      file="$data_dir/booking-$day-$hour.json"
+      cat >"$file" <<JSON
+{"triggerEvent": "BOOKING_CREATED", "createdAt": "$(date -u +%FT%T.000Z)",
+ "payload": {"uid": "bench-$day-$hour", "title": "Herrenhaarschnitt", "startTime": "$start",
+  "endTime": "$end", "organizer": {"id": 12345, "name": "Marie Schmidt",
+  "email": "marie@salon.example", "timeZone": "Europe/Berlin"},
+  "attendees": [{"name": "Max Mustermann", "email": "max@example.com",
+  "timeZone": "Europe/Berlin"}], "status": "ACCEPTED"}}
+JSON
+      bookings+=("$file")
+    done
+  done
+  ./target/release/switchboard send --url "$url/api/calcom/webhook" --provider calcom \
+    --secret "$SECRET" "${bookings[@]}" | grep -v ' 20[01]' \
+    && { cat "$log"; echo "a bench booking was refused" >&2; exit 1; }
 fi
 
 echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'); date: $(date -u +%F)"

@@ -343,7 +343,8 @@ pub fn default_opening_hours() -> Vec<OpeningHours> {
 }
 
 /// The read side of the read models: a small pool of read-only connections. Every method
-/// blocks; call them from `spawn_blocking`.
+/// blocks: call them from `spawn_blocking`, or on an async thread only when what they read is
+/// bounded by an index and the file is local (the server's `ReadModelHandle::lookup`).
 pub struct ReadModels {
     at: ReadModelsAt,
     /// Idle connections, each with the file it opened (SQLite).
@@ -675,12 +676,7 @@ impl ReadModels {
     ) -> Result<Option<i64>, ProjectionError> {
         self.with(|conn| {
             let times: Vec<(String, String)> = conn
-                .prepare_cached(
-                    "SELECT start_at, end_at FROM appointments
-                     WHERE tenant_id = ?1 AND service = ?2
-                       AND start_at IS NOT NULL AND end_at IS NOT NULL
-                     ORDER BY seq DESC LIMIT ?3",
-                )?
+                .prepare_cached(SERVICE_TIMES)?
                 .query_map(params![tenant_id, service, SERVICE_SAMPLE], |r| {
                     Ok((r.get(0)?, r.get(1)?))
                 })?
@@ -951,38 +947,103 @@ const CALENDAR: &str =
        AND (CAST(?5 AS TEXT) IS NULL OR staff = ?5)
      ORDER BY start_at, appointment_id";
 
+/// A service's latest appointments with a start and an end (?3 of them) at a tenant. Its
+/// `IS NOT NULL` terms are those of the partial `appointments_by_service` index.
+const SERVICE_TIMES: &str = "SELECT start_at, end_at FROM appointments
+     WHERE tenant_id = ?1 AND service = ?2
+       AND start_at IS NOT NULL AND end_at IS NOT NULL
+     ORDER BY seq DESC LIMIT ?3";
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_calendar_reads_only_held_slots_that_end_after_the_window_starts() {
-        // Not the tenant's whole past: a business's history grows, its booking horizon
-        // does not.
+    /// Fresh read models in memory, with the query indexes.
+    fn read_models() -> rusqlite::Connection {
         let conn = rusqlite::Connection::open_in_memory().unwrap();
         conn.execute_batch(crate::db::SCHEMA).unwrap();
         conn.execute_batch(crate::db::QUERY_INDEXES).unwrap();
-        let plan: Vec<String> = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {CALENDAR}"))
-            .unwrap()
-            .query_map(
-                rusqlite::params![
-                    "t1",
-                    "2026-01-09",
-                    "2026-01-01",
-                    None::<String>,
-                    None::<String>
-                ],
-                |r| r.get(3),
+        conn
+    }
+
+    /// Adds `count` appointments of tenant t1 (ids after `seq`), each `status` and starting
+    /// at `start` (none when None) for 30 minutes.
+    fn add(conn: &rusqlite::Connection, seq: i64, count: i64, status: &str, start: Option<&str>) {
+        for n in seq..seq + count {
+            conn.execute(
+                "INSERT INTO appointments
+                 (appointment_id, seq, tenant_id, status, service, staff, start_at, end_at,
+                  updated_at)
+                 VALUES (?1, ?2, 't1', ?3, 'Cut', 'Marie', ?4,
+                         strftime('%Y-%m-%dT%H:%M:%fZ', ?4, '+30 minutes'), 'now')",
+                rusqlite::params![format!("a{n}"), n, status, start],
             )
-            .unwrap()
-            .collect::<Result<_, _>>()
             .unwrap();
-        assert!(
-            plan.iter().any(|step| step
-                == "SEARCH appointments USING INDEX appointments_holding_slots (tenant_id=? AND end_at>?)"),
-            "{plan:?}"
+        }
+    }
+
+    /// The rows `sql` returns, and the steps SQLite's machine took to find them.
+    fn run(conn: &rusqlite::Connection, sql: &str, params: impl rusqlite::Params) -> (usize, i32) {
+        let mut statement = conn.prepare(sql).unwrap();
+        let rows = statement.query_map(params, |_| Ok(())).unwrap().count();
+        (
+            rows,
+            statement.get_status(rusqlite::StatementStatus::VmStep),
+        )
+    }
+
+    // `check_availability` runs these on the handler's thread while the agent waits on the
+    // phone: neither may read more as a tenant's history grows.
+
+    #[test]
+    fn the_calendar_reads_no_more_as_the_past_grows() {
+        let conn = read_models();
+        add(&conn, 0, 3, "booked", Some("2026-01-05T10:00:00.000Z"));
+        let none = None::<String>;
+        let window = rusqlite::params![
+            "t1",
+            "2026-01-09T00:00:00.000Z",
+            "2026-01-01T00:00:00.000Z",
+            none,
+            none
+        ];
+        let (rows, fresh) = run(&conn, CALENDAR, window);
+        assert_eq!(rows, 3);
+        add(
+            &conn,
+            100,
+            2_000,
+            "booked",
+            Some("2020-06-01T10:00:00.000Z"),
         );
+        add(
+            &conn,
+            5_000,
+            2_000,
+            "cancelled",
+            Some("2026-01-05T12:00:00.000Z"),
+        );
+        add(&conn, 10_000, 2_000, "requested", None);
+        let (rows, with_history) = run(&conn, CALENDAR, window);
+        assert_eq!(
+            rows, 3,
+            "past, cancelled and open ones hold no slot in the window"
+        );
+        assert_eq!(with_history, fresh, "steps with 6,000 more appointments");
+    }
+
+    #[test]
+    fn a_services_usual_length_reads_no_more_as_open_requests_grow() {
+        let conn = read_models();
+        add(&conn, 0, 5, "booked", Some("2026-01-05T10:00:00.000Z"));
+        let (rows, fresh) = run(&conn, SERVICE_TIMES, rusqlite::params!["t1", "Cut", 50]);
+        assert_eq!(rows, 5);
+        // Newer than every appointment with times: the index, newest first, would meet them
+        // first if it held them.
+        add(&conn, 100, 2_000, "requested", None);
+        let (rows, with_requests) = run(&conn, SERVICE_TIMES, rusqlite::params!["t1", "Cut", 50]);
+        assert_eq!(rows, 5);
+        assert_eq!(with_requests, fresh, "steps with 2,000 open requests");
     }
 
     fn pair(start: &str, end: &str) -> (String, String) {

@@ -1,5 +1,6 @@
-//! The server's async face of the read models: every query runs on the blocking pool, so a
-//! slow SQLite read never stalls the ingest path's reactor threads.
+//! The server's async face of the read models: queries run on the blocking pool, so a slow
+//! SQLite read never stalls the ingest path's reactor threads; only lookups whose reads an
+//! index bounds run on the handler's own thread (`ReadModelHandle::lookup`).
 
 use std::sync::Arc;
 
@@ -66,9 +67,10 @@ impl ReadModelHandle {
         .map_err(Error::from)
     }
 
-    /// Runs a lookup by key (one row, or a short range) on this thread when the read models
-    /// are a local SQLite file and a connection is free: it takes microseconds, less than the
-    /// hop to the blocking pool and back. Read models in PostgreSQL are a network round trip away and
+    /// Runs a lookup by key (one row, or a range an index bounds) on this thread when the
+    /// read models are a local SQLite file and a query permit is free: it takes microseconds,
+    /// less than the hop to the blocking pool and back (when the pool holds no idle
+    /// connection, it opens one here: at start-up, and after a rebuild replaced the file). Read models in PostgreSQL are a network round trip away and
     /// always go through [`ReadModelHandle::query`].
     async fn lookup<T: Send + 'static>(
         &self,
@@ -105,11 +107,12 @@ impl ReadModelHandle {
     /// What `check_availability` needs: the booked slots and opening hours of the branch the
     /// call rang at (the owner of its business number, else the call's recorded branch), and
     /// how long `service` usually takes there when one is named. A call no tenant owns yet
-    /// gets the default week, no bookings and no service length. Each of its queries reads a
-    /// bounded range by index (the calendar from the window's start on), so it runs like a
-    /// [`ReadModelHandle::lookup`]: the agent is waiting on the phone, and the hop to the
-    /// blocking pool and back cost the function calls ~1 ms at the median and 3–4 ms at the
-    /// p99 at 5,000 deliveries/s (2026-12-07, docs/benchmarks.md).
+    /// gets the default week, no bookings and no service length. Each of its queries reads
+    /// what an index bounds however long the tenant's history (the calendar from the window's
+    /// start on, a service's latest sample), so it runs as a [`ReadModelHandle::lookup`]: the
+    /// agent is waiting on the phone, and the hop to the blocking pool and back cost the
+    /// function calls 0.7–2.2 ms at the median at 5,000 deliveries/s (2026-12-07,
+    /// docs/benchmarks.md).
     pub async fn availability_inputs(
         &self,
         call_id: &str,
