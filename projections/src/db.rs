@@ -35,10 +35,11 @@ pub(crate) const QUERY_INDEXES: &str = include_str!("query_indexes.sql");
 /// delivery had (3 kept the tenant of the number called that deliveries stored before
 /// 2026-12-07 named); text that held NUL shows U+FFFD (3 kept it in SQLite and refused the
 /// event's rows in PostgreSQL, an `apply_failed` anomaly).
-/// 5: `check_availability`'s calendar reads the held slots from the window's start on
-/// (`appointments_holding_slots`; 4 read the tenant's every appointment that started before
-/// the window's end), and a service's usual length reads only appointments with a start and
-/// an end (`appointments_by_service` is partial).
+/// 5: every query reads what an index bounds, however long the history (query_indexes.sql):
+/// 4's calendar read the tenant's every appointment that started before the window's end, a
+/// service's usual length stepped over open requests, a tenant's anomalies page over every
+/// tenant's, a customer's view sorted all their calls, the admin's pages sorted whole tables,
+/// and a Stripe customer's link read every unattributed payment.
 pub const LAYOUT_VERSION: i64 = 5;
 
 /// The live read models' file name inside the data dir.

@@ -509,15 +509,7 @@ impl ReadModels {
         // The seq column is last in every column list: it is the cursor.
         let seq_index = columns.split(',').count() - 1;
         self.with(|conn| {
-            // Two statements rather than `?1 IS NULL OR …`, so the tenant's index is used.
-            let filter = if tenant_id.is_some() {
-                "tenant_id = ?1 AND"
-            } else {
-                "CAST(?1 AS TEXT) IS NULL AND"
-            };
-            let sql = format!(
-                "SELECT {columns} FROM {table} WHERE {filter} seq > ?2 ORDER BY seq LIMIT ?3"
-            );
+            let sql = page_sql(columns, table, tenant_id.is_some());
             let mut items = Vec::with_capacity(limit);
             let mut last_seq = 0i64;
             let mut more = false;
@@ -594,14 +586,11 @@ impl ReadModels {
         }
         let after = after.map(decode_cursor).transpose()?.unwrap_or(0);
         self.with(|conn| {
-            let mut statement = conn.prepare_cached(
-                "SELECT anomaly_id, position, stream, event_type, reason, message, subject_kind,
-                        subject_id, tenant_id, occurred_at, resolved_at, resolved_by_position
-                 FROM anomalies
-                 WHERE (CAST(?1 AS TEXT) IS NULL OR tenant_id = ?1) AND (?2 = 0 OR resolved_at IS NULL)
-                   AND anomaly_id > ?3
-                 ORDER BY anomaly_id LIMIT ?4",
-            )?;
+            let mut statement = conn.prepare_cached(if filter.tenant_id.is_some() {
+                TENANT_ANOMALIES
+            } else {
+                ANOMALIES
+            })?;
             let rows = statement.query_map(
                 params![
                     filter.tenant_id,
@@ -806,16 +795,12 @@ fn customer_where(
     else {
         return Ok(None);
     };
-    let sql = format!(
-        "SELECT {CALL_COLUMNS} FROM calls WHERE customer_id = ?1 ORDER BY seq DESC LIMIT ?2"
-    );
+    let sql = customer_history_sql(CALL_COLUMNS, "calls");
     customer.calls = conn
         .prepare_cached(&sql)?
         .query_map(params![customer.customer_id, CUSTOMER_HISTORY], call_view)?
         .collect::<Result<_, _>>()?;
-    let sql = format!(
-        "SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE customer_id = ?1 ORDER BY seq DESC LIMIT ?2"
-    );
+    let sql = customer_history_sql(APPOINTMENT_COLUMNS, "appointments");
     customer.appointments = conn
         .prepare_cached(&sql)?
         .query_map(
@@ -947,6 +932,38 @@ const CALENDAR: &str =
        AND (CAST(?5 AS TEXT) IS NULL OR staff = ?5)
      ORDER BY start_at, appointment_id";
 
+/// A page of `table` after seq ?2, ?3 rows: of tenant ?1 when `scoped` (its `…_by_tenant`
+/// index), else of every tenant (`…_in_order`). Two statements rather than `?1 IS NULL OR …`,
+/// so each has its index.
+fn page_sql(columns: &str, table: &str, scoped: bool) -> String {
+    let filter = if scoped {
+        "tenant_id = ?1"
+    } else {
+        "CAST(?1 AS TEXT) IS NULL"
+    };
+    format!("SELECT {columns} FROM {table} WHERE {filter} AND seq > ?2 ORDER BY seq LIMIT ?3")
+}
+
+/// The anomalies of tenant ?1 after ?3, ?4 of them, open ones only when ?2 (its
+/// `anomalies_by_tenant` index).
+const TENANT_ANOMALIES: &str = "SELECT anomaly_id, position, stream, event_type, reason, message,
+            subject_kind, subject_id, tenant_id, occurred_at, resolved_at, resolved_by_position
+     FROM anomalies
+     WHERE tenant_id = ?1 AND (?2 = 0 OR resolved_at IS NULL) AND anomaly_id > ?3
+     ORDER BY anomaly_id LIMIT ?4";
+
+/// [`TENANT_ANOMALIES`] of every tenant (?1 null), in the table's own order.
+const ANOMALIES: &str = "SELECT anomaly_id, position, stream, event_type, reason, message,
+            subject_kind, subject_id, tenant_id, occurred_at, resolved_at, resolved_by_position
+     FROM anomalies
+     WHERE CAST(?1 AS TEXT) IS NULL AND (?2 = 0 OR resolved_at IS NULL) AND anomaly_id > ?3
+     ORDER BY anomaly_id LIMIT ?4";
+
+/// Customer ?1's latest ?2 rows of `table` (its `…_by_customer` index).
+fn customer_history_sql(columns: &str, table: &str) -> String {
+    format!("SELECT {columns} FROM {table} WHERE customer_id = ?1 ORDER BY seq DESC LIMIT ?2")
+}
+
 /// A service's latest appointments with a start and an end (?3 of them) at a tenant. Its
 /// `IS NOT NULL` terms are those of the partial `appointments_by_service` index.
 const SERVICE_TIMES: &str = "SELECT start_at, end_at FROM appointments
@@ -1044,6 +1061,87 @@ mod tests {
         let (rows, with_requests) = run(&conn, SERVICE_TIMES, rusqlite::params!["t1", "Cut", 50]);
         assert_eq!(rows, 5);
         assert_eq!(with_requests, fresh, "steps with 2,000 open requests");
+    }
+
+    /// Adds calls `seqs` of `tenant`, each of `customer`.
+    fn add_calls(
+        conn: &rusqlite::Connection,
+        seqs: std::ops::Range<i64>,
+        tenant: &str,
+        customer: &str,
+    ) {
+        for seq in seqs {
+            conn.execute(
+                "INSERT INTO calls (call_id, seq, tenant_id, customer_id, status, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, 'ended', 'now')",
+                rusqlite::params![format!("c{seq}"), seq, tenant, customer],
+            )
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn a_page_reads_no_more_as_other_tenants_and_later_rows_grow() {
+        let conn = read_models();
+        add_calls(&conn, 1..11, "t1", "k1");
+        let scoped = page_sql("call_id, seq", "calls", true);
+        let everyone = page_sql("call_id, seq", "calls", false);
+        let (rows, scoped_fresh) = run(&conn, &scoped, rusqlite::params!["t1", 0, 6]);
+        assert_eq!(rows, 6);
+        let (rows, everyone_fresh) = run(&conn, &everyone, rusqlite::params![None::<String>, 0, 6]);
+        assert_eq!(rows, 6);
+        add_calls(&conn, 100..2_100, "t2", "k2");
+        let (rows, scoped_grown) = run(&conn, &scoped, rusqlite::params!["t1", 0, 6]);
+        assert_eq!(rows, 6);
+        assert_eq!(
+            scoped_grown, scoped_fresh,
+            "a tenant's page, 2,000 calls of another later"
+        );
+        let (rows, everyone_grown) = run(&conn, &everyone, rusqlite::params![None::<String>, 0, 6]);
+        assert_eq!(rows, 6);
+        assert_eq!(
+            everyone_grown, everyone_fresh,
+            "every tenant's page, 2,000 calls later"
+        );
+    }
+
+    #[test]
+    fn a_tenants_anomalies_read_no_more_as_other_tenants_anomalies_grow() {
+        let conn = read_models();
+        let add = |ids: std::ops::Range<i64>, tenant: &str| {
+            for id in ids {
+                conn.execute(
+                    "INSERT INTO anomalies (anomaly_id, position, stream, event_type, reason,
+                                            message, tenant_id, occurred_at)
+                     VALUES (?1, ?1, 'call-x', 'CallEnded', 'r', 'm', ?2, 'now')",
+                    rusqlite::params![id, tenant],
+                )
+                .unwrap();
+            }
+        };
+        add(1..6, "t1");
+        // Another tenant's after them, so both measures end the same way: on a row of t2.
+        add(6..7, "t2");
+        let page = rusqlite::params!["t1", false, 0, 11];
+        let (rows, fresh) = run(&conn, TENANT_ANOMALIES, page);
+        assert_eq!(rows, 5);
+        add(100..2_100, "t2");
+        let (rows, grown) = run(&conn, TENANT_ANOMALIES, page);
+        assert_eq!(rows, 5, "the last page: nothing of t1's after these");
+        assert_eq!(grown, fresh, "2,000 anomalies of another tenant later");
+    }
+
+    #[test]
+    fn a_customers_history_reads_no_more_as_it_grows() {
+        let conn = read_models();
+        add_calls(&conn, 1_000..1_150, "t1", "k1");
+        let sql = customer_history_sql("call_id, seq", "calls");
+        let (rows, fresh) = run(&conn, &sql, rusqlite::params!["k1", CUSTOMER_HISTORY]);
+        assert_eq!(rows, 100);
+        add_calls(&conn, 0..1_000, "t1", "k1");
+        let (rows, grown) = run(&conn, &sql, rusqlite::params!["k1", CUSTOMER_HISTORY]);
+        assert_eq!(rows, 100);
+        assert_eq!(grown, fresh, "1,000 older calls of the same customer");
     }
 
     fn pair(start: &str, end: &str) -> (String, String) {
