@@ -388,6 +388,16 @@ impl ReadModels {
         &self.at
     }
 
+    /// Whether a query would find an open connection waiting (else it opens one, which parses
+    /// the schema: work for a blocking thread).
+    pub fn has_idle_connection(&self) -> bool {
+        !self
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
     fn with<T>(
         &self,
         query: impl Fn(&Conn) -> Result<T, ProjectionError>,
@@ -1142,6 +1152,25 @@ mod tests {
         let (rows, grown) = run(&conn, &sql, rusqlite::params!["k1", CUSTOMER_HISTORY]);
         assert_eq!(rows, 100);
         assert_eq!(grown, fresh, "1,000 older calls of the same customer");
+    }
+
+    #[test]
+    fn a_connection_in_use_is_not_idle_and_is_idle_again_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let read = ReadModels::open(dir.path()).unwrap();
+        assert!(
+            read.has_idle_connection(),
+            "opening leaves one connection waiting"
+        );
+        read.with(|_| {
+            assert!(
+                !read.has_idle_connection(),
+                "a second query would open its own"
+            );
+            Ok(())
+        })
+        .unwrap();
+        assert!(read.has_idle_connection());
     }
 
     fn pair(start: &str, end: &str) -> (String, String) {

@@ -68,15 +68,17 @@ impl ReadModelHandle {
     }
 
     /// Runs a lookup by key (one row, or a range an index bounds) on this thread when the
-    /// read models are a local SQLite file and a query permit is free: it takes microseconds,
-    /// less than the hop to the blocking pool and back (when the pool holds no idle
-    /// connection, it opens one here: at start-up, and after a rebuild replaced the file). Read models in PostgreSQL are a network round trip away and
+    /// read models are a local SQLite file, a query permit is free and a connection is open
+    /// and idle: it takes microseconds, less than the hop to the blocking pool and back.
+    /// Opening a connection (after a rebuild replaced the file, or while every one is busy)
+    /// is left to the blocking pool. Read models in PostgreSQL are a network round trip away and
     /// always go through [`ReadModelHandle::query`].
     async fn lookup<T: Send + 'static>(
         &self,
         query: impl FnOnce(&ReadModels) -> Result<T, ProjectionError> + Send + 'static,
     ) -> Result<T, Error> {
         if matches!(self.inner.at(), ReadModelsAt::Sqlite(_))
+            && self.inner.has_idle_connection()
             && let Ok(_permit) = self.permits.try_acquire()
         {
             return query(&self.inner).map_err(Error::from);
