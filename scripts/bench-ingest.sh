@@ -74,9 +74,12 @@ JSON
       bookings+=("$file")
     done
   done
-  ./target/release/switchboard send --url "$url/api/calcom/webhook" --provider calcom \
-    --secret "$SECRET" "${bookings[@]}" | grep -v ' 20[01]' \
-    && { cat "$log"; echo "a bench booking was refused" >&2; exit 1; }
+  # Each line is "FILE STATUS …"; a refusal or a failed send stops the script.
+  if ! sent="$(./target/release/switchboard send --url "$url/api/calcom/webhook" \
+      --provider calcom --secret "$SECRET" "${bookings[@]}" 2>&1)" \
+    || grep -qv ' 20[01]' <<<"$sent"; then
+    echo "$sent"; cat "$log"; echo "a bench booking was not recorded" >&2; exit 1
+  fi
 fi
 
 echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'); date: $(date -u +%F)"

@@ -596,11 +596,7 @@ impl ReadModels {
         }
         let after = after.map(decode_cursor).transpose()?.unwrap_or(0);
         self.with(|conn| {
-            let mut statement = conn.prepare_cached(if filter.tenant_id.is_some() {
-                TENANT_ANOMALIES
-            } else {
-                ANOMALIES
-            })?;
+            let mut statement = conn.prepare_cached(&anomalies_sql(filter.tenant_id.is_some()))?;
             let rows = statement.query_map(
                 params![
                     filter.tenant_id,
@@ -942,32 +938,36 @@ const CALENDAR: &str =
        AND (CAST(?5 AS TEXT) IS NULL OR staff = ?5)
      ORDER BY start_at, appointment_id";
 
-/// A page of `table` after seq ?2, ?3 rows: of tenant ?1 when `scoped` (its `…_by_tenant`
-/// index), else of every tenant (`…_in_order`). Two statements rather than `?1 IS NULL OR …`,
-/// so each has its index.
-fn page_sql(columns: &str, table: &str, scoped: bool) -> String {
-    let filter = if scoped {
+/// The rows of tenant ?1 when `scoped`, else of every tenant (?1 null). Two statements
+/// rather than `?1 IS NULL OR …`, so each reads its own index (the tenant's, or the table's
+/// order).
+fn tenant_filter(scoped: bool) -> &'static str {
+    if scoped {
         "tenant_id = ?1"
     } else {
         "CAST(?1 AS TEXT) IS NULL"
-    };
+    }
+}
+
+/// A page of `table` after seq ?2, ?3 rows, of one tenant or of all ([`tenant_filter`]:
+/// `…_by_tenant`, else `…_in_order`).
+fn page_sql(columns: &str, table: &str, scoped: bool) -> String {
+    let filter = tenant_filter(scoped);
     format!("SELECT {columns} FROM {table} WHERE {filter} AND seq > ?2 ORDER BY seq LIMIT ?3")
 }
 
-/// The anomalies of tenant ?1 after ?3, ?4 of them, open ones only when ?2 (its
-/// `anomalies_by_tenant` index).
-const TENANT_ANOMALIES: &str = "SELECT anomaly_id, position, stream, event_type, reason, message,
-            subject_kind, subject_id, tenant_id, occurred_at, resolved_at, resolved_by_position
-     FROM anomalies
-     WHERE tenant_id = ?1 AND (?2 = 0 OR resolved_at IS NULL) AND anomaly_id > ?3
-     ORDER BY anomaly_id LIMIT ?4";
-
-/// [`TENANT_ANOMALIES`] of every tenant (?1 null), in the table's own order.
-const ANOMALIES: &str = "SELECT anomaly_id, position, stream, event_type, reason, message,
-            subject_kind, subject_id, tenant_id, occurred_at, resolved_at, resolved_by_position
-     FROM anomalies
-     WHERE CAST(?1 AS TEXT) IS NULL AND (?2 = 0 OR resolved_at IS NULL) AND anomaly_id > ?3
-     ORDER BY anomaly_id LIMIT ?4";
+/// The anomalies after ?3, ?4 of them, open ones only when ?2, of one tenant or of all
+/// ([`tenant_filter`]: `anomalies_by_tenant`, else the table's own order).
+fn anomalies_sql(scoped: bool) -> String {
+    let filter = tenant_filter(scoped);
+    format!(
+        "SELECT anomaly_id, position, stream, event_type, reason, message, subject_kind,
+                subject_id, tenant_id, occurred_at, resolved_at, resolved_by_position
+         FROM anomalies
+         WHERE {filter} AND (?2 = 0 OR resolved_at IS NULL) AND anomaly_id > ?3
+         ORDER BY anomaly_id LIMIT ?4"
+    )
+}
 
 /// Customer ?1's latest ?2 rows of `table` (its `…_by_customer` index).
 fn customer_history_sql(columns: &str, table: &str) -> String {
@@ -995,7 +995,13 @@ mod tests {
 
     /// Adds `count` appointments of tenant t1 (ids after `seq`), each `status` and starting
     /// at `start` (none when None) for 30 minutes.
-    fn add(conn: &rusqlite::Connection, seq: i64, count: i64, status: &str, start: Option<&str>) {
+    fn add_appointments(
+        conn: &rusqlite::Connection,
+        seq: i64,
+        count: i64,
+        status: &str,
+        start: Option<&str>,
+    ) {
         for n in seq..seq + count {
             conn.execute(
                 "INSERT INTO appointments
@@ -1025,7 +1031,7 @@ mod tests {
     #[test]
     fn the_calendar_reads_no_more_as_the_past_grows() {
         let conn = read_models();
-        add(&conn, 0, 3, "booked", Some("2026-01-05T10:00:00.000Z"));
+        add_appointments(&conn, 0, 3, "booked", Some("2026-01-05T10:00:00.000Z"));
         let none = None::<String>;
         let window = rusqlite::params![
             "t1",
@@ -1036,21 +1042,21 @@ mod tests {
         ];
         let (rows, fresh) = run(&conn, CALENDAR, window);
         assert_eq!(rows, 3);
-        add(
+        add_appointments(
             &conn,
             100,
             2_000,
             "booked",
             Some("2020-06-01T10:00:00.000Z"),
         );
-        add(
+        add_appointments(
             &conn,
             5_000,
             2_000,
             "cancelled",
             Some("2026-01-05T12:00:00.000Z"),
         );
-        add(&conn, 10_000, 2_000, "requested", None);
+        add_appointments(&conn, 10_000, 2_000, "requested", None);
         let (rows, with_history) = run(&conn, CALENDAR, window);
         assert_eq!(
             rows, 3,
@@ -1062,12 +1068,12 @@ mod tests {
     #[test]
     fn a_services_usual_length_reads_no_more_as_open_requests_grow() {
         let conn = read_models();
-        add(&conn, 0, 5, "booked", Some("2026-01-05T10:00:00.000Z"));
+        add_appointments(&conn, 0, 5, "booked", Some("2026-01-05T10:00:00.000Z"));
         let (rows, fresh) = run(&conn, SERVICE_TIMES, rusqlite::params!["t1", "Cut", 50]);
         assert_eq!(rows, 5);
         // Newer than every appointment with times: the index, newest first, would meet them
         // first if it held them.
-        add(&conn, 100, 2_000, "requested", None);
+        add_appointments(&conn, 100, 2_000, "requested", None);
         let (rows, with_requests) = run(&conn, SERVICE_TIMES, rusqlite::params!["t1", "Cut", 50]);
         assert_eq!(rows, 5);
         assert_eq!(with_requests, fresh, "steps with 2,000 open requests");
@@ -1118,7 +1124,7 @@ mod tests {
     #[test]
     fn a_tenants_anomalies_read_no_more_as_other_tenants_anomalies_grow() {
         let conn = read_models();
-        let add = |ids: std::ops::Range<i64>, tenant: &str| {
+        let add_anomalies = |ids: std::ops::Range<i64>, tenant: &str| {
             for id in ids {
                 conn.execute(
                     "INSERT INTO anomalies (anomaly_id, position, stream, event_type, reason,
@@ -1129,14 +1135,15 @@ mod tests {
                 .unwrap();
             }
         };
-        add(1..6, "t1");
+        add_anomalies(1..6, "t1");
         // Another tenant's after them, so both measures end the same way: on a row of t2.
-        add(6..7, "t2");
+        add_anomalies(6..7, "t2");
+        let sql = anomalies_sql(true);
         let page = rusqlite::params!["t1", false, 0, 11];
-        let (rows, fresh) = run(&conn, TENANT_ANOMALIES, page);
+        let (rows, fresh) = run(&conn, &sql, page);
         assert_eq!(rows, 5);
-        add(100..2_100, "t2");
-        let (rows, grown) = run(&conn, TENANT_ANOMALIES, page);
+        add_anomalies(100..2_100, "t2");
+        let (rows, grown) = run(&conn, &sql, page);
         assert_eq!(rows, 5, "the last page: nothing of t1's after these");
         assert_eq!(grown, fresh, "2,000 anomalies of another tenant later");
     }

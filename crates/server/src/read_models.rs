@@ -71,8 +71,8 @@ impl ReadModelHandle {
     /// read models are a local SQLite file, a query permit is free and a connection is open
     /// and idle: it takes microseconds, less than the hop to the blocking pool and back.
     /// Opening a connection (after a rebuild replaced the file, or while every one is busy)
-    /// is left to the blocking pool. Read models in PostgreSQL are a network round trip away and
-    /// always go through [`ReadModelHandle::query`].
+    /// is left to the blocking pool. Read models in PostgreSQL are a network round trip away
+    /// and always go through [`ReadModelHandle::query`].
     async fn lookup<T: Send + 'static>(
         &self,
         query: impl FnOnce(&ReadModels) -> Result<T, ProjectionError> + Send + 'static,
