@@ -51,7 +51,7 @@ const STATEMENT_CACHE: usize = 128;
 
 /// How long a writer waits for another (a rebuild swapping tables in) before giving up; the
 /// runner retries after that, so this only bounds one attempt.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn read_models_path(data_dir: &Path) -> PathBuf {
     data_dir.join(READ_MODELS_FILE)

@@ -79,6 +79,12 @@ pub enum ProjectionError {
     #[error("writing the export: {0}")]
     Export(std::io::Error),
 
+    /// A query run by [`ReadModels::without_waiting`](crate::ReadModels::without_waiting)
+    /// would have had to wait (for a connection to open, or for a lock); it is run again where
+    /// waiting is allowed. `without_waiting` itself never returns it.
+    #[error("the read-model query would have had to wait")]
+    WouldWait,
+
     #[error("the projection task stopped unexpectedly: {0}")]
     Task(String),
 }

@@ -3,8 +3,10 @@
 //! Tenant scoping (another tenant's record answers 404) is the caller's: every view carries its
 //! `tenant_id`.
 
+use std::cell::Cell;
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use chrono::{DateTime, NaiveTime, Utc};
 use serde::Serialize;
@@ -12,7 +14,7 @@ use switchboard_domain::event::{OpeningHours, Weekday};
 
 use crate::ProjectionError;
 use crate::apply::ts;
-use crate::db::{ReadModelsAt, checkpoint, open_live, open_reader_generation};
+use crate::db::{BUSY_TIMEOUT, ReadModelsAt, checkpoint, open_live, open_reader_generation};
 use crate::generation::Generation;
 use crate::phone::{self, PhoneBook};
 use crate::sql::{Conn, OptionalExtension, Params, Row, SqlResult, params};
@@ -388,20 +390,71 @@ impl ReadModels {
         &self.at
     }
 
-    /// Whether a query would find an open connection waiting (else it opens one, which parses
-    /// the schema: work for a blocking thread).
-    pub fn has_idle_connection(&self) -> bool {
-        !self
-            .idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_empty()
+    /// Runs `query` on this thread, provided none of its statements has to wait: each finds
+    /// an open, idle connection to the installed file, and SQLite answers without a lock wait.
+    /// The connection's busy timeout is 0 meanwhile, so `SQLITE_BUSY` (another process
+    /// recovering the WAL after a crash, say) comes back at once rather than after 30 s,
+    /// which on an async thread would stall every task it runs. `None` when a statement would
+    /// have waited, or met any other database trouble: the caller runs `query` again where
+    /// waiting is allowed (a blocking thread); it only read, so there is nothing to undo.
+    /// Always `None` for read models in PostgreSQL, a network round trip away.
+    pub fn without_waiting<T>(
+        &self,
+        query: impl FnOnce(&ReadModels) -> Result<T, ProjectionError>,
+    ) -> Option<Result<T, ProjectionError>> {
+        if !matches!(self.at, ReadModelsAt::Sqlite(_)) {
+            return None;
+        }
+        let section = NoWaitSection::enter();
+        let result = query(self);
+        section.finished_without_a_wait().then_some(result)
+    }
+
+    /// [`ReadModels::with`] inside [`ReadModels::without_waiting`]: an idle connection or
+    /// none, no lock wait, no retry.
+    fn with_idle<T>(
+        &self,
+        query: impl Fn(&Conn) -> Result<T, ProjectionError>,
+    ) -> Result<T, ProjectionError> {
+        let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let Some((conn, generation)) = pooled else {
+            return NoWaitSection::would_wait();
+        };
+        if !generation.as_ref().is_none_or(still_current) {
+            // Letting it go and opening the installed file is `with`'s work.
+            self.idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((conn, generation));
+            return NoWaitSection::would_wait();
+        }
+        let result = conn
+            .set_busy_timeout(Duration::ZERO)
+            .map_err(ProjectionError::from)
+            .and_then(|()| query(&conn));
+        let restored = conn.set_busy_timeout(BUSY_TIMEOUT);
+        let trouble = is_trouble(&result);
+        // A connection that found the database locked is as good as before; one in other
+        // trouble is let go, as `with` does.
+        if restored.is_ok() && (!trouble || result.as_ref().is_err_and(is_busy)) {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < MAX_IDLE {
+                idle.push((conn, generation));
+            }
+        }
+        if trouble || restored.is_err() {
+            return NoWaitSection::would_wait();
+        }
+        result
     }
 
     fn with<T>(
         &self,
         query: impl Fn(&Conn) -> Result<T, ProjectionError>,
     ) -> Result<T, ProjectionError> {
+        if NoWaitSection::is_open() {
+            return self.with_idle(query);
+        }
         let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         // A connection to a file a full rebuild has since replaced is let go, and so is every
         // idle one not on the installed file, so an idle pool does not hold replaced files
@@ -748,6 +801,58 @@ fn still_current(generation: &Generation) -> bool {
         tracing::warn!(%error, "the read models' link could not be read; the open connection answers");
         true
     })
+}
+
+fn is_busy(error: &ProjectionError) -> bool {
+    matches!(error, ProjectionError::Sql(error) if error.is_busy())
+}
+
+thread_local! {
+    /// Whether this thread is inside [`ReadModels::without_waiting`], and whether one of its
+    /// statements would have waited.
+    static NO_WAIT: Cell<NoWait> = const { Cell::new(NoWait::Closed) };
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum NoWait {
+    Closed,
+    Open,
+    WouldHaveWaited,
+}
+
+/// The thread's [`NO_WAIT`] section while a query runs in it; closed again when dropped, also
+/// when the query panics, so the thread's later queries wait as usual.
+struct NoWaitSection {
+    outer: NoWait,
+}
+
+impl NoWaitSection {
+    fn enter() -> NoWaitSection {
+        NoWaitSection {
+            outer: NO_WAIT.replace(NoWait::Open),
+        }
+    }
+
+    fn is_open() -> bool {
+        NO_WAIT.get() != NoWait::Closed
+    }
+
+    /// Marks the section: its result is not to be used. The error ends the query early
+    /// (through `?`); a query that swallowed it is still refused.
+    fn would_wait<T>() -> Result<T, ProjectionError> {
+        NO_WAIT.set(NoWait::WouldHaveWaited);
+        Err(ProjectionError::WouldWait)
+    }
+
+    fn finished_without_a_wait(self) -> bool {
+        NO_WAIT.get() == NoWait::Open
+    }
+}
+
+impl Drop for NoWaitSection {
+    fn drop(&mut self) {
+        NO_WAIT.set(self.outer);
+    }
 }
 
 fn is_trouble<T>(result: &Result<T, ProjectionError>) -> bool {
@@ -1161,23 +1266,65 @@ mod tests {
         assert_eq!(grown, fresh, "1,000 older calls of the same customer");
     }
 
+    fn busy_timeout(conn: &Conn) -> Result<i64, ProjectionError> {
+        Ok(conn.query_row("PRAGMA busy_timeout", (), |r: &Row<'_>| r.get::<i64>(0))?)
+    }
+
     #[test]
-    fn a_connection_in_use_is_not_idle_and_is_idle_again_after() {
+    fn a_query_without_waiting_does_not_wait_for_a_lock_and_the_next_one_does() {
         let dir = tempfile::tempdir().unwrap();
         let read = ReadModels::open(dir.path()).unwrap();
-        assert!(
-            read.has_idle_connection(),
-            "opening leaves one connection waiting"
+        let inside = read.without_waiting(|rm| rm.with(busy_timeout));
+        assert_eq!(
+            inside.unwrap().unwrap(),
+            0,
+            "SQLITE_BUSY comes back at once"
         );
+        let after = read.with(busy_timeout).unwrap();
+        assert_eq!(
+            after as u128,
+            BUSY_TIMEOUT.as_millis(),
+            "the same connection waits again"
+        );
+    }
+
+    #[test]
+    fn a_query_that_would_wait_for_a_connection_is_refused_not_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let read = ReadModels::open(dir.path()).unwrap();
         read.with(|_| {
-            assert!(
-                !read.has_idle_connection(),
-                "a second query would open its own"
-            );
+            // The one open connection is in use: the next query would open one.
+            assert!(read.without_waiting(|rm| rm.checkpoint()).is_none());
             Ok(())
         })
         .unwrap();
-        assert!(read.has_idle_connection());
+        assert_eq!(
+            read.without_waiting(|rm| rm.checkpoint()).unwrap().unwrap(),
+            0
+        );
+    }
+
+    #[test]
+    fn a_locked_database_refuses_the_query_even_when_it_swallows_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let read = ReadModels::open(dir.path()).unwrap();
+        let locked = || -> Result<(), ProjectionError> {
+            Err(ProjectionError::from(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                None,
+            )))
+        };
+        let swallowed = read.without_waiting(|rm| Ok(rm.with(|_| locked()).is_err()));
+        assert!(swallowed.is_none());
+        // The connection was kept, and the thread's next queries wait as usual.
+        assert_eq!(
+            read.without_waiting(|rm| rm.checkpoint()).unwrap().unwrap(),
+            0
+        );
+        assert_eq!(
+            read.with(busy_timeout).unwrap() as u128,
+            BUSY_TIMEOUT.as_millis()
+        );
     }
 
     fn pair(start: &str, end: &str) -> (String, String) {

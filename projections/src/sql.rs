@@ -88,6 +88,15 @@ impl SqlError {
 pub type SqlResult<T> = Result<T, SqlError>;
 
 impl SqlError {
+    /// SQLite found the database locked by another connection (its busy timeout ran out, or
+    /// was 0).
+    pub fn is_busy(&self) -> bool {
+        matches!(self, SqlError::Sqlite(error) if matches!(
+            error.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        ))
+    }
+
     /// PostgreSQL's `lock_timeout` ran out (SQLSTATE 55P03).
     pub fn is_lock_timeout(&self) -> bool {
         matches!(self, SqlError::Postgres(error)
@@ -506,6 +515,15 @@ impl Conn {
             Backend::Sqlite(_) => Dialect::Sqlite,
             Backend::Postgres(_) => Dialect::Postgres,
         }
+    }
+
+    /// How long a SQLite statement waits for a lock another connection holds before it fails
+    /// with `SQLITE_BUSY`. PostgreSQL connections are left as they are.
+    pub fn set_busy_timeout(&self, timeout: std::time::Duration) -> SqlResult<()> {
+        if let Backend::Sqlite(conn) = &self.backend {
+            conn.busy_timeout(timeout)?;
+        }
+        Ok(())
     }
 
     /// A statement, prepared once per connection and reused.

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use switchboard_intake::BranchRef;
 use switchboard_projections::{
-    DEFAULT_TIME_ZONE, ProjectionError, ReadModels, ReadModelsAt, default_opening_hours,
+    DEFAULT_TIME_ZONE, ProjectionError, ReadModels, default_opening_hours,
 };
 use tokio::sync::Semaphore;
 
@@ -67,21 +67,19 @@ impl ReadModelHandle {
         .map_err(Error::from)
     }
 
-    /// Runs a lookup by key (one row, or a range an index bounds) on this thread when the
-    /// read models are a local SQLite file, a query permit is free and a connection is open
-    /// and idle: it takes microseconds, less than the hop to the blocking pool and back.
-    /// Opening a connection (after a rebuild replaced the file, or while every one is busy)
-    /// is left to the blocking pool. Read models in PostgreSQL are a network round trip away
-    /// and always go through [`ReadModelHandle::query`].
+    /// Runs a lookup by key (one row, or a range an index bounds) on this thread when a query
+    /// permit is free and the read models can answer without a wait
+    /// ([`ReadModels::without_waiting`]: a local SQLite file, an idle connection, no lock):
+    /// it takes microseconds, less than the hop to the blocking pool and back. Otherwise, and
+    /// always for read models in PostgreSQL, it runs as a [`ReadModelHandle::query`].
     async fn lookup<T: Send + 'static>(
         &self,
-        query: impl FnOnce(&ReadModels) -> Result<T, ProjectionError> + Send + 'static,
+        query: impl Fn(&ReadModels) -> Result<T, ProjectionError> + Send + 'static,
     ) -> Result<T, Error> {
-        if matches!(self.inner.at(), ReadModelsAt::Sqlite(_))
-            && self.inner.has_idle_connection()
-            && let Ok(_permit) = self.permits.try_acquire()
+        if let Ok(_permit) = self.permits.try_acquire()
+            && let Some(result) = self.inner.without_waiting(&query)
         {
-            return query(&self.inner).map_err(Error::from);
+            return result.map_err(Error::from);
         }
         self.query(query).await
     }
