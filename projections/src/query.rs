@@ -925,6 +925,23 @@ fn customer_where(
 /// How many payments a tenant view lists.
 const RECENT_PAYMENTS: i64 = 20;
 
+/// A branch's numbers (`phone_numbers_by_tenant`).
+const BRANCH_NUMBERS: &str = "SELECT phone_number FROM phone_numbers
+    WHERE tenant_id = ?1 AND branch_id = ?2 ORDER BY phone_number";
+
+/// A tenant's Cal.com organizers (`calcom_organizers_by_tenant`).
+const TENANT_ORGANIZERS: &str =
+    "SELECT organizer_id FROM calcom_organizers WHERE tenant_id = ?1 ORDER BY organizer_id";
+
+/// A tenant's Stripe customers (`stripe_customers_by_tenant`).
+const TENANT_STRIPE_CUSTOMERS: &str = "SELECT stripe_customer_id FROM stripe_customers
+    WHERE tenant_id = ?1 ORDER BY stripe_customer_id";
+
+/// A tenant's latest payments (`payments_by_tenant`, read backwards).
+const RECENT_PAYMENTS_SQL: &str = "SELECT stripe_event_id, invoice_id, status, amount_cents,
+    currency, plan, failure_code, occurred_at
+    FROM payments WHERE tenant_id = ?1 ORDER BY seq DESC LIMIT ?2";
+
 fn tenant_view(conn: &Conn, tenant_id: &str) -> Result<Option<TenantView>, ProjectionError> {
     let Some(mut tenant) = conn
         .prepare_cached(
@@ -990,32 +1007,21 @@ fn tenant_view(conn: &Conn, tenant_id: &str) -> Result<Option<TenantView>, Proje
     for (mut branch, hours) in branches {
         branch.opening_hours = serde_json::from_str(&hours)?;
         branch.phone_numbers = conn
-            .prepare_cached(
-                "SELECT phone_number FROM phone_numbers
-                 WHERE tenant_id = ?1 AND branch_id = ?2 ORDER BY phone_number",
-            )?
+            .prepare_cached(BRANCH_NUMBERS)?
             .query_map(params![tenant_id, branch.branch_id], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         tenant.branches.push(branch);
     }
     tenant.calcom_organizer_ids = conn
-        .prepare_cached(
-            "SELECT organizer_id FROM calcom_organizers WHERE tenant_id = ?1 ORDER BY organizer_id",
-        )?
+        .prepare_cached(TENANT_ORGANIZERS)?
         .query_map([tenant_id], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     tenant.stripe_customer_ids = conn
-        .prepare_cached(
-            "SELECT stripe_customer_id FROM stripe_customers WHERE tenant_id = ?1 ORDER BY stripe_customer_id",
-        )?
+        .prepare_cached(TENANT_STRIPE_CUSTOMERS)?
         .query_map([tenant_id], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     tenant.payments.recent = conn
-        .prepare_cached(
-            "SELECT stripe_event_id, invoice_id, status, amount_cents, currency, plan,
-                    failure_code, occurred_at
-             FROM payments WHERE tenant_id = ?1 ORDER BY seq DESC LIMIT ?2",
-        )?
+        .prepare_cached(RECENT_PAYMENTS_SQL)?
         .query_map(params![tenant_id, RECENT_PAYMENTS], |r| {
             Ok(PaymentView {
                 stripe_event_id: r.get(0)?,
@@ -1264,6 +1270,100 @@ mod tests {
         let (rows, grown) = run(&conn, &sql, rusqlite::params!["k1", CUSTOMER_HISTORY]);
         assert_eq!(rows, 100);
         assert_eq!(grown, fresh, "1,000 older calls of the same customer");
+    }
+
+    /// Adds a payment of Stripe customer `customer` (its tenant's, or waiting for one).
+    fn add_payment(conn: &rusqlite::Connection, seq: i64, tenant: Option<&str>, customer: &str) {
+        conn.execute(
+            "INSERT INTO payments (stripe_event_id, seq, tenant_id, stripe_customer_id,
+                                   invoice_id, status, amount_cents, currency, occurred_at)
+             VALUES (?1, ?2, ?3, ?4, 'in_1', 'succeeded', 4900, 'eur', 'now')",
+            rusqlite::params![format!("evt_{seq}"), seq, tenant, customer],
+        )
+        .unwrap();
+    }
+
+    /// Registers, for `tenant`, number `n` on branch b1, organizer `n`, Stripe customer
+    /// `cus_{n}` and token `n`.
+    fn register(conn: &rusqlite::Connection, tenant: &str, n: i64) {
+        conn.execute_batch(&format!(
+            "INSERT INTO phone_numbers VALUES ('+4930{n}', '{tenant}', 'b1', 'now');
+             INSERT INTO calcom_organizers VALUES ({n}, '{tenant}', 'now');
+             INSERT INTO stripe_customers VALUES ('cus_{n}', '{tenant}', 'now');
+             INSERT INTO api_tokens VALUES ('{n:064}', '{tenant}');"
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn a_stripe_customers_link_reads_no_more_as_other_customers_payments_wait() {
+        let conn = read_models();
+        for seq in 0..5 {
+            add_payment(&conn, seq, None, "cus_1");
+        }
+        // Neighbours on either side, so the index range ends on a row in both runs.
+        add_payment(&conn, 5, None, "cus_0");
+        add_payment(&conn, 6, None, "cus_9");
+        let sql = crate::tenants::WAITING_PAYMENTS;
+        let (rows, fresh) = run(&conn, sql, ["cus_1"]);
+        assert_eq!(rows, 5);
+        for seq in 7..3_007 {
+            add_payment(&conn, seq, None, &format!("cus_{}", seq % 100 + 2));
+            add_payment(&conn, seq + 10_000, Some("t1"), "cus_1");
+        }
+        let (rows, grown) = run(&conn, sql, ["cus_1"]);
+        assert_eq!(rows, 5);
+        assert_eq!(
+            grown, fresh,
+            "3,000 waiting for other customers, 3,000 of its own attributed"
+        );
+    }
+
+    #[test]
+    fn a_tenants_registrations_read_no_more_as_other_tenants_register() {
+        let conn = read_models();
+        add_payment(&conn, 0, Some("t1"), "cus_1");
+        for n in 0..3 {
+            register(&conn, "t1", n);
+        }
+        // Neighbours on either side, so each index range ends on a row in both runs.
+        for (n, tenant) in [(3, "t0"), (4, "t9")] {
+            register(&conn, tenant, n);
+            add_payment(&conn, n, Some(tenant), "cus_2");
+        }
+        let t1 = || rusqlite::types::Value::from("t1".to_owned());
+        let statements = [
+            (BRANCH_NUMBERS, vec![t1(), "b1".to_owned().into()]),
+            (TENANT_ORGANIZERS, vec![t1()]),
+            (TENANT_STRIPE_CUSTOMERS, vec![t1()]),
+            (RECENT_PAYMENTS_SQL, vec![t1(), RECENT_PAYMENTS.into()]),
+            (crate::tenants::DROP_TOKENS, vec![t1()]),
+        ];
+        let steps = |conn: &rusqlite::Connection| -> Vec<(usize, i32)> {
+            // Each DELETE runs in a transaction rolled back, so the rows stay for the next.
+            conn.execute_batch("BEGIN").unwrap();
+            let steps = statements
+                .iter()
+                .map(|(sql, params)| run(conn, sql, rusqlite::params_from_iter(params)))
+                .collect();
+            conn.execute_batch("ROLLBACK").unwrap();
+            steps
+        };
+        let fresh = steps(&conn);
+        assert_eq!(
+            fresh.iter().map(|(rows, _)| *rows).collect::<Vec<_>>(),
+            [3, 3, 3, 1, 0],
+            "a DELETE returns no rows"
+        );
+        for n in 5..3_005 {
+            register(&conn, &format!("t{}", n % 50 + 2), n);
+            add_payment(&conn, n, Some(&format!("t{}", n % 50 + 2)), "cus_2");
+        }
+        assert_eq!(
+            steps(&conn),
+            fresh,
+            "3,000 registrations of 50 other tenants"
+        );
     }
 
     fn busy_timeout(conn: &Conn) -> Result<i64, ProjectionError> {

@@ -170,6 +170,17 @@ pub(crate) fn organizer_unlinked(cx: &Cx<'_, '_>, event: &CalcomOrganizerUnlinke
     Ok(())
 }
 
+/// A Stripe customer's payments that wait for its tenant, in order (`payments_by_customer`).
+pub(crate) const WAITING_PAYMENTS: &str = "SELECT stripe_event_id, status, amount_cents
+    FROM payments WHERE stripe_customer_id = ?1 AND tenant_id IS NULL ORDER BY seq";
+
+/// A Stripe customer's subscriptions that wait for its tenant (`subscriptions_by_customer`).
+pub(crate) const WAITING_SUBSCRIPTIONS: &str = "SELECT subscription_id FROM subscriptions
+    WHERE stripe_customer_id = ?1 AND tenant_id IS NULL ORDER BY updated_at, subscription_id";
+
+/// A tenant's tokens, replaced whole when it sets new ones (`api_tokens_by_tenant`).
+pub(crate) const DROP_TOKENS: &str = "DELETE FROM api_tokens WHERE tenant_id = ?1";
+
 pub(crate) fn stripe_customer_linked(cx: &Cx<'_, '_>, event: &StripeCustomerLinked) -> Applied {
     let tenant = &event.tenant_id;
     ensure(cx, tenant)?;
@@ -184,10 +195,7 @@ pub(crate) fn stripe_customer_linked(cx: &Cx<'_, '_>, event: &StripeCustomerLink
 
     let payments: Vec<(String, String, i64)> = cx
         .conn
-        .prepare_cached(
-            "SELECT stripe_event_id, status, amount_cents FROM payments
-             WHERE stripe_customer_id = ?1 AND tenant_id IS NULL ORDER BY seq",
-        )?
+        .prepare_cached(WAITING_PAYMENTS)?
         .query_map([&event.stripe_customer_id], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?
@@ -202,10 +210,7 @@ pub(crate) fn stripe_customer_linked(cx: &Cx<'_, '_>, event: &StripeCustomerLink
 
     let subscriptions: Vec<String> = cx
         .conn
-        .prepare_cached(
-            "SELECT subscription_id FROM subscriptions
-             WHERE stripe_customer_id = ?1 AND tenant_id IS NULL ORDER BY updated_at, subscription_id",
-        )?
+        .prepare_cached(WAITING_SUBSCRIPTIONS)?
         .query_map([&event.stripe_customer_id], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     for subscription_id in subscriptions {
@@ -231,7 +236,7 @@ pub(crate) fn stripe_customer_unlinked(cx: &Cx<'_, '_>, event: &StripeCustomerUn
 pub(crate) fn api_tokens_set(cx: &Cx<'_, '_>, event: &ApiTokensSet) -> Applied {
     ensure(cx, &event.tenant_id)?;
     cx.conn
-        .prepare_cached("DELETE FROM api_tokens WHERE tenant_id = ?1")?
+        .prepare_cached(DROP_TOKENS)?
         .execute([&event.tenant_id])?;
     for hash in &event.token_sha256 {
         // A hash is one token; if another tenant listed it before, the newest registration
