@@ -53,14 +53,29 @@ impl CallParties {
         self.direction.as_deref() == Some("outbound")
     }
 
-    /// The business's side of the call, whose number names the tenant's branch: `to_number`
-    /// of an inbound call, `from_number` of an outbound one (inbound when `direction` is
-    /// absent), as the intake read it off Retell's call (`RetellCall::business_number`).
+    /// The business's side of the call, whose number names the tenant's branch (see
+    /// [`CallParties::business_side`]).
     pub fn business_number(&self) -> Option<&str> {
-        if self.outbound() {
-            self.from_number.as_deref()
+        Self::business_side(
+            self.direction.as_deref(),
+            self.from_number.as_deref(),
+            self.to_number.as_deref(),
+        )
+    }
+
+    /// Which of a call's two numbers is the business's: `to_number` of an inbound call,
+    /// `from_number` of an outbound one (inbound when `direction` is absent). The one rule,
+    /// for the stored event and for the provider's call the intake routes by
+    /// (`switchboard_intake::business_number`).
+    pub fn business_side<'a>(
+        direction: Option<&str>,
+        from_number: Option<&'a str>,
+        to_number: Option<&'a str>,
+    ) -> Option<&'a str> {
+        if direction == Some("outbound") {
+            from_number
         } else {
-            self.to_number.as_deref()
+            to_number
         }
     }
 

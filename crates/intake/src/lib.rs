@@ -30,6 +30,7 @@ pub mod tenant;
 
 pub use context::{BranchDirectory, BranchRef, Context, NoBranches};
 pub use error::IntakeError;
+pub use retell::business_number;
 
 use chrono::{DateTime, TimeZone, Utc};
 use switchboard_domain::{Command, StreamId};

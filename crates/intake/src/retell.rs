@@ -127,7 +127,18 @@ fn unhandled_function(name: &str) -> Route {
 }
 
 fn branch(call: &RetellCall, context: &Context<'_>) -> Option<BranchRef> {
-    context.branches.branch_for_number(call.business_number()?)
+    context.branches.branch_for_number(business_number(call)?)
+}
+
+/// The business's number of a Retell call, which names the tenant's branch: the domain's
+/// rule ([`CallParties::business_side`]) applied to the provider's fields, so routing and the
+/// stored event's read models agree.
+pub fn business_number(call: &RetellCall) -> Option<&str> {
+    CallParties::business_side(
+        call.direction.as_deref(),
+        call.from_number.as_deref(),
+        call.to_number.as_deref(),
+    )
 }
 
 fn parties(call: &RetellCall, branch: Option<&BranchRef>) -> Result<CallParties, IntakeError> {

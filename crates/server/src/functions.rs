@@ -59,7 +59,7 @@ pub async fn answer_for(
             &request.args,
             "$.args",
             &request.call.call_id,
-            request.call.business_number(),
+            switchboard_intake::business_number(&request.call),
         ),
         _ => return Ok(None),
     };

@@ -67,8 +67,8 @@ fn business_number(delivery: &Delivery) -> Option<&str> {
             RetellEvent::CallStarted(event)
             | RetellEvent::CallEnded(event)
             | RetellEvent::CallAnalyzed(event),
-        ) => event.call.business_number(),
-        Delivery::RetellFunction(request) => request.call.business_number(),
+        ) => switchboard_intake::business_number(&event.call),
+        Delivery::RetellFunction(request) => switchboard_intake::business_number(&request.call),
         _ => None,
     }
 }

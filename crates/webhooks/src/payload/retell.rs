@@ -139,18 +139,6 @@ pub struct RetellCall {
 }
 
 impl RetellCall {
-    /// The business's side of the call, whose number names the tenant's branch: the number
-    /// dialled on an inbound call, the number calling out on an outbound one (inbound when
-    /// `direction` is absent). The calls read model reads the same rule off the stored event
-    /// (`CallParties::business_number`).
-    pub fn business_number(&self) -> Option<&str> {
-        if self.direction.as_deref() == Some("outbound") {
-            self.from_number.as_deref()
-        } else {
-            self.to_number.as_deref()
-        }
-    }
-
     /// `call_status` (real) or `status` (seed).
     pub fn status(&self) -> Option<&str> {
         self.call_status.as_deref().or(self.status.as_deref())
