@@ -167,13 +167,18 @@ impl<R: Record> Held<R> {
     /// Visits the held rows whose secondary value is `value` now, in the order they were
     /// first filed under it. `visit` must not use this table's held rows (they are borrowed).
     pub(crate) fn each_by(&self, value: &str, mut visit: impl FnMut(&R)) {
+        self.each_held_by(value, |row| visit(row));
+    }
+
+    /// [`Held::each_by`], with each row to change.
+    fn each_held_by(&self, value: &str, mut visit: impl FnMut(&mut R)) {
         let index = self.by_secondary.borrow();
         let Some(keys) = index.get(value) else {
             return;
         };
-        let rows = self.rows.borrow();
+        let mut rows = self.rows.borrow_mut();
         for key in keys {
-            if let Some(row) = rows.get(key).and_then(|e| e.row.as_ref())
+            if let Some(row) = rows.get_mut(key).and_then(|e| e.row.as_mut())
                 && row.secondary() == Some(value)
             {
                 visit(row);
@@ -241,18 +246,7 @@ impl<R: Record> Held<R> {
     /// Changes the held rows whose secondary value is `value` in place, without marking them
     /// for writing: for a change the caller has made in the table too.
     pub(crate) fn mirror_by(&self, value: &str, edit: impl Fn(&mut R)) {
-        let index = self.by_secondary.borrow();
-        let Some(keys) = index.get(value) else {
-            return;
-        };
-        let mut rows = self.rows.borrow_mut();
-        for key in keys {
-            if let Some(row) = rows.get_mut(key).and_then(|e| e.row.as_mut())
-                && row.secondary() == Some(value)
-            {
-                edit(row);
-            }
-        }
+        self.each_held_by(value, edit);
     }
 
     /// Writes every row changed since the last flush; the rows stay held, unchanged. When a
