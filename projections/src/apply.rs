@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 use foldhash::HashMap;
 use switchboard_domain::event::{Event, EventDecodeError};
 use switchboard_store::{RecordedEvent, json_without_nul, text_without_nul};
@@ -25,8 +25,34 @@ pub const DELIVERY_RECEIVED: &str = "DeliveryReceived";
 
 /// Read-model times: ISO-8601 UTC with fixed millisecond precision, so text order is time
 /// order (range queries and "newer wins" comparisons rely on it).
+///
+/// Written digit by digit for the years 0–9999 outside a leap second, with exactly chrono's
+/// `to_rfc3339_opts(Millis, true)` text (a test compares them over the whole range): every
+/// event's time passes here, several of a booking's, and chrono's formatter was 3 % of the
+/// rebuild fold's instructions. Other times go to chrono.
 pub fn ts(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+    let day = at.date_naive();
+    let time = at.time();
+    let year = day.year();
+    if !(0..=9999).contains(&year) || time.nanosecond() >= 1_000_000_000 {
+        return at.to_rfc3339_opts(SecondsFormat::Millis, true);
+    }
+    let mut text = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut value: u32| {
+        for digit in text[at..at + width].iter_mut().rev() {
+            *digit = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, year as u32);
+    put(5, 2, day.month());
+    put(8, 2, day.day());
+    put(11, 2, time.hour());
+    put(14, 2, time.minute());
+    put(17, 2, time.second());
+    put(20, 3, time.nanosecond() / 1_000_000);
+    // ASCII digits and separators, so never the default.
+    std::str::from_utf8(&text).unwrap_or_default().to_owned()
 }
 
 /// What a projection knows about the event it is applying.
@@ -388,7 +414,37 @@ fn dispatch(cx: &Cx<'_, '_>, event: &Event) -> Applied {
 
 #[cfg(test)]
 mod tests {
-    use super::without_nul;
+    use super::{ts, without_nul};
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn a_read_model_time_is_chronos_rfc3339_in_millis(
+            // Year -300 to 12000, any nanosecond including a leap second's.
+            seconds in -71_640_000_000i64..316_560_000_000,
+            nanos in 0u32..2_000_000_000,
+        ) {
+            if let Some(at) = DateTime::<Utc>::from_timestamp(seconds, nanos) {
+                prop_assert_eq!(ts(at), at.to_rfc3339_opts(SecondsFormat::Millis, true));
+            }
+        }
+    }
+
+    #[test]
+    fn read_model_times_at_the_edges_of_the_written_years_are_chronos() {
+        for text in [
+            "0000-01-01T00:00:00.000Z",
+            "9999-12-31T23:59:59.999Z",
+            "2026-12-07T17:45:03.007Z",
+            "2024-02-29T12:00:00.5Z",
+        ] {
+            let at: DateTime<Utc> = text.parse().unwrap();
+            assert_eq!(ts(at), at.to_rfc3339_opts(SecondsFormat::Millis, true));
+        }
+        let leap_second = DateTime::from_timestamp(1_483_228_799, 1_500_000_000).unwrap();
+        assert_eq!(ts(leap_second), "2016-12-31T23:59:60.500Z");
+    }
 
     #[test]
     fn text_without_a_nul_is_passed_through_unparsed() {
