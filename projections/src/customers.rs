@@ -18,8 +18,13 @@ use crate::tenants;
 const CUSTOMER_NAMESPACE: Uuid = Uuid::from_u128(0x5b1f_0c3e_9a4d_4c1b_8e57_2f6a_d0c4_e913);
 
 pub fn customer_id(tenant_id: &str, phone_e164: &str) -> String {
-    let key = format!("{tenant_id}\u{0}{phone_e164}");
-    Uuid::new_v5(&CUSTOMER_NAMESPACE, key.as_bytes()).to_string()
+    // The key and the text without `fmt`: nearly every call and booking derives an id.
+    let key = [tenant_id.as_bytes(), &[0], phone_e164.as_bytes()].concat();
+    let mut text = Uuid::encode_buffer();
+    Uuid::new_v5(&CUSTOMER_NAMESPACE, &key)
+        .hyphenated()
+        .encode_lower(&mut text)
+        .to_owned()
 }
 
 /// Who a fact says the person is. `authoritative` details (what the person typed into a
@@ -162,4 +167,19 @@ pub(crate) fn count_appointment(cx: &Cx<'_, '_>, id: &str, delta: i64) -> Result
     cx.batch.customers.update(cx.conn, id, |customer| {
         customer.appointments_count += delta;
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CUSTOMER_NAMESPACE, customer_id};
+    use uuid::Uuid;
+
+    #[test]
+    fn a_customers_id_is_the_uuid_v5_of_tenant_nul_number_in_lower_case_with_hyphens() {
+        let id = customer_id("salon-1", "+4915123456789");
+        let expected = Uuid::new_v5(&CUSTOMER_NAMESPACE, b"salon-1\0+4915123456789");
+        assert_eq!(id, expected.to_string());
+        assert_eq!(id.len(), 36);
+        assert_ne!(id, customer_id("salon-2", "+4915123456789"));
+    }
 }
