@@ -80,8 +80,9 @@ pub enum ProjectionError {
     Export(std::io::Error),
 
     /// A query run by [`ReadModels::without_waiting`](crate::ReadModels::without_waiting)
-    /// would have had to wait (for a connection to open, or for a lock); it is run again where
-    /// waiting is allowed. `without_waiting` itself never returns it.
+    /// would have had to wait (for a connection to open, or for a lock) or met database
+    /// trouble; it is run again where waiting is allowed. `without_waiting` itself never
+    /// returns it.
     #[error("the read-model query would have had to wait")]
     WouldWait,
 

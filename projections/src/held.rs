@@ -165,7 +165,8 @@ impl<R: Record> Held<R> {
     }
 
     /// Visits the held rows whose secondary value is `value` now, in the order they were
-    /// first filed under it. `visit` must not use this table's held rows (they are borrowed).
+    /// first filed under it. Neither `visit` nor the caller may use this table's held rows
+    /// meanwhile (they are borrowed mutably, as for [`Held::mirror_by`]).
     pub(crate) fn each_by(&self, value: &str, mut visit: impl FnMut(&R)) {
         self.each_held_by(value, |row| visit(row));
     }

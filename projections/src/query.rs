@@ -345,8 +345,9 @@ pub fn default_opening_hours() -> Vec<OpeningHours> {
 }
 
 /// The read side of the read models: a small pool of read-only connections. Every method
-/// blocks: call them from `spawn_blocking`, or on an async thread only when what they read is
-/// bounded by an index and the file is local (the server's `ReadModelHandle::lookup`).
+/// blocks: call them from `spawn_blocking`, or on an async thread only inside
+/// [`ReadModels::without_waiting`] and only for reads an index bounds (the server's
+/// `ReadModelHandle::lookup`).
 pub struct ReadModels {
     at: ReadModelsAt,
     /// Idle connections, each with the file it opened (SQLite).
@@ -390,8 +391,10 @@ impl ReadModels {
         &self.at
     }
 
-    /// Runs `query` on this thread, provided none of its statements has to wait: each finds
-    /// an open, idle connection to the installed file, and SQLite answers without a lock wait.
+    /// Runs `query` on this thread, provided none of its statements has to wait for a
+    /// connection or in SQLite's busy handler: each finds an open, idle connection to the
+    /// installed file, and SQLite answers without a busy wait. (What is left is short: the
+    /// pool's lock, a `readlink` to see the installed file, SQLite's own brief WAL retries.)
     /// The connection's busy timeout is 0 meanwhile, so `SQLITE_BUSY` (another process
     /// recovering the WAL after a crash, say) comes back at once rather than after 30 s,
     /// which on an async thread would stall every task it runs. `None` when a statement would
@@ -421,7 +424,8 @@ impl ReadModels {
             return NoWaitSection::would_wait();
         };
         if !generation.as_ref().is_none_or(still_current) {
-            // Letting it go and opening the installed file is `with`'s work.
+            // Letting it go and opening the installed file is `with`'s work (the connection
+            // was just taken, so there is room for it).
             self.idle
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -1283,6 +1287,17 @@ mod tests {
         .unwrap();
     }
 
+    /// Adds a subscription of Stripe customer `customer` (its tenant's, or waiting for one).
+    fn add_subscription(conn: &rusqlite::Connection, n: i64, tenant: Option<&str>, customer: &str) {
+        conn.execute(
+            "INSERT INTO subscriptions (subscription_id, tenant_id, stripe_customer_id, status,
+                                        updated_at)
+             VALUES (?1, ?2, ?3, 'active', 'now')",
+            rusqlite::params![format!("sub_{n}"), tenant, customer],
+        )
+        .unwrap();
+    }
+
     /// Registers, for `tenant`, number `n` on branch b1, organizer `n`, Stripe customer
     /// `cus_{n}` and token `n`.
     fn register(conn: &rusqlite::Connection, tenant: &str, n: i64) {
@@ -1296,7 +1311,7 @@ mod tests {
     }
 
     #[test]
-    fn a_stripe_customers_link_reads_no_more_as_other_customers_payments_wait() {
+    fn a_stripe_customers_link_reads_no_more_as_other_customers_records_wait() {
         let conn = read_models();
         for seq in 0..5 {
             add_payment(&conn, seq, None, "cus_1");
@@ -1304,12 +1319,22 @@ mod tests {
         // Neighbours on either side, so the index range ends on a row in both runs.
         add_payment(&conn, 5, None, "cus_0");
         add_payment(&conn, 6, None, "cus_9");
+        for n in 0..3 {
+            add_subscription(&conn, n, None, "cus_1");
+        }
+        add_subscription(&conn, 3, None, "cus_0");
+        add_subscription(&conn, 4, None, "cus_9");
         let sql = crate::tenants::WAITING_PAYMENTS;
         let (rows, fresh) = run(&conn, sql, ["cus_1"]);
         assert_eq!(rows, 5);
+        let subscriptions = crate::tenants::WAITING_SUBSCRIPTIONS;
+        let (rows, fresh_subscriptions) = run(&conn, subscriptions, ["cus_1"]);
+        assert_eq!(rows, 3);
         for seq in 7..3_007 {
             add_payment(&conn, seq, None, &format!("cus_{}", seq % 100 + 2));
             add_payment(&conn, seq + 10_000, Some("t1"), "cus_1");
+            add_subscription(&conn, seq, None, &format!("cus_{}", seq % 100 + 2));
+            add_subscription(&conn, seq + 10_000, Some("t1"), "cus_1");
         }
         let (rows, grown) = run(&conn, sql, ["cus_1"]);
         assert_eq!(rows, 5);
@@ -1317,6 +1342,9 @@ mod tests {
             grown, fresh,
             "3,000 waiting for other customers, 3,000 of its own attributed"
         );
+        let (rows, grown) = run(&conn, subscriptions, ["cus_1"]);
+        assert_eq!(rows, 3);
+        assert_eq!(grown, fresh_subscriptions, "the same for subscriptions");
     }
 
     #[test]
@@ -1371,7 +1399,7 @@ mod tests {
     }
 
     #[test]
-    fn a_query_without_waiting_does_not_wait_for_a_lock_and_the_next_one_does() {
+    fn a_query_without_waiting_has_no_busy_timeout_and_the_next_one_has_30_s() {
         let dir = tempfile::tempdir().unwrap();
         let read = ReadModels::open(dir.path()).unwrap();
         let inside = read.without_waiting(|rm| rm.with(busy_timeout));
@@ -1389,7 +1417,7 @@ mod tests {
     }
 
     #[test]
-    fn a_query_that_would_wait_for_a_connection_is_refused_not_run() {
+    fn a_query_that_would_open_a_connection_is_refused_and_opens_none() {
         let dir = tempfile::tempdir().unwrap();
         let read = ReadModels::open(dir.path()).unwrap();
         read.with(|_| {
@@ -1398,6 +1426,7 @@ mod tests {
             Ok(())
         })
         .unwrap();
+        assert_eq!(read.idle.lock().unwrap().len(), 1, "no second connection");
         assert_eq!(
             read.without_waiting(|rm| rm.checkpoint()).unwrap().unwrap(),
             0

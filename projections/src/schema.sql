@@ -51,7 +51,9 @@ CREATE TABLE IF NOT EXISTS calls (
 CREATE INDEX IF NOT EXISTS calls_unattributed ON calls (tenant_number) WHERE tenant_id IS NULL;
 -- The calls linked to a booking. Most calls have none and need no entry (their NULLs were a
 -- third of the index, rewritten whenever the call's row was). Replaces `calls_by_booking`,
--- which held every call.
+-- which held every call: SQLite read models swap it at their next open; PostgreSQL ones of
+-- layout 5 run no DDL at open and keep it until a full rebuild or a rebuild of `calls`
+-- (the one query by booking uid reads either the same way).
 DROP INDEX IF EXISTS calls_by_booking;
 CREATE INDEX IF NOT EXISTS calls_booked ON calls (booking_uid) WHERE booking_uid IS NOT NULL;
 

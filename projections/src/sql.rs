@@ -88,8 +88,9 @@ impl SqlError {
 pub type SqlResult<T> = Result<T, SqlError>;
 
 impl SqlError {
-    /// SQLite found the database locked by another connection (its busy timeout ran out, or
-    /// was 0).
+    /// SQLite could not take a lock: `SQLITE_BUSY`, another connection holds it (the busy
+    /// timeout ran out, or was 0), or `SQLITE_LOCKED`, a conflict within this connection or
+    /// its shared cache, which no timeout waits for.
     pub fn is_busy(&self) -> bool {
         matches!(self, SqlError::Sqlite(error) if matches!(
             error.sqlite_error_code(),

@@ -50,7 +50,7 @@ pub struct CallParties {
 impl CallParties {
     /// Whether the business placed the call (`direction` `outbound`).
     pub fn outbound(&self) -> bool {
-        self.direction.as_deref() == Some("outbound")
+        Self::is_outbound(self.direction.as_deref())
     }
 
     /// The business's side of the call, whose number names the tenant's branch (see
@@ -63,6 +63,11 @@ impl CallParties {
         )
     }
 
+    /// Whether a call of this `direction` was placed by the business.
+    fn is_outbound(direction: Option<&str>) -> bool {
+        direction == Some("outbound")
+    }
+
     /// Which of a call's two numbers is the business's: `to_number` of an inbound call,
     /// `from_number` of an outbound one (inbound when `direction` is absent). The one rule,
     /// for the stored event and for the provider's call the intake routes by
@@ -72,7 +77,7 @@ impl CallParties {
         from_number: Option<&'a str>,
         to_number: Option<&'a str>,
     ) -> Option<&'a str> {
-        if direction == Some("outbound") {
+        if Self::is_outbound(direction) {
             from_number
         } else {
             to_number
