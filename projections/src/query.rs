@@ -419,17 +419,12 @@ impl ReadModels {
         &self,
         query: impl Fn(&Conn) -> Result<T, ProjectionError>,
     ) -> Result<T, ProjectionError> {
-        let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let Some((conn, generation)) = pooled else {
+        let Some((conn, generation)) = self.take_idle() else {
             return NoWaitSection::would_wait();
         };
         if !generation.as_ref().is_none_or(still_current) {
-            // Letting it go and opening the installed file is `with`'s work (the connection
-            // was just taken, so there is room for it).
-            self.idle
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push((conn, generation));
+            // Letting it go and opening the installed file is `with`'s work.
+            self.give_back((conn, generation));
             return NoWaitSection::would_wait();
         }
         let result = conn
@@ -441,10 +436,7 @@ impl ReadModels {
         // A connection that found the database locked is as good as before; one in other
         // trouble is let go, as `with` does.
         if restored.is_ok() && (!trouble || result.as_ref().is_err_and(is_busy)) {
-            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            if idle.len() < MAX_IDLE {
-                idle.push((conn, generation));
-            }
+            self.give_back((conn, generation));
         }
         if trouble || restored.is_err() {
             return NoWaitSection::would_wait();
@@ -459,7 +451,7 @@ impl ReadModels {
         if NoWaitSection::is_open() {
             return self.with_idle(query);
         }
-        let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let pooled = self.take_idle();
         // A connection to a file a full rebuild has since replaced is let go, and so is every
         // idle one not on the installed file, so an idle pool does not hold replaced files
         // open: this query and the next ones read the installed file.
@@ -499,11 +491,23 @@ impl ReadModels {
                 (fresh, result)
             }
         };
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if !is_trouble(&result) && idle.len() < MAX_IDLE {
-            idle.push((conn, generation));
+        if !is_trouble(&result) {
+            self.give_back((conn, generation));
         }
         result
+    }
+
+    /// An idle connection, if the pool has one.
+    fn take_idle(&self) -> Option<(Conn, Option<Generation>)> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
+    }
+
+    /// Keeps a connection for the next query, unless the pool is full.
+    fn give_back(&self, pooled: (Conn, Option<Generation>)) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(pooled);
+        }
     }
 
     /// The position of the last event folded into these read models.
