@@ -67,16 +67,19 @@ impl Appointment {
 
     /// Appends one entry (compact JSON) to the history.
     pub(crate) fn push_history(&mut self, entry: &str) {
-        if self.history == "[]" {
-            self.history = format!("[{entry}]");
-        } else {
-            // The list's closing bracket makes way for the entry.
-            self.history.pop();
-            self.history.push(',');
-            self.history.push_str(entry);
-            self.history.push(']');
-        }
+        push_entry(&mut self.history, entry);
     }
+}
+
+/// Appends one entry (JSON text) to a JSON list written compactly (`[]`, `[a]`, `[a,b]`).
+pub(crate) fn push_entry(list: &mut String, entry: &str) {
+    // The list's closing bracket makes way for the entry.
+    list.pop();
+    if list.len() > 1 {
+        list.push(',');
+    }
+    list.push_str(entry);
+    list.push(']');
 }
 
 impl Record for Appointment {

@@ -10,7 +10,7 @@
 //!   `rescheduled_to`, the new one `rescheduled_from` and carries the old one's history.
 //! * Every change appends one entry to `history` (JSON list), in fold order.
 
-use crate::appointment_rows::{Appointment, DELETE_APPOINTMENT};
+use crate::appointment_rows::{Appointment, DELETE_APPOINTMENT, push_entry};
 use crate::sql::SqlError;
 use serde_json::json;
 use switchboard_domain::event::{
@@ -347,24 +347,20 @@ fn carry_over_history(cx: &Cx<'_, '_>, old: &str, new: &str) -> Result<(), SqlEr
 /// single string entry rather than dropped.
 fn merge_histories(first: &str, second: &str) -> String {
     let mut merged = String::with_capacity(first.len() + second.len());
-    merged.push('[');
+    merged.push_str("[]");
     for history in [first, second] {
-        let unparsed;
-        let entries = match serde_json::from_str::<Vec<&serde_json::value::RawValue>>(history) {
-            Ok(list) => list.into_iter().map(|entry| entry.get()).collect(),
-            Err(_) => {
-                unparsed = serde_json::Value::String(history.to_owned()).to_string();
-                vec![unparsed.as_str()]
+        match serde_json::from_str::<Vec<&serde_json::value::RawValue>>(history) {
+            Ok(entries) => {
+                for entry in entries {
+                    push_entry(&mut merged, entry.get());
+                }
             }
-        };
-        for entry in entries {
-            if merged.len() > 1 {
-                merged.push(',');
-            }
-            merged.push_str(entry);
+            Err(_) => push_entry(
+                &mut merged,
+                &serde_json::Value::String(history.to_owned()).to_string(),
+            ),
         }
     }
-    merged.push(']');
     merged
 }
 
