@@ -2,8 +2,9 @@
 //! it recovers, so does the service, without a restart. Driven through the router with
 //! `oneshot`, around a store that can be switched off.
 
-use std::sync::Arc;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use axum::body::Body;
@@ -22,10 +23,27 @@ use tower::ServiceExt;
 const SECRET: &str = "retell-test-secret";
 
 /// A real store whose appends fail with `Unavailable` while `down` is set, like a full disk or
-/// a database that went away.
+/// a database that went away; once `stop` has been called it refuses everything for good, as
+/// the embedded store does after a failed sync.
 struct SwitchableStore {
     inner: SqliteStore,
     down: AtomicBool,
+    stopped: Mutex<Option<String>>,
+}
+
+impl SwitchableStore {
+    fn stop(&self, reason: &str) {
+        *self.stopped.lock().unwrap() = Some(reason.to_owned());
+    }
+
+    fn refusal(&self) -> Option<StoreError> {
+        if let Some(reason) = self.stopped() {
+            return Some(StoreError::Unavailable(reason));
+        }
+        self.down
+            .load(Ordering::SeqCst)
+            .then(|| StoreError::Unavailable("disk full".into()))
+    }
 }
 
 #[async_trait]
@@ -36,8 +54,8 @@ impl EventStore for SwitchableStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
-        if self.down.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("disk full".into()));
+        if let Some(refusal) = self.refusal() {
+            return Err(refusal);
         }
         self.inner.append(stream, expected, events).await
     }
@@ -56,10 +74,16 @@ impl EventStore for SwitchableStore {
         self.inner.stream_version(stream).await
     }
     async fn head_position(&self) -> Result<u64, StoreError> {
+        if let Some(reason) = self.stopped() {
+            return Err(StoreError::Unavailable(reason));
+        }
         self.inner.head_position().await
     }
     fn watch_head(&self) -> watch::Receiver<u64> {
         self.inner.watch_head()
+    }
+    fn stopped(&self) -> Option<String> {
+        self.stopped.lock().unwrap().clone()
     }
 }
 
@@ -98,25 +122,30 @@ async fn status_and_body(
     )
 }
 
+/// The service around a switchable store in `dir`, the store down from the start when `down`.
+fn service(dir: &Path, down: bool) -> (Arc<SwitchableStore>, axum::Router) {
+    let store = Arc::new(SwitchableStore {
+        inner: SqliteStore::open(&dir.join("events.sqlite"), SqliteOptions::default()).unwrap(),
+        down: AtomicBool::new(down),
+        stopped: Mutex::default(),
+    });
+    let as_store: Arc<dyn EventStore> = store.clone();
+    let lag = Projector::open(as_store.clone(), dir).unwrap().lag();
+    let mut config = Config::default();
+    config.secrets.retell = vec![Secret::new(SECRET)];
+    let state = AppState::new(as_store, config, ReadModels::open(dir).unwrap(), lag);
+    (store, switchboard_server::router(Arc::new(state)))
+}
+
+fn get(path: &str) -> Request<Body> {
+    Request::get(path).body(Body::empty()).unwrap()
+}
+
 #[tokio::test]
 async fn a_store_that_cannot_append_gets_503_and_the_service_recovers_with_it() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SwitchableStore {
-        inner: SqliteStore::open(&dir.path().join("events.sqlite"), SqliteOptions::default())
-            .unwrap(),
-        down: AtomicBool::new(true),
-    });
-    let as_store: Arc<dyn EventStore> = store.clone();
-    let lag = Projector::open(as_store.clone(), dir.path()).unwrap().lag();
-    let mut config = Config::default();
-    config.secrets.retell = vec![Secret::new(SECRET)];
-    let state = AppState::new(
-        as_store.clone(),
-        config,
-        ReadModels::open(dir.path()).unwrap(),
-        lag,
-    );
-    let app = switchboard_server::router(Arc::new(state));
+    let (store, app) = service(dir.path(), true);
+    let as_store: &dyn EventStore = &*store;
     let body = r#"{"event":"call_started","call":{"call_id":"c-503","to_number":"+493083793369"}}"#;
 
     let (status, answer, retry_after) = status_and_body(&app, delivery(body)).await;
@@ -146,4 +175,45 @@ async fn a_store_that_cannot_append_gets_503_and_the_service_recovers_with_it() 
         StatusCode::CONFLICT,
         "the retry that succeeded is now the record"
     );
+}
+
+/// Trouble the store recovers from (appends refused while a disk is full) leaves liveness
+/// alone: a supervisor must not restart a service that will recover by itself.
+#[tokio::test]
+async fn trouble_the_store_recovers_from_leaves_liveness_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, app) = service(dir.path(), true);
+    let body =
+        r#"{"event":"call_started","call":{"call_id":"c-down","to_number":"+493083793369"}}"#;
+    let (status, answer, _) = status_and_body(&app, delivery(body)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    let (status, answer, _) = status_and_body(&app, get("/healthz")).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["status"], "ok");
+}
+
+/// A store that stopped for good (the embedded store after a failed sync) refuses deliveries
+/// until the process restarts, so liveness fails too and a supervisor restarts it; the probe
+/// is not told the store's files.
+#[tokio::test]
+async fn a_store_that_stopped_for_good_fails_liveness() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, app) = service(dir.path(), false);
+    let (status, _, _) = status_and_body(&app, get("/healthz")).await;
+    assert_eq!(status, StatusCode::OK);
+
+    store.stop("/data/events.sqlite: stopped after a failed sync of the write-ahead log (EIO)");
+    let (status, answer, _) = status_and_body(&app, get("/healthz")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert_eq!(answer["status"], "stopped");
+    assert!(
+        !answer.to_string().contains("events.sqlite"),
+        "internals stay in the log: {answer}"
+    );
+    let (status, answer, _) = status_and_body(&app, get("/readyz")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    let body =
+        r#"{"event":"call_started","call":{"call_id":"c-stopped","to_number":"+493083793369"}}"#;
+    let (status, answer, _) = status_and_body(&app, delivery(body)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
 }

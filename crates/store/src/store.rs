@@ -58,4 +58,13 @@ pub trait EventStore: Send + Sync + 'static {
     async fn observe_other_writers(&self) -> Result<u64, StoreError> {
         Ok(*self.watch_head().borrow())
     }
+
+    /// Why the store has stopped for good in this process, or None while it works or may
+    /// recover by itself. A stopped store refuses every append until a new process opens it
+    /// (the embedded store after a failed sync, when what the disk holds is no longer known),
+    /// so a liveness check reports it and a supervisor restarts the process. Trouble a backend
+    /// recovers from (a full disk, a lock, a database that went away) is not stopping.
+    fn stopped(&self) -> Option<String> {
+        None
+    }
 }

@@ -18,8 +18,22 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/metrics", get(metrics))
 }
 
-async fn healthz() -> impl IntoResponse {
-    Json(json!({ "status": "ok" }))
+/// Alive unless the store has stopped for good in this process (the embedded store after a
+/// failed sync): then no delivery can be acknowledged until the process is restarted, so
+/// liveness fails and a supervisor restarts it. Trouble the store recovers from by itself
+/// only fails readiness.
+async fn healthz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    match state.store.stopped() {
+        None => (StatusCode::OK, Json(json!({ "status": "ok" }))),
+        // The reason names files: it stays in the log, where the store wrote it when it stopped.
+        Some(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "stopped",
+                "store": { "error": "the store stopped for good; restart the process (the log says why)" },
+            })),
+        ),
+    }
 }
 
 /// Ready when the store answers; reports how far the read models trail the streams.

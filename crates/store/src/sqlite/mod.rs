@@ -498,6 +498,10 @@ impl EventStore for SqliteStore {
         syncer::raise_head(&self.head_tx, in_file);
         Ok(*self.head.borrow())
     }
+
+    fn stopped(&self) -> Option<String> {
+        self.poison.reason()
+    }
 }
 
 /// Stream reads of at most this many events are short enough to run on the caller's thread

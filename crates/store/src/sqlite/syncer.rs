@@ -95,6 +95,11 @@ impl Poison {
         }
     }
 
+    /// Why the store stopped, once a sync has failed.
+    pub(crate) fn reason(&self) -> Option<String> {
+        self.0.get().cloned()
+    }
+
     /// Stops the store after a failed sync of `file` (`what` says which file it is), and says
     /// so in the log. Linux may mark pages whose write failed as clean, so a later sync proves
     /// nothing; what the failed one covered is still in the WAL, which a stopped store never
@@ -499,12 +504,15 @@ mod tests {
             "{other:?}"
         );
         assert!(store.head_position().await.is_err(), "readiness must fail");
+        let stopped = store.stopped().expect("a stopped store says so");
+        assert!(stopped.contains("failed sync"), "{stopped}");
         assert!(store.read_all(0, 100).await.unwrap().is_empty());
 
         // Reopened (after someone looked at the disk), the store syncs what the file holds
         // and goes on; here the first append did reach the file.
         drop(store);
         let store = open(&dir, &gate);
+        assert_eq!(store.stopped(), None);
         let retried = append(&store, "s", id).await.unwrap().unwrap();
         assert!(retried.already_recorded);
         assert_eq!(
