@@ -33,6 +33,13 @@ pub enum ProjectionError {
     #[error("{}: a rebuild installed new read models; reopening them", .0.display())]
     Superseded(PathBuf),
 
+    /// A batch folded in its caller's open transaction, without a savepoint of its own
+    /// ([`crate::fold::Undo::Caller`]), met an event it could not apply: only the caller's
+    /// rollback can undo the batch. A rebuild's replay then folds again with a savepoint per
+    /// batch; no public function returns it.
+    #[error("an event could not be applied in a batch without a savepoint: {0}")]
+    NotUndoable(String),
+
     /// The live read models stand past the end of the store a rebuild reads: they were folded
     /// from another store (or the store lost events).
     #[error(

@@ -573,17 +573,45 @@ impl Conn {
 
     /// Starts a write transaction; it rolls back when dropped without [`Tx::commit`]. SQLite
     /// takes the write lock at once (`IMMEDIATE`), so a transaction never fails half-way on a
-    /// lock another writer holds.
+    /// lock another writer holds. Inside a SQLite transaction the caller opened itself, it is
+    /// a savepoint: its commit keeps its changes in the outer transaction, its rollback undoes
+    /// only them (a rebuild's replay, see `rebuild.rs`).
     pub fn transaction(&mut self) -> SqlResult<Tx<'_>> {
-        self.execute_batch(match self.dialect() {
-            Dialect::Sqlite => "BEGIN IMMEDIATE",
-            Dialect::Postgres => "BEGIN",
+        let kind = if self.in_sqlite_transaction() {
+            TxKind::Savepoint
+        } else {
+            TxKind::Own
+        };
+        self.execute_batch(match (self.dialect(), kind) {
+            (Dialect::Sqlite, TxKind::Savepoint) => "SAVEPOINT nested_tx",
+            (Dialect::Sqlite, _) => "BEGIN IMMEDIATE",
+            (Dialect::Postgres, _) => "BEGIN",
         })?;
-        Ok(Tx {
+        Ok(self.tx(kind))
+    }
+
+    /// A [`Tx`] for statements that belong to the SQLite transaction the caller opened on this
+    /// connection, with nothing of their own to roll back to: its commit, rollback and drop
+    /// do nothing, and only the caller's rollback undoes what it wrote. For work whose caller
+    /// undoes its whole transaction when a part fails, and which is cheaper without a
+    /// savepoint (SQLite copies every page a savepoint changes into its journal first).
+    /// None when no SQLite transaction is open.
+    pub fn in_open_transaction(&mut self) -> Option<Tx<'_>> {
+        self.in_sqlite_transaction()
+            .then(|| self.tx(TxKind::Unguarded))
+    }
+
+    fn in_sqlite_transaction(&self) -> bool {
+        matches!(&self.backend, Backend::Sqlite(conn) if !conn.is_autocommit())
+    }
+
+    fn tx(&self, kind: TxKind) -> Tx<'_> {
+        Tx {
             conn: self,
             open: true,
+            kind,
             statements: OnceCell::new(),
-        })
+        }
     }
 
     /// Forgets prepared statements (after DDL replaced the tables they name).
@@ -602,10 +630,22 @@ const TX_STATEMENTS: usize = 128;
 pub struct Tx<'c> {
     conn: &'c Conn,
     open: bool,
+    kind: TxKind,
     /// The statements [`Tx::prepare_cached`] prepared, found again by the address of their
     /// SQL text: an open-addressing table of fixed size, so a slot, once filled, stays put.
     /// Made by the first [`Tx::prepare_cached`] (transactions that run none need none).
     statements: OnceCell<Box<[OnceCell<KeptStatement<'c>>]>>,
+}
+
+/// What a [`Tx`]'s commit and rollback act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TxKind {
+    /// A transaction of its own.
+    Own,
+    /// A savepoint in a SQLite transaction the connection's owner opened.
+    Savepoint,
+    /// Nothing: the statements belong to the owner's open transaction.
+    Unguarded,
 }
 
 /// A statement [`Tx::prepare_cached`] keeps, with the text it was prepared from.
@@ -614,12 +654,26 @@ type KeptStatement<'c> = (&'static str, RefCell<Statement<'c>>);
 impl<'c> Tx<'c> {
     pub fn commit(mut self) -> SqlResult<()> {
         self.open = false;
-        self.conn.execute_batch("COMMIT")
+        match self.kind {
+            TxKind::Own => self.conn.execute_batch("COMMIT"),
+            TxKind::Savepoint => self.conn.execute_batch("RELEASE nested_tx"),
+            TxKind::Unguarded => Ok(()),
+        }
     }
 
     pub fn rollback(mut self) -> SqlResult<()> {
         self.open = false;
-        self.conn.execute_batch("ROLLBACK")
+        self.undo()
+    }
+
+    fn undo(&self) -> SqlResult<()> {
+        match self.kind {
+            TxKind::Own => self.conn.execute_batch("ROLLBACK"),
+            TxKind::Savepoint => self
+                .conn
+                .execute_batch("ROLLBACK TO nested_tx; RELEASE nested_tx"),
+            TxKind::Unguarded => Ok(()),
+        }
     }
 
     /// [`Conn::prepare_cached`] for the SQL a fold runs again and again. A statement the
@@ -694,7 +748,7 @@ impl Drop for Tx<'_> {
         if self.open {
             // The connection may be gone; a transaction that cannot roll back is rolled back
             // by the database when the session ends.
-            let _ = self.conn.execute_batch("ROLLBACK");
+            let _ = self.undo();
         }
     }
 }
@@ -870,6 +924,50 @@ mod tests {
         )
         .unwrap();
         conn
+    }
+
+    fn in_transaction(conn: &Conn) -> bool {
+        matches!(&conn.backend, Backend::Sqlite(c) if !c.is_autocommit())
+    }
+
+    fn numbers(conn: &Conn) -> Vec<i64> {
+        conn.prepare_cached("SELECT i FROM n ORDER BY i")
+            .unwrap()
+            .query_map((), |r| r.get(0))
+            .unwrap()
+            .collect::<SqlResult<_>>()
+            .unwrap()
+    }
+
+    /// A replay's pages are transactions inside the replay's own: each page's rollback undoes
+    /// that page alone, each commit keeps it in the outer transaction, and the outer rollback
+    /// undoes them all.
+    #[test]
+    fn a_transaction_inside_one_the_owner_opened_is_a_savepoint() {
+        let mut conn = numbers_table();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let tx = conn.transaction().unwrap();
+        tx.execute("INSERT INTO n VALUES (4)", ()).unwrap();
+        tx.commit().unwrap();
+        let tx = conn.transaction().unwrap();
+        tx.execute("INSERT INTO n VALUES (5)", ()).unwrap();
+        tx.rollback().unwrap();
+        {
+            let tx = conn.transaction().unwrap();
+            tx.execute("INSERT INTO n VALUES (6)", ()).unwrap();
+            // Dropped without a commit: rolled back, like a rollback.
+        }
+        assert_eq!(numbers(&conn), [1, 2, 3, 4]);
+        assert!(in_transaction(&conn), "the outer one is still open");
+        conn.execute_batch("ROLLBACK").unwrap();
+        assert_eq!(numbers(&conn), [1, 2, 3]);
+
+        // Without an outer transaction, a commit is final.
+        let tx = conn.transaction().unwrap();
+        tx.execute("INSERT INTO n VALUES (4)", ()).unwrap();
+        tx.commit().unwrap();
+        assert!(!in_transaction(&conn));
+        assert_eq!(numbers(&conn), [1, 2, 3, 4]);
     }
 
     #[test]
