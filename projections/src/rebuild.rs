@@ -45,8 +45,12 @@ use crate::sql::{Conn, Dialect, quote_identifier};
 /// How long a PostgreSQL swap waits for readers to let go of a table before it tries again.
 const SWAP_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Events read from the store per page (and folded per transaction).
-const PAGE: usize = 16_384;
+/// Events read from the store per page (and folded as one batch). Pages were 16,384 events
+/// while each was a transaction of its own, to commit less often; within the replay's one
+/// transaction, half that lets the fold start sooner, end sooner after the last read, and
+/// hold less (1M events: faster in 6 of 8 alternated pairs, by 2.4 % on average; VmHWM
+/// 10-20 MiB lower; 4,096 no better, 2,048 and 32,768 slower).
+const PAGE: usize = 8_192;
 
 /// Pages read ahead of the fold: bounds memory to a few pages.
 const READ_AHEAD: usize = 2;
