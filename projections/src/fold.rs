@@ -116,6 +116,10 @@ impl DecodedBatch {
     }
 }
 
+/// [`fold_batch`] for a batch decoded ahead, with `folded_to` optional (a rebuild's replay
+/// has no earlier checkpoint to hold the file to) and `undo` saying how a failing batch is
+/// undone: with [`Undo::Caller`] it is not retried here but refused with
+/// [`ProjectionError::NotUndoable`], for the caller to roll back.
 pub(crate) fn fold_decoded(
     conn: &mut Conn,
     phones: &PhoneBook,

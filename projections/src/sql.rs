@@ -596,9 +596,14 @@ impl Conn {
     /// undoes its whole transaction when a part fails, and which is cheaper without a
     /// savepoint (SQLite copies every page a savepoint changes into its journal first).
     /// None when no SQLite transaction is open.
-    pub fn in_open_transaction(&mut self) -> Option<Tx<'_>> {
+    pub(crate) fn in_open_transaction(&mut self) -> Option<Tx<'_>> {
         self.in_sqlite_transaction()
             .then(|| self.tx(TxKind::Unguarded))
+    }
+
+    /// Whether a SQLite transaction is open on this connection.
+    pub(crate) fn in_transaction(&self) -> bool {
+        self.in_sqlite_transaction()
     }
 
     fn in_sqlite_transaction(&self) -> bool {
@@ -652,13 +657,16 @@ enum TxKind {
 type KeptStatement<'c> = (&'static str, RefCell<Statement<'c>>);
 
 impl<'c> Tx<'c> {
+    /// Commits; a commit that fails leaves the transaction to be rolled back when dropped
+    /// (an open one would make the connection's next transaction a savepoint).
     pub fn commit(mut self) -> SqlResult<()> {
-        self.open = false;
         match self.kind {
-            TxKind::Own => self.conn.execute_batch("COMMIT"),
-            TxKind::Savepoint => self.conn.execute_batch("RELEASE nested_tx"),
-            TxKind::Unguarded => Ok(()),
+            TxKind::Own => self.conn.execute_batch("COMMIT")?,
+            TxKind::Savepoint => self.conn.execute_batch("RELEASE nested_tx")?,
+            TxKind::Unguarded => {}
         }
+        self.open = false;
+        Ok(())
     }
 
     pub fn rollback(mut self) -> SqlResult<()> {
@@ -926,10 +934,6 @@ mod tests {
         conn
     }
 
-    fn in_transaction(conn: &Conn) -> bool {
-        matches!(&conn.backend, Backend::Sqlite(c) if !c.is_autocommit())
-    }
-
     fn numbers(conn: &Conn) -> Vec<i64> {
         conn.prepare_cached("SELECT i FROM n ORDER BY i")
             .unwrap()
@@ -939,9 +943,9 @@ mod tests {
             .unwrap()
     }
 
-    /// A replay's pages are transactions inside the replay's own: each page's rollback undoes
-    /// that page alone, each commit keeps it in the outer transaction, and the outer rollback
-    /// undoes them all.
+    /// A transaction opened inside one its owner opened (a replay's page, when the replay runs
+    /// with a savepoint per page) is a savepoint: its rollback undoes it alone, its commit
+    /// keeps it in the outer transaction, and the outer rollback undoes them all.
     #[test]
     fn a_transaction_inside_one_the_owner_opened_is_a_savepoint() {
         let mut conn = numbers_table();
@@ -958,7 +962,7 @@ mod tests {
             // Dropped without a commit: rolled back, like a rollback.
         }
         assert_eq!(numbers(&conn), [1, 2, 3, 4]);
-        assert!(in_transaction(&conn), "the outer one is still open");
+        assert!(conn.in_transaction(), "the outer one is still open");
         conn.execute_batch("ROLLBACK").unwrap();
         assert_eq!(numbers(&conn), [1, 2, 3]);
 
@@ -966,8 +970,34 @@ mod tests {
         let tx = conn.transaction().unwrap();
         tx.execute("INSERT INTO n VALUES (4)", ()).unwrap();
         tx.commit().unwrap();
-        assert!(!in_transaction(&conn));
+        assert!(!conn.in_transaction());
         assert_eq!(numbers(&conn), [1, 2, 3, 4]);
+    }
+
+    /// Statements run in the owner's open transaction with nothing of their own to undo:
+    /// their rollback and drop leave the writes to the owner, whose rollback undoes them.
+    #[test]
+    fn an_unguarded_transaction_belongs_to_the_one_its_owner_opened() {
+        let mut conn = numbers_table();
+        assert!(
+            conn.in_open_transaction().is_none(),
+            "no transaction is open"
+        );
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let tx = conn.in_open_transaction().unwrap();
+        tx.execute("INSERT INTO n VALUES (4)", ()).unwrap();
+        tx.rollback().unwrap();
+        {
+            let tx = conn.in_open_transaction().unwrap();
+            tx.execute("INSERT INTO n VALUES (5)", ()).unwrap();
+        }
+        let tx = conn.in_open_transaction().unwrap();
+        tx.execute("INSERT INTO n VALUES (6)", ()).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(numbers(&conn), [1, 2, 3, 4, 5, 6]);
+        assert!(conn.in_transaction(), "only the owner ends it");
+        conn.execute_batch("ROLLBACK").unwrap();
+        assert_eq!(numbers(&conn), [1, 2, 3]);
     }
 
     #[test]

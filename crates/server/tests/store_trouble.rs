@@ -1,6 +1,8 @@
 //! When the store cannot take an append, the answer is 503 and nothing is acknowledged; when
-//! it recovers, so does the service, without a restart. Driven through the router with
-//! `oneshot`, around a store that can be switched off.
+//! it recovers, so does the service, without a restart, and liveness never fails meanwhile.
+//! A store that stopped for good (as the embedded one after a failed sync) fails liveness, so
+//! that whatever supervises the process restarts it. Driven through the router with
+//! `oneshot`, around a store that can be switched off or stopped.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
