@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 use foldhash::HashMap;
@@ -14,7 +15,7 @@ use crate::appointment_rows::Appointment;
 use crate::call_rows::Call;
 use crate::counts::BatchCounts;
 use crate::customers::Customer;
-use crate::held::Held;
+use crate::held::{Held, WrittenKeys};
 use crate::phone::PhoneBook;
 use crate::sql::{Dialect, SqlError, Tx};
 use crate::{ProjectionError, appointments, calls, tenants};
@@ -95,7 +96,37 @@ pub(crate) struct Batch {
 /// Number → (tenant, branch), or None for a number no tenant owns.
 pub(crate) type NumberOwners = RefCell<HashMap<String, Option<(String, Option<String>)>>>;
 
+/// The keys written to the held tables of a replay into fresh tables (see [`WrittenKeys`]),
+/// kept across its batches.
+#[derive(Clone)]
+pub(crate) struct FreshTables {
+    calls: Arc<WrittenKeys>,
+    appointments: Arc<WrittenKeys>,
+    customers: Arc<WrittenKeys>,
+}
+
+impl FreshTables {
+    /// For tables that are empty now.
+    pub(crate) fn new() -> FreshTables {
+        FreshTables {
+            calls: WrittenKeys::new(),
+            appointments: WrittenKeys::new(),
+            customers: WrittenKeys::new(),
+        }
+    }
+}
+
 impl Batch {
+    /// A batch of a replay into the tables `fresh` has followed since they were empty.
+    pub(crate) fn replaying(fresh: &FreshTables) -> Batch {
+        Batch {
+            calls: Held::written_since_empty(Arc::clone(&fresh.calls)),
+            appointments: Held::written_since_empty(Arc::clone(&fresh.appointments)),
+            customers: Held::written_since_empty(Arc::clone(&fresh.customers)),
+            ..Batch::default()
+        }
+    }
+
     /// Writes the rows changed since the last flush.
     pub(crate) fn flush_rows(&self, conn: &Tx<'_>) -> Result<(), SqlError> {
         self.calls.flush(conn)?;

@@ -6,7 +6,7 @@ use foldhash::HashMap;
 use switchboard_store::RecordedEvent;
 
 use crate::ProjectionError;
-use crate::apply::{ApplyError, Batch, Decoded, Mode, apply, decode, phone_numbers};
+use crate::apply::{ApplyError, Batch, Decoded, FreshTables, Mode, apply, decode, phone_numbers};
 use crate::db::{checkpoint, checkpoint_for_update, set_checkpoint};
 use crate::generation::Generation;
 use crate::phone::PhoneBook;
@@ -49,6 +49,7 @@ pub(crate) fn fold_batch(
         Some(folded_to),
         generation,
         Undo::Batch,
+        None,
     )
 }
 
@@ -119,7 +120,9 @@ impl DecodedBatch {
 /// [`fold_batch`] for a batch decoded ahead, with `folded_to` optional (a rebuild's replay
 /// has no earlier checkpoint to hold the file to) and `undo` saying how a failing batch is
 /// undone: with [`Undo::Caller`] it is not retried here but refused with
-/// [`ProjectionError::NotUndoable`], for the caller to roll back.
+/// [`ProjectionError::NotUndoable`], for the caller to roll back. `fresh`: the tables were
+/// empty when the caller began to fold into them, and `fresh` has followed them since (a
+/// replay into fresh tables), so rows it never saw written are not looked for.
 pub(crate) fn fold_decoded(
     conn: &mut Conn,
     phones: &PhoneBook,
@@ -127,6 +130,7 @@ pub(crate) fn fold_decoded(
     folded_to: Option<u64>,
     generation: Option<&Generation>,
     undo: Undo,
+    fresh: Option<&FreshTables>,
 ) -> Result<Folded, ProjectionError> {
     let DecodedBatch {
         positions,
@@ -167,7 +171,7 @@ pub(crate) fn fold_decoded(
             });
         }
         let mut failed = None;
-        let batch = Batch::default();
+        let batch = fresh.map_or_else(Batch::default, Batch::replaying);
         for event in decoded.iter().filter(|e| e.position > stored) {
             match apply(&tx, phones, &batch, event, mode) {
                 Ok(()) => {}

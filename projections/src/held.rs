@@ -30,6 +30,9 @@
 
 use foldhash::HashMap;
 use std::cell::RefCell;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::sql::{OptionalExtension, Row, SqlResult, Statement, Tx};
 
@@ -74,6 +77,9 @@ pub(crate) struct Held<R> {
     /// [`Record::secondary`] value → the keys of the held rows that had it when they were
     /// read or changed. A row may have moved on since: the row itself says.
     by_secondary: RefCell<HashMap<String, Vec<String>>>,
+    /// The keys written to the table so far, when it was empty when the writing began (a
+    /// replay into fresh tables): a key never written is looked up in no table.
+    written: Option<Arc<WrittenKeys>>,
 }
 
 impl<R> Default for Held<R> {
@@ -82,11 +88,67 @@ impl<R> Default for Held<R> {
             rows: RefCell::default(),
             changed: RefCell::default(),
             by_secondary: RefCell::default(),
+            written: None,
         }
     }
 }
 
+/// The keys of the rows written to one table since it was empty, as a Bloom filter of fixed
+/// size: a key the filter has not seen is the key of no row, so reading it is skipped. In a
+/// replay into fresh tables most reads are of rows not written yet (about 44,300 of 49,400 on
+/// the 100k-event history); a wrong "maybe" costs only the read, and the fixed size keeps
+/// memory flat however long the history is (2 MiB a table: with 1.3 million keys, ten times
+/// the calls of the 1M-event history, about 1 % of absent keys are still read; with 5
+/// million, a fifth).
+pub(crate) struct WrittenKeys {
+    bits: Box<[AtomicU64]>,
+}
+
+impl WrittenKeys {
+    /// log2 of the filter's bits.
+    const BITS_LOG2: u32 = 24;
+    /// Bits set per key.
+    const PROBES: u64 = 3;
+
+    pub(crate) fn new() -> Arc<WrittenKeys> {
+        Arc::new(WrittenKeys {
+            bits: (0..1usize << (Self::BITS_LOG2 - 6))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        })
+    }
+
+    /// The filter's bits for `key`, from one hash (double hashing).
+    fn probes(key: &str) -> impl Iterator<Item = (usize, u64)> {
+        let hash = foldhash::fast::FixedState::with_seed(0).hash_one(key);
+        let step = hash.rotate_left(32) | 1;
+        (0..Self::PROBES).map(move |i| {
+            let bit = hash.wrapping_add(i.wrapping_mul(step)) >> (64 - Self::BITS_LOG2);
+            ((bit >> 6) as usize, 1 << (bit & 63))
+        })
+    }
+
+    fn insert(&self, key: &str) {
+        for (word, mask) in Self::probes(key) {
+            self.bits[word].fetch_or(mask, Ordering::Relaxed);
+        }
+    }
+
+    /// False when `key` was never written.
+    fn may_hold(&self, key: &str) -> bool {
+        Self::probes(key).all(|(word, mask)| self.bits[word].load(Ordering::Relaxed) & mask != 0)
+    }
+}
+
 impl<R: Record> Held<R> {
+    /// Rows of a table that was empty when `written` began to collect its keys.
+    pub(crate) fn written_since_empty(written: Arc<WrittenKeys>) -> Self {
+        Held {
+            written: Some(written),
+            ..Held::default()
+        }
+    }
+
     /// Whether the row has been read into the batch already.
     pub(crate) fn holds(&self, key: &str) -> bool {
         self.rows.borrow().contains_key(key)
@@ -97,10 +159,13 @@ impl<R: Record> Held<R> {
         if self.holds(key) {
             return Ok(());
         }
-        let row = conn
-            .prepare_cached(R::SELECT)?
-            .query_row([key], R::from_row)
-            .optional()?;
+        let row = if self.written.as_ref().is_some_and(|w| !w.may_hold(key)) {
+            None
+        } else {
+            conn.prepare_cached(R::SELECT)?
+                .query_row([key], R::from_row)
+                .optional()?
+        };
         if let Some(row) = &row {
             self.index(row, key);
         }
@@ -259,6 +324,10 @@ impl<R: Record> Held<R> {
             let Some(entry) = rows.get_mut(key) else {
                 continue;
             };
+            if let (Some(_), Some(written)) = (&entry.row, &self.written) {
+                // Before the write: a key the filter holds in vain only costs a read.
+                written.insert(key);
+            }
             if let Some(row) = &entry.row
                 && let Err(error) = conn
                     .prepare_cached(R::UPSERT)
@@ -331,6 +400,65 @@ mod tests {
         )
         .unwrap();
         conn
+    }
+
+    fn pet(name: &str, seq: i64) -> Pet {
+        Pet {
+            name: name.into(),
+            owner: None,
+            seq,
+        }
+    }
+
+    /// In a table that was empty when the filter began, a row written by one batch is read
+    /// by the next, and a key never written is not looked up at all: once the table lacks a
+    /// column the SELECT names, a lookup would fail.
+    #[test]
+    fn a_key_never_written_since_the_table_was_empty_is_not_looked_up() {
+        let mut conn = Conn::from(rusqlite::Connection::open_in_memory().unwrap());
+        let written = WrittenKeys::new();
+        conn.execute_batch(
+            "CREATE TABLE pets (name TEXT PRIMARY KEY, owner TEXT, seq INTEGER NOT NULL)",
+        )
+        .unwrap();
+        let tx = conn.transaction().unwrap();
+        let held = Held::<Pet>::written_since_empty(Arc::clone(&written));
+        held.change(&tx, "rex", |p| *p = Some(pet("rex", 1)))
+            .unwrap();
+        held.flush(&tx).unwrap();
+        tx.commit().unwrap();
+        let tx = conn.transaction().unwrap();
+        let held = Held::<Pet>::written_since_empty(Arc::clone(&written));
+        assert_eq!(
+            held.read(&tx, "rex", |p| p.cloned()).unwrap(),
+            Some(pet("rex", 1))
+        );
+        // Without the filter the missing column would fail this lookup.
+        tx.execute_batch("ALTER TABLE pets DROP COLUMN owner")
+            .unwrap();
+        assert_eq!(held.read(&tx, "tom", |p| p.cloned()).unwrap(), None);
+        assert!(
+            Held::<Pet>::default()
+                .read(&tx, "tom", |p| p.cloned())
+                .is_err(),
+            "a held table without the filter looks the key up"
+        );
+    }
+
+    /// The filter never forgets a key, and says "maybe" for few keys it never saw.
+    #[test]
+    fn the_written_keys_filter_holds_every_key_and_few_others() {
+        let written = WrittenKeys::new();
+        let key = |i: u32| format!("call_{:08x}", i.wrapping_mul(2_654_435_761));
+        for i in 0..200_000 {
+            written.insert(&key(i));
+        }
+        assert!((0..200_000).all(|i| written.may_hold(&key(i))));
+        let others = (200_000..300_000)
+            .filter(|&i| written.may_hold(&key(i)))
+            .count();
+        // 3 bits of 2^24 per key, 200,000 keys: ~0.004 % expected.
+        assert!(others < 100, "{others} of 100,000 absent keys said maybe");
     }
 
     fn owned_by(held: &Held<Pet>, owner: &str) -> Vec<String> {

@@ -32,6 +32,7 @@ use switchboard_store::{EventStore, RecordedEvent};
 use tokio::sync::mpsc;
 
 use crate::ProjectionError;
+use crate::apply::FreshTables;
 use crate::db::{
     ProjectionName, ReadModelsAt, all_tables, checkpoint, checkpoint_for_update,
     create_query_indexes, discard, make_installable, open_live, open_live_for_install,
@@ -574,6 +575,9 @@ struct Replay<P> {
     /// Passes run again with a savepoint per page (see [`Replay::run`]).
     #[cfg(test)]
     retried: u32,
+    /// The keys written to the scratch tables, which are empty when a rebuild opens them and
+    /// written by this replay alone, across its passes and catch-up rounds.
+    fresh: FreshTables,
 }
 
 impl<P: FnMut(u64, u64) + Send + 'static> Replay<P> {
@@ -586,6 +590,7 @@ impl<P: FnMut(u64, u64) + Send + 'static> Replay<P> {
             page: PAGE,
             #[cfg(test)]
             retried: 0,
+            fresh: FreshTables::new(),
         }
     }
 
@@ -699,6 +704,7 @@ impl<P: FnMut(u64, u64) + Send + 'static> Replay<P> {
             .take()
             .ok_or_else(|| ProjectionError::Task("progress lost".into()))?;
         let mut reported = self.reported;
+        let fresh = self.fresh.clone();
         let folding = tokio::task::spawn_blocking(move || {
             let mut conn = conn;
             let mut events = 0u64;
@@ -712,7 +718,8 @@ impl<P: FnMut(u64, u64) + Send + 'static> Replay<P> {
                     conn.execute_batch("BEGIN IMMEDIATE")?;
                 }
                 while let Some(page) = pages_rx.blocking_recv() {
-                    let folded = fold_decoded(&mut conn, &phones, page, None, None, undo)?;
+                    let folded =
+                        fold_decoded(&mut conn, &phones, page, None, None, undo, Some(&fresh))?;
                     events += folded.applied as u64;
                     reached = folded.checkpoint;
                     // A pass after a rolled-back one folds its pages again: the bar stays where
