@@ -17,7 +17,7 @@ use crate::counts::BatchCounts;
 use crate::customers::Customer;
 use crate::held::{Held, WrittenKeys};
 use crate::phone::PhoneBook;
-use crate::sql::{Dialect, SqlError, Tx};
+use crate::sql::{Conn, Dialect, SqlError, SqlResult, Tx};
 use crate::{ProjectionError, appointments, calls, tenants};
 
 /// The envelope-only event the server stores with the raw webhook body (for re-derivation);
@@ -106,13 +106,20 @@ pub(crate) struct FreshTables {
 }
 
 impl FreshTables {
-    /// For tables that are empty now.
-    pub(crate) fn new() -> FreshTables {
-        FreshTables {
+    /// For the held tables of `conn` if they are empty now; None if one of them holds a row
+    /// (its key would be unknown to the filter).
+    pub(crate) fn if_empty(conn: &Conn) -> SqlResult<Option<FreshTables>> {
+        let empty: bool = conn.query_row(
+            "SELECT NOT EXISTS (SELECT 1 FROM calls) AND NOT EXISTS (SELECT 1 FROM appointments)
+                    AND NOT EXISTS (SELECT 1 FROM customers)",
+            (),
+            |r| r.get(0),
+        )?;
+        Ok(empty.then(|| FreshTables {
             calls: WrittenKeys::new(),
             appointments: WrittenKeys::new(),
             customers: WrittenKeys::new(),
-        }
+        }))
     }
 }
 

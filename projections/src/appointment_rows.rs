@@ -174,6 +174,10 @@ impl Record for Appointment {
         self.seq
     }
 
+    fn key(&self) -> &str {
+        &self.appointment_id
+    }
+
     /// Appointments are also found by the call they came from.
     fn secondary(&self) -> Option<&str> {
         self.call_id.as_deref()

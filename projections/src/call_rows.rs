@@ -167,6 +167,10 @@ impl Record for Call {
         self.seq
     }
 
+    fn key(&self) -> &str {
+        &self.call_id
+    }
+
     /// Calls are also found by the booking they point at.
     fn secondary(&self) -> Option<&str> {
         self.booking_uid.as_deref()

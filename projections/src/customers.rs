@@ -103,6 +103,10 @@ impl Record for Customer {
         self.seq
     }
 
+    fn key(&self) -> &str {
+        &self.customer_id
+    }
+
     fn write(&self, upsert: &mut Statement<'_>) -> SqlResult<()> {
         upsert.execute(params![
             self.customer_id,

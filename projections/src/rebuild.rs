@@ -575,9 +575,12 @@ struct Replay<P> {
     /// Passes run again with a savepoint per page (see [`Replay::run`]).
     #[cfg(test)]
     retried: u32,
-    /// The keys written to the scratch tables, which are empty when a rebuild opens them and
-    /// written by this replay alone, across its passes and catch-up rounds.
-    fresh: FreshTables,
+    /// The keys written to the scratch tables across this replay's passes and catch-up
+    /// rounds: set by the first pass when it finds the tables empty (as a rebuild opens them),
+    /// so that every row in them is one this replay wrote.
+    fresh: Option<FreshTables>,
+    /// Whether a pass has run (and so decided `fresh`).
+    begun: bool,
 }
 
 impl<P: FnMut(u64, u64) + Send + 'static> Replay<P> {
@@ -590,7 +593,8 @@ impl<P: FnMut(u64, u64) + Send + 'static> Replay<P> {
             page: PAGE,
             #[cfg(test)]
             retried: 0,
-            fresh: FreshTables::new(),
+            fresh: None,
+            begun: false,
         }
     }
 
@@ -648,11 +652,21 @@ impl<P: FnMut(u64, u64) + Send + 'static> Replay<P> {
         stop: Stop,
         undo: Undo,
     ) -> Result<Result<(Conn, u64), (Conn, String)>, ProjectionError> {
-        let (conn, from) = blocking(move || {
+        let first = !self.begun;
+        let (conn, from, fresh) = blocking(move || {
             let from = checkpoint(&conn)? + 1;
-            Ok((conn, from))
+            let fresh = if first {
+                FreshTables::if_empty(&conn)?
+            } else {
+                None
+            };
+            Ok((conn, from, fresh))
         })
         .await?;
+        if first {
+            self.begun = true;
+            self.fresh = fresh;
+        }
         if let Stop::At(target) = stop
             && target > *self.store.watch_head().borrow()
         {
@@ -719,7 +733,7 @@ impl<P: FnMut(u64, u64) + Send + 'static> Replay<P> {
                 }
                 while let Some(page) = pages_rx.blocking_recv() {
                     let folded =
-                        fold_decoded(&mut conn, &phones, page, None, None, undo, Some(&fresh))?;
+                        fold_decoded(&mut conn, &phones, page, None, None, undo, fresh.as_ref())?;
                     events += folded.applied as u64;
                     reached = folded.checkpoint;
                     // A pass after a rolled-back one folds its pages again: the bar stays where
@@ -894,6 +908,36 @@ mod tests {
         );
     }
 
+    /// Rows a replay does not look up must be rows no one wrote: on tables that already hold
+    /// rows, the replay reads each held row it folds into, so a stored call keeps what the
+    /// event does not say (here its summary), instead of being written over.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replay_onto_tables_with_rows_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            SqliteStore::open(&dir.path().join("events.sqlite"), SqliteOptions::default()).unwrap();
+        store
+            .append("call-c1", ExpectedVersion::Any, vec![call_ended("c1")])
+            .await
+            .unwrap();
+        let head = store.head_position().await.unwrap();
+        let scratch =
+            open_scratch(&ReadModelsAt::Sqlite(dir.path().join("scratch.sqlite"))).unwrap();
+        scratch
+            .execute_batch(
+                "INSERT INTO calls (call_id, seq, status, summary, updated_at)
+                 VALUES ('c1', 0, 'started', 'kept', '2026-11-02T07:00:00.000Z')",
+            )
+            .unwrap();
+        let mut replay = Replay::start(Arc::new(store), |_, _| {});
+        let (conn, _) = replay.run(scratch, head, Stop::At(head)).await.unwrap();
+        assert_eq!(
+            texts(&conn, "SELECT status || ' ' || summary FROM calls"),
+            ["ended kept"]
+        );
+        assert!(replay.fresh.is_none(), "the tables were not empty");
+    }
+
     /// Without trouble the replay is one pass, committed: the connection is left in
     /// autocommit, for the swap's own statements, and another connection sees the rows.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -912,6 +956,10 @@ mod tests {
         let (conn, events) = replay.run(scratch, head, Stop::At(head)).await.unwrap();
         assert_eq!(events, 1);
         assert_eq!(replay.retried, 0, "one pass");
+        assert!(
+            replay.fresh.is_some(),
+            "into empty tables, rows never written are not read"
+        );
         assert!(!conn.in_transaction());
         drop(conn);
         let other = rusqlite::Connection::open(&path).unwrap();
