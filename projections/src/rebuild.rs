@@ -830,6 +830,26 @@ mod tests {
         }
     }
 
+    /// A store in `dir` holding one `CallEnded` per id, each on its call's stream, and the
+    /// positions they got.
+    async fn store_of_calls(dir: &Path, ids: &[&str]) -> (SqliteStore, Vec<u64>) {
+        let store =
+            SqliteStore::open(&dir.join("events.sqlite"), SqliteOptions::default()).unwrap();
+        let mut positions = Vec::new();
+        for id in ids {
+            let appended = store
+                .append(
+                    &format!("call-{id}"),
+                    ExpectedVersion::Any,
+                    vec![call_ended(id)],
+                )
+                .await
+                .unwrap();
+            positions.push(appended.events[0].position);
+        }
+        (store, positions)
+    }
+
     fn texts(conn: &Conn, sql: &str) -> Vec<String> {
         conn.prepare_cached(sql)
             .unwrap()
@@ -847,20 +867,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_event_a_replay_cannot_apply_becomes_an_anomaly_and_the_rest_applies() {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            SqliteStore::open(&dir.path().join("events.sqlite"), SqliteOptions::default()).unwrap();
-        let mut positions = Vec::new();
-        for id in ["c1", "poison", "c2"] {
-            let appended = store
-                .append(
-                    &format!("call-{id}"),
-                    ExpectedVersion::Any,
-                    vec![call_ended(id)],
-                )
-                .await
-                .unwrap();
-            positions.push(appended.events[0].position);
-        }
+        let (store, positions) = store_of_calls(dir.path(), &["c1", "poison", "c2"]).await;
         let head = store.head_position().await.unwrap();
         let scratch =
             open_scratch(&ReadModelsAt::Sqlite(dir.path().join("scratch.sqlite"))).unwrap();
@@ -914,12 +921,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_replay_onto_tables_with_rows_reads_them() {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            SqliteStore::open(&dir.path().join("events.sqlite"), SqliteOptions::default()).unwrap();
-        store
-            .append("call-c1", ExpectedVersion::Any, vec![call_ended("c1")])
-            .await
-            .unwrap();
+        let (store, _) = store_of_calls(dir.path(), &["c1"]).await;
         let head = store.head_position().await.unwrap();
         let scratch =
             open_scratch(&ReadModelsAt::Sqlite(dir.path().join("scratch.sqlite"))).unwrap();
@@ -943,12 +945,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_replay_commits_its_transaction() {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            SqliteStore::open(&dir.path().join("events.sqlite"), SqliteOptions::default()).unwrap();
-        store
-            .append("call-c1", ExpectedVersion::Any, vec![call_ended("c1")])
-            .await
-            .unwrap();
+        let (store, _) = store_of_calls(dir.path(), &["c1"]).await;
         let head = store.head_position().await.unwrap();
         let path = dir.path().join("scratch.sqlite");
         let scratch = open_scratch(&ReadModelsAt::Sqlite(path.clone())).unwrap();
