@@ -327,21 +327,22 @@ impl<R: Record> Held<R> {
             let Some(entry) = rows.get_mut(key) else {
                 continue;
             };
-            if let (Some(row), Some(written)) = (&entry.row, &self.written) {
-                // The key the table stores, before the write: a key the filter holds in vain
-                // only costs a read.
-                debug_assert_eq!(row.key(), key, "a held row keeps the key it is held by");
-                written.insert(row.key());
-            }
-            if let Some(row) = &entry.row
-                && let Err(error) = conn
+            if let Some(row) = &entry.row {
+                if let Some(written) = &self.written {
+                    // The key the table stores, before the write: a key the filter holds in
+                    // vain only costs a read.
+                    debug_assert_eq!(row.key(), key, "a held row keeps the key it is held by");
+                    written.insert(row.key());
+                }
+                if let Err(error) = conn
                     .prepare_cached(R::UPSERT)
                     .and_then(|mut upsert| row.write(&mut upsert))
-            {
-                self.changed
-                    .borrow_mut()
-                    .extend_from_slice(&changed[done..]);
-                return Err(error);
+                {
+                    self.changed
+                        .borrow_mut()
+                        .extend_from_slice(&changed[done..]);
+                    return Err(error);
+                }
             }
             entry.changed = false;
         }

@@ -750,7 +750,7 @@ impl<P: FnMut(u64, u64) + Send + 'static> Replay<P> {
             })();
             // SQLite may have rolled back by itself (a full disk, I/O): then there is nothing
             // to undo, and the error is the one that says why.
-            if outer && result.is_err() && conn.in_transaction() {
+            if result.is_err() && conn.in_transaction() {
                 let rolled_back = conn.execute_batch("ROLLBACK");
                 if let Err(error) = rolled_back {
                     if matches!(result, Err(ProjectionError::NotUndoable(_))) {

@@ -577,7 +577,7 @@ impl Conn {
     /// a savepoint: its commit keeps its changes in the outer transaction, its rollback undoes
     /// only them (a rebuild's replay, see `rebuild.rs`).
     pub fn transaction(&mut self) -> SqlResult<Tx<'_>> {
-        let kind = if self.in_sqlite_transaction() {
+        let kind = if self.in_transaction() {
             TxKind::Savepoint
         } else {
             TxKind::Own
@@ -597,16 +597,11 @@ impl Conn {
     /// savepoint (SQLite copies every page a savepoint changes into its journal first).
     /// None when no SQLite transaction is open.
     pub(crate) fn in_open_transaction(&mut self) -> Option<Tx<'_>> {
-        self.in_sqlite_transaction()
-            .then(|| self.tx(TxKind::Unguarded))
+        self.in_transaction().then(|| self.tx(TxKind::Unguarded))
     }
 
     /// Whether a SQLite transaction is open on this connection.
     pub(crate) fn in_transaction(&self) -> bool {
-        self.in_sqlite_transaction()
-    }
-
-    fn in_sqlite_transaction(&self) -> bool {
         matches!(&self.backend, Backend::Sqlite(conn) if !conn.is_autocommit())
     }
 
