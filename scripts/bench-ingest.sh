@@ -17,6 +17,13 @@
 #
 # Runs: (1) as fast as 64 connections go; (2) paced at 10,000 deliveries/s for latency;
 # (3) 5,000 deliveries/s with check_availability calls alongside (their p99 reported apart).
+# RUNS picks and orders them (default "1 2 3"); RUNS=floor adds a run whose every delivery
+# is signed with a wrong secret: each is read, verified and refused (401), nothing is stored,
+# so it shows what HTTP and the signature check alone cost on this machine.
+#   RUNS='floor 1' scripts/bench-ingest.sh
+# Every run prints the server's CPU per response split by thread (the store's writer,
+# checkpointer and syncer have threads of their own; tokio-rt-worker is the handlers, the
+# live projections and the blocking pool).
 # Everything stays on 127.0.0.1 and every run stops by itself after DURATION seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -87,14 +94,29 @@ echo "server: $url (embedded SQLite, WAL synced before each answer)"
 # Each run also reports the server's CPU time (user + system, /proc/PID/stat) per accepted
 # delivery: steadier than throughput on a machine whose cores others share.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
+# "NAME TICKS" per thread name, summed over the threads that share it.
+thread_ticks() {
+  for task in /proc/"$server_pid"/task/*; do
+    echo "$(tr ' ' '_' <"$task/comm") $(awk '{print $14 + $15}' "$task/stat")"
+  done | awk '{ticks[$1] += $2} END {for (name in ticks) print name, ticks[name]}' | sort
+}
 loadgen() {
-  local before out accepted
+  local secret="$SECRET"
+  if [[ "$1" == --wrong-secret ]]; then secret="not-$SECRET"; shift; fi
+  local before threads_before out accepted responses
   before="$(cpu_ticks)"
-  out="$(./target/release/switchboard-loadgen --url "$url" --secret "$SECRET" --duration "$DURATION" ${LOADGEN_ARGS:-} "$@")"
+  threads_before="$(thread_ticks)"
+  out="$(./target/release/switchboard-loadgen --url "$url" --secret "$secret" --duration "$DURATION" ${LOADGEN_ARGS:-} "$@")"
   echo "$out"
   accepted="$(echo "$out" | sed -n 's/^ingest[^:]*: \([0-9]*\) accepted.*/\1/p')"
+  responses="$(echo "$out" | sed -n 's/^ingest[^:]*: [0-9]* accepted of \([0-9]*\) responses.*/\1/p')"
   if [[ "${accepted:-0}" -gt 0 ]]; then
     echo "server CPU: $(( ($(cpu_ticks) - before) * 1000000 / $(getconf CLK_TCK) / accepted )) µs per accepted delivery"
+  fi
+  if [[ "${responses:-0}" -gt 0 ]]; then
+    echo "server CPU per response by thread:$(join <(echo "$threads_before") <(thread_ticks) \
+      | awk -v n="$responses" -v hz="$(getconf CLK_TCK)" \
+        '$3 > $2 {printf " %s %.1f µs;", $1, ($3 - $2) * 1000000 / hz / n}')"
   fi
 }
 
@@ -117,11 +139,29 @@ settle() {
   echo "(projections caught up within $(( SECONDS - started + 1 )) s of the run's end)"
 }
 
-echo "== 1. maximum throughput, 64 connections"
-loadgen --connections 64
-settle
-echo "== 2. paced at 10,000 deliveries/s"
-loadgen --connections 64 --rate 10000
-settle
-echo "== 3. 5,000 deliveries/s with check_availability at 50/s"
-loadgen --connections 32 --rate 5000 --function-rate 50
+for run in ${RUNS:-1 2 3}; do
+  case "$run" in
+    floor)
+      echo "== floor: every delivery signed with a wrong secret (read, verified, refused; nothing stored), 128 connections"
+      loadgen --wrong-secret --connections 128
+      ;;
+    1)
+      echo "== 1. maximum throughput, 64 connections"
+      loadgen --connections 64
+      settle
+      ;;
+    2)
+      echo "== 2. paced at 10,000 deliveries/s"
+      loadgen --connections 64 --rate 10000
+      settle
+      ;;
+    3)
+      echo "== 3. 5,000 deliveries/s with check_availability at 50/s"
+      loadgen --connections 32 --rate 5000 --function-rate 50
+      ;;
+    *)
+      echo "unknown run '$run' in RUNS (floor, 1, 2, 3)" >&2
+      exit 2
+      ;;
+  esac
+done
