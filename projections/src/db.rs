@@ -614,7 +614,7 @@ pub(crate) fn set_checkpoint(conn: &Conn, position: u64) -> Result<(), Projectio
     Ok(())
 }
 
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)

@@ -146,7 +146,8 @@ pub(crate) fn remove_stale(
 }
 
 /// The lock that lets one rebuild at a time replace the live read models (and remove files of
-/// older ones); held until dropped.
+/// older ones), or build the read models of one moment (`<stem>.lock` beside the file it
+/// names); held until dropped.
 pub(crate) struct RebuildLock {
     _file: File,
 }

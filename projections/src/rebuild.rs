@@ -36,7 +36,7 @@ use crate::apply::FreshTables;
 use crate::db::{
     ProjectionName, ReadModelsAt, all_tables, checkpoint, checkpoint_for_update,
     create_query_indexes, discard, make_installable, open_live, open_live_for_install,
-    open_scratch, set_checkpoint,
+    open_scratch, remove_if_present, set_checkpoint, with_suffix,
 };
 use crate::fold::{DecodedBatch, Undo, fold_decoded};
 use crate::generation::{self, Generation, RUN_ID_LEN, RebuildLock};
@@ -145,40 +145,7 @@ pub async fn rebuild_at(
     let mut replay = Replay::start(Arc::clone(&store), progress);
 
     if let Some(until) = until {
-        let target = until.target(live_at);
-        // A file is built under another name and renamed when complete; a schema is built in
-        // place (a half-built one is emptied by the next attempt).
-        let building = match &target {
-            ReadModelsAt::Sqlite(path) => ReadModelsAt::Sqlite(with_suffix(
-                path,
-                &format!(".building-{}", std::process::id()),
-            )),
-            ReadModelsAt::Postgres { .. } => target.clone(),
-        };
-        let total = match until {
-            Until::Position(position) => position.min(head),
-            Until::Time(_) => head,
-        };
-        let scratch = {
-            let building = building.clone();
-            blocking(move || open_scratch(&building)).await?
-        };
-        let (conn, events) = replay.run(scratch, total, Stop::Until(until)).await?;
-        let reached = blocking(move || {
-            let reached = checkpoint(&conn)?;
-            create_query_indexes(&conn)?;
-            Ok(reached)
-        })
-        .await?;
-        if let (ReadModelsAt::Sqlite(from), ReadModelsAt::Sqlite(to)) = (&building, &target) {
-            std::fs::rename(from, to).map_err(|e| ProjectionError::io(to, e))?;
-        }
-        return Ok(RebuildReport {
-            at: target,
-            checkpoint: reached,
-            events,
-            swapped: Vec::new(),
-        });
+        return rebuild_until(&mut replay, live_at, until, head).await;
     }
 
     // Unique per run, not just per process: containers all run as pid 1.
@@ -238,6 +205,92 @@ pub async fn rebuild_at(
         events,
         swapped,
     })
+}
+
+/// The read models as of `until`, built beside the live ones. A file is built under another
+/// name and renamed when complete, by one run at a time: a second run for the same moment is
+/// refused ([`ProjectionError::RebuildRunning`]), so holding the lock beside the target lets a
+/// run remove what a crashed one left. A schema is built in place (a half-built one is emptied
+/// by the next attempt).
+async fn rebuild_until<P: FnMut(u64, u64) + Send + 'static>(
+    replay: &mut Replay<P>,
+    live_at: &ReadModelsAt,
+    until: Until,
+    head: u64,
+) -> Result<RebuildReport, ProjectionError> {
+    let target = until.target(live_at);
+    let (building, _lock) = match &target {
+        ReadModelsAt::Sqlite(path) => {
+            let path = path.clone();
+            let (building, lock) = blocking(move || {
+                let lock = RebuildLock::take(&path)?;
+                remove_unfinished_builds(&path)?;
+                Ok((ReadModelsAt::Sqlite(with_suffix(&path, BUILDING)), lock))
+            })
+            .await?;
+            (building, Some(lock))
+        }
+        ReadModelsAt::Postgres { .. } => (target.clone(), None),
+    };
+    let total = match until {
+        Until::Position(position) => position.min(head),
+        Until::Time(_) => head,
+    };
+    let outcome: Result<(u64, u64), ProjectionError> = async {
+        let scratch = {
+            let building = building.clone();
+            blocking(move || open_scratch(&building)).await?
+        };
+        let (conn, events) = replay.run(scratch, total, Stop::Until(until)).await?;
+        let reached = blocking(move || {
+            let reached = checkpoint(&conn)?;
+            create_query_indexes(&conn)?;
+            Ok(reached)
+        })
+        .await?;
+        if let (ReadModelsAt::Sqlite(from), ReadModelsAt::Sqlite(to)) = (&building, &target) {
+            std::fs::rename(from, to).map_err(|e| ProjectionError::io(to, e))?;
+        }
+        Ok((reached, events))
+    }
+    .await;
+    if outcome.is_err()
+        && let ReadModelsAt::Sqlite(_) = &building
+    {
+        let unfinished = building.clone();
+        if let Err(error) = blocking(move || discard(&unfinished)).await {
+            tracing::warn!(%error, file = %building, "the unfinished read models could not be removed");
+        }
+    }
+    let (checkpoint, events) = outcome?;
+    Ok(RebuildReport {
+        at: target,
+        checkpoint,
+        events,
+        swapped: Vec::new(),
+    })
+}
+
+/// What a file of read models is called while it is being built: `<target>.building`.
+const BUILDING: &str = ".building";
+
+/// Removes the files an earlier build of `target` left when it stopped before its rename:
+/// `<target>.building` and its journal, and the `<target>.building-<pid>` files of builds
+/// before 2026-12-08. Runs under the lock beside `target`, so no other build is writing one.
+fn remove_unfinished_builds(target: &Path) -> Result<(), ProjectionError> {
+    let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return Ok(());
+    };
+    let prefix = format!("{name}{BUILDING}");
+    let dir = target.parent().filter(|d| !d.as_os_str().is_empty());
+    let dir = dir.unwrap_or(Path::new("."));
+    for entry in std::fs::read_dir(dir).map_err(|e| ProjectionError::io(dir, e))? {
+        let entry = entry.map_err(|e| ProjectionError::io(dir, e))?;
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            remove_if_present(&entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// A full rebuild of embedded read models: replays into a new file beside the live one and
@@ -421,12 +474,6 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| ProjectionError::Task(e.to_string()))?
-}
-
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
 }
 
 /// Swaps the fresh tables in if the live checkpoint allows it now; returns the new live

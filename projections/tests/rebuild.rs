@@ -590,6 +590,98 @@ async fn until_builds_the_past_into_its_own_file_and_leaves_the_live_tables_alon
     );
 }
 
+/// The names in the data dir that start with `prefix`, sorted.
+fn names_starting(dir: &std::path::Path, prefix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(prefix))
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn until_builds_one_moment_one_run_at_a_time_and_removes_what_a_crashed_run_left() {
+    let h = Harness::new();
+    generate(h.dyn_store(), 300, 21).await;
+    let then = h.head();
+    let target = format!("read_models-until-{then}.sqlite");
+    // What runs that died before their rename left: this build's name and an older build's.
+    for leftover in [
+        ".building",
+        ".building-journal",
+        ".building-4242",
+        ".building-4242-journal",
+    ] {
+        std::fs::write(h.data_dir().join(format!("{target}{leftover}")), b"half").unwrap();
+    }
+    let running =
+        std::fs::File::create(h.data_dir().join(format!("read_models-until-{then}.lock"))).unwrap();
+    running.lock().unwrap();
+
+    let refused = rebuild(
+        h.dyn_store(),
+        h.data_dir(),
+        None,
+        Some(Until::Position(then)),
+        |_, _| {},
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(ProjectionError::RebuildRunning(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        names_starting(h.data_dir(), &target).len(),
+        4,
+        "a refused run touches nothing, not even what may be the running one's file"
+    );
+
+    drop(running);
+    let report = rebuild(
+        h.dyn_store(),
+        h.data_dir(),
+        None,
+        Some(Until::Position(then)),
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.checkpoint, then);
+    assert_eq!(names_starting(h.data_dir(), &target), vec![target.clone()]);
+}
+
+#[tokio::test]
+async fn an_until_build_that_fails_leaves_no_unfinished_file_behind() {
+    let h = Harness::new();
+    generate(h.dyn_store(), 300, 22).await;
+    let then = h.head();
+    let target = format!("read_models-until-{then}.sqlite");
+    // A directory where the finished file is to go: the build's rename fails.
+    let occupied = h.data_dir().join(&target);
+    std::fs::create_dir(&occupied).unwrap();
+    std::fs::write(occupied.join("keep"), b"").unwrap();
+
+    let failed = rebuild(
+        h.dyn_store(),
+        h.data_dir(),
+        None,
+        Some(Until::Position(then)),
+        |_, _| {},
+    )
+    .await;
+    assert!(
+        matches!(failed, Err(ProjectionError::Io { .. })),
+        "{failed:?}"
+    );
+    assert_eq!(
+        names_starting(h.data_dir(), &target),
+        vec![target.clone()],
+        "only the directory that was there"
+    );
+}
+
 /// The indexes of a read-models file, by name and definition.
 fn indexes(path: &std::path::Path) -> Vec<(String, String)> {
     Connection::open(path)
