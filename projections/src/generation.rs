@@ -153,9 +153,10 @@ pub(crate) struct RebuildLock {
 }
 
 impl RebuildLock {
-    pub(crate) fn take(link: &Path) -> Result<RebuildLock, ProjectionError> {
-        let (stem, _) = stem_and_extension(link);
-        let path = link.with_file_name(format!("{stem}.lock"));
+    /// Takes `<stem>.lock` beside `file` (the live read models' link, or a `--until` file).
+    pub(crate) fn take(file: &Path) -> Result<RebuildLock, ProjectionError> {
+        let (stem, _) = stem_and_extension(file);
+        let path = file.with_file_name(format!("{stem}.lock"));
         let file = File::options()
             .create(true)
             .truncate(false)
@@ -184,8 +185,7 @@ fn stem_and_extension(link: &Path) -> (String, String) {
 }
 
 /// A database file's name without SQLite's companion suffix, and the suffix.
-#[cfg(unix)]
-fn split_sqlite_suffix(name: &str) -> (&str, &str) {
+pub(crate) fn split_sqlite_suffix(name: &str) -> (&str, &str) {
     ["-wal", "-shm", "-journal"]
         .iter()
         .find_map(|suffix| name.strip_suffix(suffix).map(|base| (base, *suffix)))

@@ -39,7 +39,7 @@ use crate::db::{
     open_scratch, remove_if_present, set_checkpoint, with_suffix,
 };
 use crate::fold::{DecodedBatch, Undo, fold_decoded};
-use crate::generation::{self, Generation, RUN_ID_LEN, RebuildLock};
+use crate::generation::{self, Generation, RUN_ID_LEN, RebuildLock, split_sqlite_suffix};
 use crate::phone::PhoneBook;
 use crate::sql::{Conn, Dialect, quote_identifier};
 
@@ -275,22 +275,37 @@ async fn rebuild_until<P: FnMut(u64, u64) + Send + 'static>(
 const BUILDING: &str = ".building";
 
 /// Removes the files an earlier build of `target` left when it stopped before its rename:
-/// `<target>.building` and its journal, and the `<target>.building-<pid>` files of builds
-/// before 2026-12-08. Runs under the lock beside `target`, so no other build is writing one.
+/// `<target>.building`, the `<target>.building-<pid>` of builds before 2026-12-08, and SQLite's
+/// companion files of either. Runs under the lock beside `target`, so no other build is
+/// writing one.
 fn remove_unfinished_builds(target: &Path) -> Result<(), ProjectionError> {
-    let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+    let Some(target_name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return Ok(());
     };
-    let prefix = format!("{name}{BUILDING}");
     let dir = target.parent().filter(|d| !d.as_os_str().is_empty());
     let dir = dir.unwrap_or(Path::new("."));
     for entry in std::fs::read_dir(dir).map_err(|e| ProjectionError::io(dir, e))? {
         let entry = entry.map_err(|e| ProjectionError::io(dir, e))?;
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+        if is_unfinished_build(&entry.file_name().to_string_lossy(), &target_name) {
             remove_if_present(&entry.path())?;
         }
     }
     Ok(())
+}
+
+/// Whether `name` is one of the files [`remove_unfinished_builds`] removes for `target_name`.
+fn is_unfinished_build(name: &str, target_name: &str) -> bool {
+    let (base, _) = split_sqlite_suffix(name);
+    let Some(rest) = base
+        .strip_prefix(target_name)
+        .and_then(|rest| rest.strip_prefix(BUILDING))
+    else {
+        return false;
+    };
+    rest.is_empty()
+        || rest
+            .strip_prefix('-')
+            .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// A full rebuild of embedded read models: replays into a new file beside the live one and
@@ -847,6 +862,34 @@ impl<P: FnMut(u64, u64) + Send + 'static> Replay<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unfinished_build_is_named_by_its_target_and_nothing_else_is() {
+        let target = "read_models-until-12.sqlite";
+        for name in [
+            "read_models-until-12.sqlite.building",
+            "read_models-until-12.sqlite.building-journal",
+            "read_models-until-12.sqlite.building-wal",
+            "read_models-until-12.sqlite.building-4242",
+            "read_models-until-12.sqlite.building-4242-journal",
+        ] {
+            assert!(is_unfinished_build(name, target), "{name}");
+        }
+        for name in [
+            "read_models-until-12.sqlite",
+            "read_models-until-12.sqlite-wal",
+            "read_models-until-12.lock",
+            "read_models-until-1.sqlite.building",
+            "read_models-until-123.sqlite.building",
+            "read_models-until-12.sqlite.building.bak",
+            "read_models-until-12.sqlite.buildings",
+            "read_models-until-12.sqlite.building-12ab",
+            "read_models-until-12.sqlite.building-",
+            "read_models.sqlite",
+        ] {
+            assert!(!is_unfinished_build(name, target), "{name}");
+        }
+    }
     use switchboard_domain::event::{CallEnded, CallOutcome, CallParties, Event};
     use switchboard_store::sqlite::{SqliteOptions, SqliteStore};
     use switchboard_store::{ExpectedVersion, NewEvent};

@@ -616,8 +616,11 @@ async fn until_builds_one_moment_one_run_at_a_time_and_removes_what_a_crashed_ru
     ] {
         std::fs::write(h.data_dir().join(format!("{target}{leftover}")), b"half").unwrap();
     }
-    let running =
-        std::fs::File::create(h.data_dir().join(format!("read_models-until-{then}.lock"))).unwrap();
+    // Not a build's: someone's copy, kept.
+    let copy = format!("{target}.building.bak");
+    std::fs::write(h.data_dir().join(&copy), b"mine").unwrap();
+    let lock = h.data_dir().join(format!("read_models-until-{then}.lock"));
+    let running = std::fs::File::create(&lock).unwrap();
     running.lock().unwrap();
 
     let refused = rebuild(
@@ -634,22 +637,39 @@ async fn until_builds_one_moment_one_run_at_a_time_and_removes_what_a_crashed_ru
     );
     assert_eq!(
         names_starting(h.data_dir(), &target).len(),
-        4,
+        5,
         "a refused run touches nothing, not even what may be the running one's file"
     );
 
     drop(running);
+    // While the run builds, the lock is its own: every try from outside would block.
+    let tries = Arc::new(Mutex::new(Vec::new()));
     let report = rebuild(
         h.dyn_store(),
         h.data_dir(),
         None,
         Some(Until::Position(then)),
-        |_, _| {},
+        {
+            let (tries, lock) = (Arc::clone(&tries), lock.clone());
+            move |_, _| {
+                let outside = std::fs::File::open(&lock).unwrap();
+                let blocked = matches!(outside.try_lock(), Err(std::fs::TryLockError::WouldBlock));
+                tries.lock().unwrap().push(blocked);
+            }
+        },
     )
     .await
     .unwrap();
     assert_eq!(report.checkpoint, then);
-    assert_eq!(names_starting(h.data_dir(), &target), vec![target.clone()]);
+    let tries = tries.lock().unwrap().clone();
+    assert!(
+        !tries.is_empty() && tries.iter().all(|&blocked| blocked),
+        "{tries:?}"
+    );
+    assert_eq!(
+        names_starting(h.data_dir(), &target),
+        vec![target.clone(), copy]
+    );
 }
 
 #[tokio::test]
@@ -680,6 +700,20 @@ async fn an_until_build_that_fails_leaves_no_unfinished_file_behind() {
         vec![target.clone()],
         "only the directory that was there"
     );
+
+    // The failed run let go of its lock: once the way is clear, the next run builds the file.
+    std::fs::remove_dir_all(&occupied).unwrap();
+    let report = rebuild(
+        h.dyn_store(),
+        h.data_dir(),
+        None,
+        Some(Until::Position(then)),
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.checkpoint, then);
+    assert!(occupied.is_file());
 }
 
 /// The indexes of a read-models file, by name and definition.
