@@ -10,7 +10,8 @@ use rusqlite::Connection;
 use support::history::generate;
 use support::*;
 use switchboard_projections::{
-    ProjectionError, ProjectionName, Projector, ReadModels, Until, read_models_path, rebuild,
+    ProjectionError, ProjectionName, Projector, ReadModels, RebuildReport, Until, read_models_path,
+    rebuild,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -543,15 +544,7 @@ async fn until_builds_the_past_into_its_own_file_and_leaves_the_live_tables_alon
     let now = dump(&read_models_path(h.data_dir()));
     assert_ne!(now, as_it_was);
 
-    let report = rebuild(
-        h.dyn_store(),
-        h.data_dir(),
-        None,
-        Some(Until::Position(then)),
-        |_, _| {},
-    )
-    .await
-    .unwrap();
+    let report = build_until(&h, then).await.unwrap();
     let path = report.at.file().unwrap().to_path_buf();
     assert_eq!(
         path,
@@ -590,6 +583,18 @@ async fn until_builds_the_past_into_its_own_file_and_leaves_the_live_tables_alon
     );
 }
 
+/// `rebuild --until POSITION` of the harness's store, without progress.
+async fn build_until(h: &Harness, position: u64) -> Result<RebuildReport, ProjectionError> {
+    rebuild(
+        h.dyn_store(),
+        h.data_dir(),
+        None,
+        Some(Until::Position(position)),
+        |_, _| {},
+    )
+    .await
+}
+
 /// The names in the data dir that start with `prefix`, sorted.
 fn names_starting(dir: &std::path::Path, prefix: &str) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -623,14 +628,7 @@ async fn until_builds_one_moment_one_run_at_a_time_and_removes_what_a_crashed_ru
     let running = std::fs::File::create(&lock).unwrap();
     running.lock().unwrap();
 
-    let refused = rebuild(
-        h.dyn_store(),
-        h.data_dir(),
-        None,
-        Some(Until::Position(then)),
-        |_, _| {},
-    )
-    .await;
+    let refused = build_until(&h, then).await;
     assert!(
         matches!(refused, Err(ProjectionError::RebuildRunning(_))),
         "{refused:?}"
@@ -683,14 +681,7 @@ async fn an_until_build_that_fails_leaves_no_unfinished_file_behind() {
     std::fs::create_dir(&occupied).unwrap();
     std::fs::write(occupied.join("keep"), b"").unwrap();
 
-    let failed = rebuild(
-        h.dyn_store(),
-        h.data_dir(),
-        None,
-        Some(Until::Position(then)),
-        |_, _| {},
-    )
-    .await;
+    let failed = build_until(&h, then).await;
     assert!(
         matches!(failed, Err(ProjectionError::Io { .. })),
         "{failed:?}"
@@ -703,15 +694,7 @@ async fn an_until_build_that_fails_leaves_no_unfinished_file_behind() {
 
     // The failed run let go of its lock: once the way is clear, the next run builds the file.
     std::fs::remove_dir_all(&occupied).unwrap();
-    let report = rebuild(
-        h.dyn_store(),
-        h.data_dir(),
-        None,
-        Some(Until::Position(then)),
-        |_, _| {},
-    )
-    .await
-    .unwrap();
+    let report = build_until(&h, then).await.unwrap();
     assert_eq!(report.checkpoint, then);
     assert!(occupied.is_file());
 }
