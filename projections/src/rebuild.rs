@@ -249,7 +249,8 @@ async fn rebuild_until<P: FnMut(u64, u64) + Send + 'static>(
         })
         .await?;
         if let (ReadModelsAt::Sqlite(from), ReadModelsAt::Sqlite(to)) = (&building, &target) {
-            std::fs::rename(from, to).map_err(|e| ProjectionError::io(to, e))?;
+            let (from, to) = (from.clone(), to.clone());
+            blocking(move || put_in_place(&from, &to)).await?;
         }
         Ok((reached, events))
     }
@@ -269,6 +270,22 @@ async fn rebuild_until<P: FnMut(u64, u64) + Send + 'static>(
         events,
         swapped: Vec::new(),
     })
+}
+
+/// Gives a finished file its name, durably. It was written without fsync (it was discardable
+/// until now), so it goes to disk before the rename: a power loss must not leave the name on a
+/// torn file. Once renamed it is in place; a directory that cannot be synced after that is
+/// logged, as a full rebuild's install does.
+fn put_in_place(from: &Path, to: &Path) -> Result<(), ProjectionError> {
+    std::fs::File::open(from)
+        .and_then(|file| file.sync_all())
+        .map_err(|e| ProjectionError::io(from, e))?;
+    std::fs::rename(from, to).map_err(|e| ProjectionError::io(to, e))?;
+    if let Err(error) = generation::sync_directory_of(to) {
+        tracing::warn!(%error, file = %to.display(),
+            "the read models were put in place but their directory could not be synced; a power loss may undo it");
+    }
+    Ok(())
 }
 
 /// What a file of read models is called while it is being built: `<target>.building`.
