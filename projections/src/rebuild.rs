@@ -274,12 +274,16 @@ async fn rebuild_until<P: FnMut(u64, u64) + Send + 'static>(
 
 /// Gives a finished file its name, durably. It was written without fsync (it was discardable
 /// until now), so it goes to disk before the rename: a power loss must not leave the name on a
-/// torn file. Once renamed it is in place; a directory that cannot be synced after that is
-/// logged, as a full rebuild's install does.
+/// torn file. The journal or WAL an earlier file of that name left beside it goes first:
+/// SQLite would apply it to the new file at its next open. Once renamed the file is in place;
+/// a directory that cannot be synced after that is logged, as a full rebuild's install does.
 fn put_in_place(from: &Path, to: &Path) -> Result<(), ProjectionError> {
     std::fs::File::open(from)
         .and_then(|file| file.sync_all())
         .map_err(|e| ProjectionError::io(from, e))?;
+    for companion in ["-journal", "-wal", "-shm"] {
+        remove_if_present(&with_suffix(to, companion))?;
+    }
     std::fs::rename(from, to).map_err(|e| ProjectionError::io(to, e))?;
     if let Err(error) = generation::sync_directory_of(to) {
         tracing::warn!(%error, file = %to.display(),

@@ -699,6 +699,32 @@ async fn an_until_build_that_fails_leaves_no_unfinished_file_behind() {
     assert!(occupied.is_file());
 }
 
+#[tokio::test]
+async fn an_until_build_replaces_an_earlier_file_without_its_journal() {
+    let h = Harness::new();
+    generate(h.dyn_store(), 300, 23).await;
+    let then = h.head();
+    build_until(&h, then).await.unwrap();
+    let target = h
+        .data_dir()
+        .join(format!("read_models-until-{then}.sqlite"));
+    let built = dump(&target);
+    // What a session on the earlier file left (an analyst's write that never finished, a
+    // switch to WAL): SQLite would apply it to whatever file bears the name next.
+    for companion in ["-journal", "-wal", "-shm"] {
+        std::fs::write(
+            format!("{}{companion}", target.display()),
+            b"of the earlier file",
+        )
+        .unwrap();
+    }
+
+    build_until(&h, then).await.unwrap();
+    let names = names_starting(h.data_dir(), &format!("read_models-until-{then}.sqlite"));
+    assert_eq!(names, vec![format!("read_models-until-{then}.sqlite")]);
+    assert_eq!(dump(&target), built);
+}
+
 /// The indexes of a read-models file, by name and definition.
 fn indexes(path: &std::path::Path) -> Vec<(String, String)> {
     Connection::open(path)
