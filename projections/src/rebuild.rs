@@ -79,18 +79,20 @@ impl Until {
         format!("read_models-{}.sqlite", self.label())
     }
 
-    /// `until-{position}` or `until-{UTC time}`: names the file or schema.
+    /// `until-{position}` or `until-{UTC time}`: names the file or schema. A time names its
+    /// fraction of a second when it has one (`until-20250415T120000.250Z`), so two moments
+    /// within one second do not share a file, one overwriting the other.
     pub fn label(&self) -> String {
         match self {
             Until::Position(position) => format!("until-{position}"),
-            Until::Time(at) => format!("until-{}", at.format("%Y%m%dT%H%M%SZ")),
+            Until::Time(at) => format!("until-{}", at.format("%Y%m%dT%H%M%S%.fZ")),
         }
     }
 
     /// Where the read models as of this moment go, beside the live ones: a file in the data
     /// dir, or the schema `{live schema}_until_…` of the same database.
     pub fn target(&self, live: &ReadModelsAt) -> ReadModelsAt {
-        live.beside(&self.file_name(), &self.label().replace('-', "_"))
+        live.beside(&self.file_name(), &self.label().replace(['-', '.'], "_"))
     }
 }
 
@@ -883,6 +885,28 @@ impl<P: FnMut(u64, u64) + Send + 'static> Replay<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_moment_names_its_fraction_of_a_second_only_when_it_has_one() {
+        let at = |t: &str| Until::Time(t.parse().unwrap());
+        assert_eq!(at("2025-04-15T12:00:00Z").label(), "until-20250415T120000Z");
+        assert_eq!(
+            at("2025-04-15T12:00:00.25Z").label(),
+            "until-20250415T120000.250Z"
+        );
+        assert_eq!(
+            at("2025-04-15T12:00:00.000001Z").file_name(),
+            "read_models-until-20250415T120000.000001Z.sqlite"
+        );
+        let schema = at("2025-04-15T12:00:00.25Z").target(&ReadModelsAt::Postgres {
+            url: "postgres://localhost/test".into(),
+            schema: "read_models".into(),
+        });
+        assert!(
+            matches!(&schema, ReadModelsAt::Postgres { schema, .. } if schema == "read_models_until_20250415T120000_250Z"),
+            "{schema:?}"
+        );
+    }
 
     #[test]
     fn an_unfinished_build_is_named_by_its_target_and_nothing_else_is() {
