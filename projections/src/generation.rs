@@ -101,16 +101,21 @@ pub(crate) fn install(link: &Path, file: &Path) -> Result<PathBuf, ProjectionErr
     std::os::unix::fs::symlink(name, &pending).map_err(io(&pending))?;
     std::fs::rename(&pending, link).map_err(io(link))?;
     if let Err(error) = sync_directory_of(link) {
-        tracing::warn!(%error, link = %link.display(),
-            "the read models' link was moved but its directory could not be synced; a power loss may undo the switch");
+        tracing::warn!(%error, dir = %directory_of(link).display(),
+            "the read models' link was moved but the directory could not be synced; a power loss may undo the switch");
     }
     Ok(previous)
 }
 
+/// The directory that holds `path` (`.` for a bare file name).
+pub(crate) fn directory_of(path: &Path) -> &Path {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    dir.unwrap_or(Path::new("."))
+}
+
 /// Syncs the directory that holds `path`, so that a rename into it survives a power loss.
 pub(crate) fn sync_directory_of(path: &Path) -> io::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    File::open(dir.unwrap_or(Path::new("."))).and_then(|d| d.sync_all())
+    File::open(directory_of(path)).and_then(|d| d.sync_all())
 }
 
 /// Removes what no connection should open any more once `current` is installed and

@@ -276,9 +276,11 @@ async fn rebuild_until<P: FnMut(u64, u64) + Send + 'static>(
 
 /// Gives a finished file its name, durably. It was written without fsync (it was discardable
 /// until now), so it goes to disk before the rename: a power loss must not leave the name on a
-/// torn file. The journal or WAL an earlier file of that name left beside it goes first:
-/// SQLite would apply it to the new file at its next open. Once renamed the file is in place;
-/// a directory that cannot be synced after that is logged, as a full rebuild's install does.
+/// torn file. The journal or WAL an earlier file of that name left beside it goes first,
+/// before the name is the new file's: SQLite would apply it to whatever file bears the name
+/// when it is next opened, and a crash between the two then costs only the earlier file's
+/// leftovers. Once renamed the file is in place; a directory that cannot be synced after that
+/// is logged, as a full rebuild's install does.
 fn put_in_place(from: &Path, to: &Path) -> Result<(), ProjectionError> {
     std::fs::File::open(from)
         .and_then(|file| file.sync_all())
@@ -305,8 +307,7 @@ fn remove_unfinished_builds(target: &Path) -> Result<(), ProjectionError> {
     let Some(target_name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return Ok(());
     };
-    let dir = target.parent().filter(|d| !d.as_os_str().is_empty());
-    let dir = dir.unwrap_or(Path::new("."));
+    let dir = generation::directory_of(target);
     for entry in std::fs::read_dir(dir).map_err(|e| ProjectionError::io(dir, e))? {
         let entry = entry.map_err(|e| ProjectionError::io(dir, e))?;
         if is_unfinished_build(&entry.file_name().to_string_lossy(), &target_name) {

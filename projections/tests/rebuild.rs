@@ -700,7 +700,7 @@ async fn an_until_build_that_fails_leaves_no_unfinished_file_behind() {
 }
 
 #[tokio::test]
-async fn an_until_build_replaces_an_earlier_file_without_its_journal() {
+async fn an_until_build_replaces_an_earlier_file_without_its_wal() {
     let h = Harness::new();
     generate(h.dyn_store(), 300, 23).await;
     let then = h.head();
@@ -709,20 +709,27 @@ async fn an_until_build_replaces_an_earlier_file_without_its_journal() {
         .data_dir()
         .join(format!("read_models-until-{then}.sqlite"));
     let built = dump(&target);
-    // What a session on the earlier file left (an analyst's write that never finished, a
-    // switch to WAL): SQLite would apply it to whatever file bears the name next.
-    for companion in ["-journal", "-wal", "-shm"] {
-        std::fs::write(
-            format!("{}{companion}", target.display()),
-            b"of the earlier file",
+    // An analyst's session on the earlier file: switched to WAL, deleted the calls, and left
+    // the WAL behind (here: a copy taken while it was open, put back after it closed). SQLite
+    // applies a WAL it finds beside a database to whatever file bears the name.
+    let wal = format!("{}-wal", target.display());
+    let analyst = Connection::open(&target).unwrap();
+    analyst
+        .execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; DELETE FROM calls;",
         )
         .unwrap();
-    }
+    let left_behind = std::fs::read(&wal).unwrap();
+    drop(analyst);
+    std::fs::write(&wal, &left_behind).unwrap();
+    assert_ne!(dump(&target), built, "the WAL, applied, empties the calls");
+    // That look took the WAL in: it is left behind again.
+    std::fs::write(&wal, &left_behind).unwrap();
 
     build_until(&h, then).await.unwrap();
+    assert_eq!(dump(&target), built);
     let names = names_starting(h.data_dir(), &format!("read_models-until-{then}.sqlite"));
     assert_eq!(names, vec![format!("read_models-until-{then}.sqlite")]);
-    assert_eq!(dump(&target), built);
 }
 
 /// The indexes of a read-models file, by name and definition.
