@@ -17,17 +17,28 @@
 #
 # Runs: (1) as fast as 64 connections go; (2) paced at 10,000 deliveries/s for latency;
 # (3) 5,000 deliveries/s with check_availability calls alongside (their p99 reported apart).
-# RUNS picks and orders them (default "1 2 3"); RUNS=floor adds a run whose every delivery
+# RUNS picks and orders them (default "1 2 3"). `floor` in RUNS is a run whose every delivery
 # is signed with a wrong secret: each is read, verified and refused (401), nothing is stored,
-# so it shows what HTTP and the signature check alone cost on this machine.
-#   RUNS='floor 1' scripts/bench-ingest.sh
-# Every run prints the server's CPU per response split by thread (the store's writer,
-# checkpointer and syncer have threads of their own; tokio-rt-worker is the handlers, the
-# live projections and the blocking pool).
+# so it shows what HTTP and the signature check cost on this machine (with RUST_LOG=error;
+# at the default `warn` each refusal also writes a log line). CONNECTIONS sets the
+# connections of runs floor and 1 (default 128 and 64), RUN3_RATE run 3's pace.
+#   RUST_LOG=error RUNS='floor 1' scripts/bench-ingest.sh
+#   UNREGISTERED=1 CONNECTIONS=128 RUNS=1 scripts/bench-ingest.sh
+#   RUN3_RATE=2000 RUNS=3 DURATION=8 scripts/bench-ingest.sh
+# Every run prints the server's CPU per response split by thread name, as Linux keeps it (15
+# characters): event-store-wri(ter), -che(ckpointer) and -syn(cer) are the store's,
+# tokio-rt-worker the handlers, the live projections and the blocking pool, and threads that
+# ended during the run are counted apart.
 # Everything stays on 127.0.0.1 and every run stops by itself after DURATION seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+for run in ${RUNS:-1 2 3}; do
+  case "$run" in
+    floor | 1 | 2 | 3) ;;
+    *) echo "unknown run '$run' in RUNS (floor, 1, 2, 3)" >&2; exit 2 ;;
+  esac
+done
 DURATION="${DURATION:-10}"
 SECRET="bench-secret"
 cargo build --release -q -p switchboard-cli -p switchboard-loadgen
@@ -42,7 +53,7 @@ trap cleanup EXIT
 
 ADMIN_TOKEN="bench-admin"
 SWITCHBOARD_RETELL_SECRETS="$SECRET" SWITCHBOARD_CALCOM_SECRETS="$SECRET" \
-  SWITCHBOARD_ADMIN_TOKEN="$ADMIN_TOKEN" RUST_LOG=warn \
+  SWITCHBOARD_ADMIN_TOKEN="$ADMIN_TOKEN" RUST_LOG="${RUST_LOG:-warn}" \
   "${SERVER:-./target/release/switchboard}" serve --listen 127.0.0.1:0 --data-dir "$data_dir/data" >"$log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do
@@ -94,29 +105,40 @@ echo "server: $url (embedded SQLite, WAL synced before each answer)"
 # Each run also reports the server's CPU time (user + system, /proc/PID/stat) per accepted
 # delivery: steadier than throughput on a machine whose cores others share.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
-# "NAME TICKS" per thread name, summed over the threads that share it.
+# "TID:NAME TICKS" per thread, sorted for `join`. A thread may end while this reads it.
 thread_ticks() {
+  local task name ticks
   for task in /proc/"$server_pid"/task/*; do
-    echo "$(tr ' ' '_' <"$task/comm") $(awk '{print $14 + $15}' "$task/stat")"
-  done | awk '{ticks[$1] += $2} END {for (name in ticks) print name, ticks[name]}' | sort
+    name="$(tr ' ' '_' <"$task/comm" 2>/dev/null)" || continue
+    ticks="$(awk '{print $14 + $15}' "$task/stat" 2>/dev/null)" || continue
+    echo "${task##*/}:$name $ticks"
+  done | sort
 }
 loadgen() {
   local secret="$SECRET"
   if [[ "$1" == --wrong-secret ]]; then secret="not-$SECRET"; shift; fi
-  local before threads_before out accepted responses
+  local before after threads_before out accepted responses
   before="$(cpu_ticks)"
   threads_before="$(thread_ticks)"
   out="$(./target/release/switchboard-loadgen --url "$url" --secret "$secret" --duration "$DURATION" ${LOADGEN_ARGS:-} "$@")"
   echo "$out"
   accepted="$(echo "$out" | sed -n 's/^ingest[^:]*: \([0-9]*\) accepted.*/\1/p')"
   responses="$(echo "$out" | sed -n 's/^ingest[^:]*: [0-9]* accepted of \([0-9]*\) responses.*/\1/p')"
+  after="$(cpu_ticks)"
   if [[ "${accepted:-0}" -gt 0 ]]; then
-    echo "server CPU: $(( ($(cpu_ticks) - before) * 1000000 / $(getconf CLK_TCK) / accepted )) µs per accepted delivery"
+    echo "server CPU: $(( (after - before) * 1000000 / $(getconf CLK_TCK) / accepted )) µs per accepted delivery"
   fi
   if [[ "${responses:-0}" -gt 0 ]]; then
-    echo "server CPU per response by thread:$(join <(echo "$threads_before") <(thread_ticks) \
-      | awk -v n="$responses" -v hz="$(getconf CLK_TCK)" \
-        '$3 > $2 {printf " %s %.1f µs;", $1, ($3 - $2) * 1000000 / hz / n}')"
+    # A thread born during the run counts from 0; what the whole process spent beyond the
+    # threads still there is what threads that ended during the run spent.
+    echo "server CPU per response by thread:$(join -a 2 -e 0 -o 0,1.2,2.2 \
+      <(echo "$threads_before") <(thread_ticks) \
+      | awk -v n="$responses" -v hz="$(getconf CLK_TCK)" -v process="$((after - before))" '
+          { name = $1; sub(/^[0-9]+:/, "", name); spent[name] += $3 - $2; live += $3 - $2 }
+          END {
+            for (name in spent) if (spent[name] > 0) printf " %s %.1f µs;", name, spent[name] * 1000000 / hz / n
+            if (process > live) printf " ended threads %.1f µs;", (process - live) * 1000000 / hz / n
+          }')"
   fi
 }
 
@@ -142,12 +164,12 @@ settle() {
 for run in ${RUNS:-1 2 3}; do
   case "$run" in
     floor)
-      echo "== floor: every delivery signed with a wrong secret (read, verified, refused; nothing stored), 128 connections"
-      loadgen --wrong-secret --connections 128
+      echo "== floor: every delivery signed with a wrong secret (read, verified, refused; nothing stored), ${CONNECTIONS:-128} connections"
+      loadgen --wrong-secret --connections "${CONNECTIONS:-128}"
       ;;
     1)
-      echo "== 1. maximum throughput, 64 connections"
-      loadgen --connections 64
+      echo "== 1. maximum throughput, ${CONNECTIONS:-64} connections"
+      loadgen --connections "${CONNECTIONS:-64}"
       settle
       ;;
     2)
@@ -156,12 +178,8 @@ for run in ${RUNS:-1 2 3}; do
       settle
       ;;
     3)
-      echo "== 3. 5,000 deliveries/s with check_availability at 50/s"
-      loadgen --connections 32 --rate 5000 --function-rate 50
-      ;;
-    *)
-      echo "unknown run '$run' in RUNS (floor, 1, 2, 3)" >&2
-      exit 2
+      echo "== 3. ${RUN3_RATE:-5000} deliveries/s with check_availability at 50/s"
+      loadgen --connections 32 --rate "${RUN3_RATE:-5000}" --function-rate 50
       ;;
   esac
 done
