@@ -128,8 +128,7 @@ pub(crate) fn remove_stale(
     current: &Path,
     previous: &Path,
 ) -> Result<Vec<PathBuf>, ProjectionError> {
-    let dir = link.parent().filter(|d| !d.as_os_str().is_empty());
-    let dir = dir.unwrap_or(Path::new("."));
+    let dir = directory_of(link);
     let (stem, extension) = stem_and_extension(link);
     let link_name = link.file_name().map(|n| n.to_string_lossy().into_owned());
     let kept: Vec<String> = [current, previous]

@@ -886,6 +886,9 @@ impl<P: FnMut(u64, u64) + Send + 'static> Replay<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchboard_domain::event::{CallEnded, CallOutcome, CallParties, Event};
+    use switchboard_store::sqlite::{SqliteOptions, SqliteStore};
+    use switchboard_store::{ExpectedVersion, NewEvent};
 
     #[test]
     fn a_moment_names_its_fraction_of_a_second_only_when_it_has_one() {
@@ -936,9 +939,6 @@ mod tests {
             assert!(!is_unfinished_build(name, target), "{name}");
         }
     }
-    use switchboard_domain::event::{CallEnded, CallOutcome, CallParties, Event};
-    use switchboard_store::sqlite::{SqliteOptions, SqliteStore};
-    use switchboard_store::{ExpectedVersion, NewEvent};
 
     fn call_ended(call_id: &str) -> NewEvent {
         let event: Event = CallEnded {
