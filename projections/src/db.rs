@@ -505,15 +505,24 @@ pub(crate) fn remove_if_present(path: &Path) -> Result<bool, ProjectionError> {
     }
 }
 
+/// The files SQLite keeps beside a database file, by the suffix it appends to its name.
+pub(crate) const SQLITE_COMPANIONS: [&str; 3] = ["-journal", "-wal", "-shm"];
+
+/// Removes what SQLite keeps beside the database file `path` (not the file itself).
+pub(crate) fn remove_companions(path: &Path) -> Result<(), ProjectionError> {
+    for suffix in SQLITE_COMPANIONS {
+        remove_if_present(&with_suffix(path, suffix))?;
+    }
+    Ok(())
+}
+
 /// Removes discardable read models (a rebuild's scratch file or schema), whatever state they
 /// were left in.
 pub(crate) fn discard(at: &ReadModelsAt) -> Result<(), ProjectionError> {
     match at {
         ReadModelsAt::Sqlite(path) => {
-            for suffix in ["", "-journal", "-wal", "-shm"] {
-                remove_if_present(&with_suffix(path, suffix))?;
-            }
-            Ok(())
+            remove_if_present(path)?;
+            remove_companions(path)
         }
         ReadModelsAt::Postgres { url, schema } => {
             drop_schema(&connect_postgres(url, schema, false)?, schema)

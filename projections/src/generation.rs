@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use crate::ProjectionError;
 #[cfg(unix)]
-use crate::db::remove_if_present;
+use crate::db::{SQLITE_COMPANIONS, remove_if_present};
 
 /// The file a live connection opened, and the link (or plain file) it was opened through.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,25 +128,34 @@ pub(crate) fn remove_stale(
     current: &Path,
     previous: &Path,
 ) -> Result<Vec<PathBuf>, ProjectionError> {
-    let dir = directory_of(link);
     let (stem, extension) = stem_and_extension(link);
     let link_name = link.file_name().map(|n| n.to_string_lossy().into_owned());
     let kept: Vec<String> = [current, previous]
         .iter()
         .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .collect();
-    let mut removed = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| ProjectionError::io(dir, e))? {
-        let entry = entry.map_err(|e| ProjectionError::io(dir, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let (base, suffix) = split_sqlite_suffix(&name);
-        let stale = if Some(base) == link_name.as_deref() {
+    remove_files_beside(link, |name| {
+        let (base, suffix) = split_sqlite_suffix(name);
+        if Some(base) == link_name.as_deref() {
             // The plain file's companions, once the plain file is older than `previous`.
             !suffix.is_empty() && previous != link
         } else {
             is_rebuilt_file(base, &stem, &extension) && !kept.iter().any(|k| k == base)
-        };
-        if stale && remove_if_present(&entry.path())? {
+        }
+    })
+}
+
+/// Removes the files in the directory of `path` whose names `stale` picks; returns those it
+/// removed.
+pub(crate) fn remove_files_beside(
+    path: &Path,
+    mut stale: impl FnMut(&str) -> bool,
+) -> Result<Vec<PathBuf>, ProjectionError> {
+    let dir = directory_of(path);
+    let mut removed = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| ProjectionError::io(dir, e))? {
+        let entry = entry.map_err(|e| ProjectionError::io(dir, e))?;
+        if stale(&entry.file_name().to_string_lossy()) && remove_if_present(&entry.path())? {
             removed.push(entry.path());
         }
     }
@@ -194,7 +203,7 @@ fn stem_and_extension(link: &Path) -> (String, String) {
 
 /// A database file's name without SQLite's companion suffix, and the suffix.
 pub(crate) fn split_sqlite_suffix(name: &str) -> (&str, &str) {
-    ["-wal", "-shm", "-journal"]
+    SQLITE_COMPANIONS
         .iter()
         .find_map(|suffix| name.strip_suffix(suffix).map(|base| (base, *suffix)))
         .unwrap_or((name, ""))

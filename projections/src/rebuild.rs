@@ -36,7 +36,7 @@ use crate::apply::FreshTables;
 use crate::db::{
     ProjectionName, ReadModelsAt, all_tables, checkpoint, checkpoint_for_update,
     create_query_indexes, discard, make_installable, open_live, open_live_for_install,
-    open_scratch, remove_if_present, set_checkpoint, with_suffix,
+    open_scratch, remove_companions, set_checkpoint, with_suffix,
 };
 use crate::fold::{DecodedBatch, Undo, fold_decoded};
 use crate::generation::{self, Generation, RUN_ID_LEN, RebuildLock, split_sqlite_suffix};
@@ -285,9 +285,7 @@ fn put_in_place(from: &Path, to: &Path) -> Result<(), ProjectionError> {
     std::fs::File::open(from)
         .and_then(|file| file.sync_all())
         .map_err(|e| ProjectionError::io(from, e))?;
-    for companion in ["-journal", "-wal", "-shm"] {
-        remove_if_present(&with_suffix(to, companion))?;
-    }
+    remove_companions(to)?;
     std::fs::rename(from, to).map_err(|e| ProjectionError::io(to, e))?;
     if let Err(error) = generation::sync_directory_of(to) {
         tracing::warn!(%error, file = %to.display(),
@@ -307,13 +305,7 @@ fn remove_unfinished_builds(target: &Path) -> Result<(), ProjectionError> {
     let Some(target_name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return Ok(());
     };
-    let dir = generation::directory_of(target);
-    for entry in std::fs::read_dir(dir).map_err(|e| ProjectionError::io(dir, e))? {
-        let entry = entry.map_err(|e| ProjectionError::io(dir, e))?;
-        if is_unfinished_build(&entry.file_name().to_string_lossy(), &target_name) {
-            remove_if_present(&entry.path())?;
-        }
-    }
+    generation::remove_files_beside(target, |name| is_unfinished_build(name, &target_name))?;
     Ok(())
 }
 
